@@ -1,0 +1,80 @@
+//! Chained hooks: the other programs in `hooks/<hook>.d/` (a site's existing hooks, CI
+//! triggers) run in name order with the same standard input and environment as ours.
+
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+
+/// The directory chained `hook`s live in: beside the hook git ran (so `core.hooksPath`
+/// works), falling back to `REPO/hooks`.
+pub fn chain_dir(repo: &Path, hook: &str) -> PathBuf {
+    let invoked = std::env::args_os().next().map(PathBuf::from);
+    let hooks_dir = invoked
+        .as_deref()
+        .and_then(Path::parent)
+        .filter(|dir| dir.file_name().is_some() && dir.join(hook).exists())
+        .map(Path::to_owned)
+        .unwrap_or_else(|| repo.join("hooks"));
+    hooks_dir.join(format!("{hook}.d"))
+}
+
+/// The executables in `dir`, in the order they run. Editor backups, hidden files and
+/// `.sample` files are passed over, as git does for its own hooks.
+pub fn programs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if name.starts_with('.') || name.ends_with('~') || name.ends_with(".sample") {
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+            found.push(path);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// A chained hook that did not exit 0.
+#[derive(Debug)]
+pub struct Failure {
+    pub program: PathBuf,
+    pub status: ExitStatus,
+}
+
+/// Runs every program of `dir` with `stdin`; output goes where ours goes (to the
+/// pusher). With `stop_at_failure` the first failure ends the chain.
+pub fn run(dir: &Path, stdin: &[u8], stop_at_failure: bool) -> Result<Vec<Failure>> {
+    let mut failures = Vec::new();
+    for program in programs(dir)? {
+        let mut child = Command::new(&program)
+            .stdin(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot run the chained hook {}", program.display()))?;
+        if let Some(mut input) = child.stdin.take() {
+            // A hook that does not read its input closes the pipe early; that is its right.
+            let _ = input.write_all(stdin);
+        }
+        let status = child
+            .wait()
+            .with_context(|| format!("cannot wait for the chained hook {}", program.display()))?;
+        if !status.success() {
+            failures.push(Failure { program, status });
+            if stop_at_failure {
+                break;
+            }
+        }
+    }
+    Ok(failures)
+}

@@ -1,0 +1,269 @@
+//! The one place that runs the `git` binary: finds it once, gives it an explicit
+//! `--git-dir`, a null stdin, a sanitised environment (no terminal prompts, batch-mode
+//! ssh, only safe transports), its own process group and a deadline.
+
+use anyhow::{Context, Result};
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Transports git may use for any remote we talk to (`ext::` and friends are never
+/// allowed, whatever a URL says).
+const ALLOWED_PROTOCOLS: &str = "file:git:http:https:ssh";
+/// How long ssh may take to establish a TCP connection before giving up.
+const SSH_CONNECT_TIMEOUT_SECS: u32 = 15;
+/// Variables a hook inherits from receive-pack that must not reach the git we run: the
+/// quarantine path makes a push from inside the quarantine fail ("ref updates forbidden
+/// inside quarantine environment"), and the others describe the incoming push, not ours.
+const DROPPED_VARIABLES: [&str; 4] = [
+    "GIT_QUARANTINE_PATH",
+    "GIT_PROTOCOL",
+    "GIT_PUSH_OPTION_COUNT",
+    "GIT_PUSH_CERT",
+];
+
+/// A git binary bound to one repository.
+#[derive(Debug, Clone)]
+pub struct Git {
+    program: PathBuf,
+    git_dir: PathBuf,
+}
+
+/// What a finished (or killed) git process left behind.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    /// `None` when the process did not report an exit status (it was killed at the
+    /// deadline and could not be reaped).
+    pub status: Option<ExitStatus>,
+    /// True when the deadline passed and the process group was killed.
+    pub timed_out: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl RunOutput {
+    pub fn success(&self) -> bool {
+        !self.timed_out && self.status.is_some_and(|s| s.success())
+    }
+
+    pub fn code(&self) -> Option<i32> {
+        self.status.and_then(|s| s.code())
+    }
+
+    /// A one-line description of how the process ended, for messages.
+    pub fn describe_end(&self) -> String {
+        match self.status {
+            _ if self.timed_out => "timed out and was stopped".to_owned(),
+            Some(s) if s.code().is_some() => {
+                format!("exited with status {}", s.code().unwrap_or(-1))
+            }
+            Some(s) => format!("was killed by signal {}", s.signal().unwrap_or(0)),
+            None => "ended without an exit status".to_owned(),
+        }
+    }
+}
+
+impl Git {
+    /// Finds `git` on `PATH` (inside a hook, git has put its own exec path first, so
+    /// this is the same git that runs receive-pack).
+    pub fn new(git_dir: &Path) -> Result<Git> {
+        let program = which::which("git")
+            .context("cannot find the `git` program on PATH; install git or fix PATH")?;
+        Ok(Git {
+            program,
+            git_dir: git_dir.to_owned(),
+        })
+    }
+
+    /// The repository `start` is in (or is), as git finds it: `git rev-parse
+    /// --absolute-git-dir` run there.
+    pub fn discover(start: &Path) -> Result<PathBuf> {
+        let program = which::which("git")
+            .context("cannot find the `git` program on PATH; install git or fix PATH")?;
+        let out = Command::new(program)
+            .arg("-C")
+            .arg(start)
+            .args(["rev-parse", "--absolute-git-dir"])
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot run git in {}", start.display()))?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "{} is not a git repository; give the path of a bare repository (e.g. /srv/git/project.git)",
+                start.display()
+            );
+        }
+        let dir = String::from_utf8_lossy(&out.stdout).trim_end().to_owned();
+        Ok(PathBuf::from(dir))
+    }
+
+    pub fn git_dir(&self) -> &Path {
+        &self.git_dir
+    }
+
+    /// A command for `git --git-dir=REPO ARGS…` with the sanitised environment.
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let mut cmd = Command::new(&self.program);
+        let mut git_dir = OsString::from("--git-dir=");
+        git_dir.push(&self.git_dir);
+        cmd.arg(git_dir);
+        cmd.args(args.into_iter().map(Into::into));
+        for (name, _) in std::env::vars_os() {
+            let text = name.to_string_lossy();
+            if DROPPED_VARIABLES.contains(&text.as_ref()) || text.starts_with("GIT_PUSH_OPTION_") {
+                cmd.env_remove(&name);
+            }
+        }
+        cmd.env("LC_ALL", "C")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_ALLOW_PROTOCOL", ALLOWED_PROTOCOLS)
+            .env(
+                "GIT_SSH_COMMAND",
+                format!("ssh -o BatchMode=yes -o ConnectTimeout={SSH_CONNECT_TIMEOUT_SECS}"),
+            )
+            .env_remove("GIT_SSH")
+            .env_remove("SSH_ASKPASS")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs git with `args` until it ends or `timeout` passes, handing each line of its
+    /// stderr to `on_stderr` as it arrives. At the deadline the whole process group
+    /// (git and the transports it started) is killed.
+    pub fn run<S: AsRef<str>>(
+        &self,
+        args: &[S],
+        timeout: Duration,
+        on_stderr: &mut dyn FnMut(&str),
+    ) -> Result<RunOutput> {
+        let mut cmd = self.command(args.iter().map(|a| a.as_ref()));
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.process_group(0);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.program.display()))?;
+        Ok(supervise(child, timeout, on_stderr))
+    }
+
+    /// Runs git to completion within `timeout` and returns its output, stderr not relayed.
+    pub fn output<S: AsRef<str>>(&self, args: &[S], timeout: Duration) -> Result<RunOutput> {
+        self.run(args, timeout, &mut |_| {})
+    }
+}
+
+enum Event {
+    Stdout(String),
+    Stderr(String),
+    StreamEnd,
+    Exited(std::io::Result<ExitStatus>),
+}
+
+/// How long to keep reading output after the process ended or was killed; a grandchild
+/// that escaped the process group may hold the pipes open, and we must not hang on it.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+fn supervise(mut child: Child, timeout: Duration, on_stderr: &mut dyn FnMut(&str)) -> RunOutput {
+    let (tx, rx) = mpsc::channel();
+    let pid = child.id();
+    let mut streams = 0;
+    if let Some(out) = child.stdout.take() {
+        streams += 1;
+        forward(out, tx.clone(), Event::Stdout);
+    }
+    if let Some(err) = child.stderr.take() {
+        streams += 1;
+        forward(err, tx.clone(), Event::Stderr);
+    }
+    let exit_tx = tx;
+    std::thread::spawn(move || {
+        let _ = exit_tx.send(Event::Exited(child.wait()));
+    });
+
+    let mut output = RunOutput {
+        status: None,
+        timed_out: false,
+        stdout: String::new(),
+        stderr: String::new(),
+    };
+    let mut deadline = Instant::now() + timeout;
+    let mut exited = false;
+    while !exited || streams > 0 {
+        let now = Instant::now();
+        let event = match rx.recv_timeout(deadline.saturating_duration_since(now)) {
+            Ok(event) => event,
+            Err(mpsc::RecvTimeoutError::Timeout) if !exited && !output.timed_out => {
+                output.timed_out = true;
+                kill_group(pid);
+                deadline = Instant::now() + DRAIN_GRACE;
+                continue;
+            }
+            Err(_) => break,
+        };
+        match event {
+            Event::Stdout(line) => {
+                output.stdout.push_str(&line);
+                output.stdout.push('\n');
+            }
+            Event::Stderr(line) => {
+                on_stderr(&line);
+                output.stderr.push_str(&line);
+                output.stderr.push('\n');
+            }
+            Event::StreamEnd => streams -= 1,
+            Event::Exited(status) => {
+                exited = true;
+                output.status = status.ok();
+                if !output.timed_out {
+                    deadline = Instant::now() + DRAIN_GRACE;
+                }
+            }
+        }
+    }
+    output
+}
+
+fn forward<R: Read + Send + 'static>(
+    stream: R,
+    tx: mpsc::Sender<Event>,
+    wrap: fn(String) -> Event,
+) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&buf);
+                    // Progress meters rewrite their line with '\r'; keep the last state.
+                    let line = text.trim_end_matches(['\n', '\r']);
+                    let line = line.rsplit('\r').next().unwrap_or(line);
+                    if tx.send(wrap(line.to_owned())).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = tx.send(Event::StreamEnd);
+    });
+}
+
+fn kill_group(pid: u32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) with a negative pid signals the process group we created for
+        // this child (process_group(0) made it the leader); no memory is involved.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+}

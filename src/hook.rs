@@ -1,0 +1,90 @@
+//! Entry points of the two hook binaries: find the repository git is running us in,
+//! read standard input, run the hook, and turn the outcome into an exit code.
+
+use crate::{chain, proxy};
+use anyhow::{Context, Result};
+use clap::Parser;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+/// Text embedded in every hook binary; install.sh and `git-mirror doctor` look for it to
+/// tell our hooks from a site's own.
+pub const MARKER: &str = "mirror-hooks hook binary";
+
+/// Command-line surface of a hook: git passes no arguments; people may ask for help.
+#[derive(Parser, Debug)]
+#[command(version, disable_help_subcommand = true)]
+pub struct HookArgs {}
+
+/// The repository a hook runs in: `GIT_DIR` as git set it, else the current directory
+/// (git runs hooks from the top of a bare repository).
+pub fn repository() -> Result<PathBuf> {
+    let dir = std::env::var_os("GIT_DIR").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))
+}
+
+fn read_stdin() -> Result<Vec<u8>> {
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .context("cannot read the ref updates from standard input")?;
+    Ok(input)
+}
+
+/// Lines for the pusher go to stderr, which git relays as `remote: …`.
+fn say(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+}
+
+const PRE_RECEIVE_ABOUT: &str = "mirror-hooks hook binary: pre-receive forwards allowlisted ref updates to the upstream in mirror.toml \
+in one atomic compare-and-swap push, and accepts the push only if the upstream did. \
+Git runs it with `OLD NEW REF` lines on standard input; install it with install.sh.";
+
+const POST_RECEIVE_ABOUT: &str =
+    "mirror-hooks hook binary: post-receive runs the hooks in hooks/post-receive.d/ with the same \
+standard input. Git runs it after a push was accepted; install it with install.sh.";
+
+/// `pre-receive`: returns the process exit code.
+pub fn pre_receive_main() -> i32 {
+    let _ = HookArgs::command_with_about(PRE_RECEIVE_ABOUT, "pre-receive");
+    let run = || -> Result<i32> {
+        let repo = repository()?;
+        let input = read_stdin()?;
+        Ok(proxy::pre_receive(&repo, &input, &mut say).exit_code())
+    };
+    run().unwrap_or_else(|e| {
+        say(&format!("mirror-hooks: push refused: {e:#}."));
+        1
+    })
+}
+
+/// `post-receive`: never fails the (already accepted) push; chained hooks still run.
+pub fn post_receive_main() -> i32 {
+    let _ = HookArgs::command_with_about(POST_RECEIVE_ABOUT, "post-receive");
+    let run = || -> Result<()> {
+        let repo = repository()?;
+        let input = read_stdin()?;
+        for failure in chain::run(&chain::chain_dir(&repo, "post-receive"), &input, false)? {
+            say(&format!(
+                "mirror-hooks: warning: the chained hook {} failed ({}).",
+                failure.program.display(),
+                failure.status
+            ));
+        }
+        Ok(())
+    };
+    if let Err(e) = run() {
+        say(&format!("mirror-hooks: warning: {e:#}."));
+    }
+    0
+}
+
+impl HookArgs {
+    /// Parses the (absent) arguments, handling `--help` and `--version` the clap way.
+    fn command_with_about(about: &'static str, name: &'static str) -> HookArgs {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = HookArgs::command().name(name).about(about).get_matches();
+        HookArgs::from_arg_matches(&matches).unwrap_or(HookArgs {})
+    }
+}

@@ -1,0 +1,15 @@
+//! mirror-hooks: Git server-side hooks that keep a bare repository mirrored with other
+//! Git servers in both directions without races. The binaries (`pre-receive`,
+//! `post-receive`, `git-mirror`) are thin; everything real lives in these modules.
+
+pub mod chain;
+pub mod cli;
+pub mod config;
+pub mod git;
+pub mod hook;
+pub mod porcelain;
+pub mod proxy;
+pub mod refs;
+pub mod repo;
+pub mod state;
+pub mod url;

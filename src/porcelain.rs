@@ -1,0 +1,131 @@
+//! `git push --porcelain` output: one line per ref, read by ref name (git does not keep
+//! the order of the command line), plus whether the remote was reached and the report
+//! was complete (`Done`).
+
+use std::collections::BTreeMap;
+
+/// The flag git prints for one ref.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    FastForward,
+    Forced,
+    Deleted,
+    New,
+    UpToDate,
+    Rejected,
+}
+
+impl Flag {
+    fn from_char(c: char) -> Option<Flag> {
+        Some(match c {
+            ' ' => Flag::FastForward,
+            '+' => Flag::Forced,
+            '-' => Flag::Deleted,
+            '*' => Flag::New,
+            '=' => Flag::UpToDate,
+            '!' => Flag::Rejected,
+            _ => return None,
+        })
+    }
+
+    /// Everything but `!` means the remote holds what we sent.
+    pub fn accepted(self) -> bool {
+        self != Flag::Rejected
+    }
+}
+
+/// The outcome git reported for one ref.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefStatus {
+    pub flag: Flag,
+    /// `[rejected]`, `[new branch]`, `abc..def`, …
+    pub summary: String,
+    /// The text in parentheses, e.g. `stale info`, `atomic push failed`, or the remote's
+    /// own reason such as `pre-receive hook declined`.
+    pub reason: Option<String>,
+}
+
+/// A whole porcelain report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushReport {
+    /// A `To <url>` line was printed: the remote was reached.
+    pub reached: bool,
+    /// The report ended with `Done`: it is complete.
+    pub done: bool,
+    pub refs: BTreeMap<String, RefStatus>,
+}
+
+impl PushReport {
+    pub fn parse(stdout: &str) -> PushReport {
+        let mut report = PushReport::default();
+        for line in stdout.lines() {
+            if line.starts_with("To ") {
+                report.reached = true;
+                continue;
+            }
+            if line == "Done" {
+                report.done = true;
+                continue;
+            }
+            let mut fields = line.splitn(3, '\t');
+            let (Some(flag), Some(refspec), summary) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            let mut chars = flag.chars();
+            let (Some(flag), None) = (chars.next().and_then(Flag::from_char), chars.next()) else {
+                continue;
+            };
+            let Some((_, name)) = refspec.rsplit_once(':') else {
+                continue;
+            };
+            let summary = summary.unwrap_or_default();
+            let (summary, reason) = match summary.split_once(" (") {
+                Some((s, r)) => (s, Some(r.strip_suffix(')').unwrap_or(r).to_owned())),
+                None => (summary, None),
+            };
+            report.refs.insert(
+                name.to_owned(),
+                RefStatus {
+                    flag,
+                    summary: summary.to_owned(),
+                    reason,
+                },
+            );
+        }
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_flags_by_ref_name() {
+        let out = "To /srv/up.git\n\
+                   *\tabc:refs/heads/new\t[new branch]\n\
+                   !\tdef:refs/heads/main\t[rejected] (stale info)\n\
+                   -\t:refs/heads/old\t[deleted]\n\
+                   =\trefs/tags/v1:refs/tags/v1\t[up to date]\n\
+                   Done\n";
+        let r = PushReport::parse(out);
+        assert!(r.reached && r.done);
+        assert_eq!(r.refs["refs/heads/new"].flag, Flag::New);
+        assert_eq!(r.refs["refs/heads/main"].flag, Flag::Rejected);
+        assert_eq!(
+            r.refs["refs/heads/main"].reason.as_deref(),
+            Some("stale info")
+        );
+        assert_eq!(r.refs["refs/heads/old"].flag, Flag::Deleted);
+        assert!(r.refs["refs/tags/v1"].flag.accepted());
+    }
+
+    #[test]
+    fn tolerates_garbage_and_truncation() {
+        let r = PushReport::parse("To x\n?\tnot:refs/heads/a\tfoo\nnonsense\n\t\t\n");
+        assert!(r.reached && !r.done && r.refs.is_empty());
+        assert_eq!(PushReport::parse(""), PushReport::default());
+    }
+}

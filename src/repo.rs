@@ -1,0 +1,80 @@
+//! Reading the local repository through gix: configuration values, refs and ancestry.
+//! Inside a hook it also sees the objects of the push being received, which still sit
+//! in git's quarantine directory; it never writes anything.
+
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A read-only view of a bare repository.
+pub struct Repo {
+    inner: gix::Repository,
+    /// Holds the `info/alternates` that makes the quarantine visible; removed on drop.
+    _quarantine_view: Option<tempfile::TempDir>,
+}
+
+impl Repo {
+    /// Opens the repository at `git_dir`. When git has set `GIT_OBJECT_DIRECTORY` (the
+    /// receive quarantine) the object database is the quarantine plus every alternate,
+    /// because gix does not read those variables itself.
+    pub fn open(git_dir: &Path) -> Result<Repo> {
+        let mut inner = gix::open(git_dir)
+            .with_context(|| format!("cannot open the repository {}", git_dir.display()))?;
+        let mut quarantine_view = None;
+        if let Some(objects) = std::env::var_os("GIT_OBJECT_DIRECTORY") {
+            let mut dirs = vec![absolute(Path::new(&objects))];
+            if let Some(alternates) = std::env::var_os("GIT_ALTERNATE_OBJECT_DIRECTORIES") {
+                dirs.extend(std::env::split_paths(&alternates).map(|p| absolute(&p)));
+            }
+            dirs.push(inner.objects.store_ref().path().to_owned());
+            let view = tempfile::Builder::new()
+                .prefix("mirror-hooks-objects-")
+                .tempdir()
+                .context("cannot create a temporary directory to read the pushed objects")?;
+            std::fs::create_dir(view.path().join("info"))?;
+            let mut file = std::fs::File::create(view.path().join("info/alternates"))?;
+            for dir in &dirs {
+                writeln!(file, "{}", dir.display())?;
+            }
+            drop(file);
+            let hash = inner.object_hash();
+            inner.objects = gix::OdbHandle::new(
+                gix::odb::at(view.path(), hash).context("cannot open the pushed objects")?,
+                hash,
+            );
+            quarantine_view = Some(view);
+        }
+        inner.object_cache_size_if_unset(4 * 1024 * 1024);
+        Ok(Repo {
+            inner,
+            _quarantine_view: quarantine_view,
+        })
+    }
+
+    /// A boolean from git's configuration as git reads it (system, global, repository).
+    pub fn config_bool(&self, key: &str) -> Option<bool> {
+        self.inner.config_snapshot().boolean(key)
+    }
+
+    /// True when `ancestor` is reachable from `descendant` (a fast-forward from the one to
+    /// the other). Both must be commit ids present in the object database.
+    pub fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Result<bool> {
+        let a = parse_id(ancestor)?;
+        let d = parse_id(descendant)?;
+        if a == d {
+            return Ok(true);
+        }
+        let base = self.inner.merge_base(a, d).with_context(|| {
+            format!("cannot compare the histories of {ancestor} and {descendant}")
+        })?;
+        Ok(base.is_some_and(|b| b.detach() == a))
+    }
+}
+
+fn parse_id(hex: &str) -> Result<gix::ObjectId> {
+    gix::ObjectId::from_hex(hex.as_bytes()).with_context(|| format!("{hex:?} is not an object id"))
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}

@@ -1,0 +1,113 @@
+//! Status records: one JSON file per mirror under `mirror/state/`, replaced atomically,
+//! with the fields of GitLab's pull-mirror API plus our own. Never holds a secret.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// `update_status` values, as GitLab's API names them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateStatus {
+    #[default]
+    None,
+    Scheduled,
+    Started,
+    Finished,
+    Failed,
+    HardFailed,
+}
+
+/// What is remembered about one mirror between runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MirrorState {
+    pub update_status: UpdateStatus,
+    pub last_error: Option<String>,
+    pub last_update_at: Option<String>,
+    pub last_update_started_at: Option<String>,
+    pub last_successful_update_at: Option<String>,
+    pub consecutive_failures: u32,
+    pub next_update_at: Option<String>,
+    /// Refs that differ from the other side and were left alone (for the upstream: refs
+    /// accepted here while it was unreachable).
+    pub divergent_refs: Vec<String>,
+}
+
+impl MirrorState {
+    /// Records the start of an update.
+    pub fn started(&mut self, at: SystemTime) {
+        self.update_status = UpdateStatus::Started;
+        self.last_update_started_at = Some(timestamp(at));
+    }
+
+    /// Records a successful update.
+    pub fn finished(&mut self, at: SystemTime) {
+        self.update_status = UpdateStatus::Finished;
+        self.last_error = None;
+        self.last_update_at = Some(timestamp(at));
+        self.last_successful_update_at = self.last_update_at.clone();
+        self.consecutive_failures = 0;
+        self.divergent_refs.clear();
+    }
+
+    /// Records a failed update with the error a person should read.
+    pub fn failed(&mut self, at: SystemTime, error: String) {
+        self.update_status = UpdateStatus::Failed;
+        self.last_error = Some(crate::url::mask_text(&error));
+        self.last_update_at = Some(timestamp(at));
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+    }
+}
+
+/// RFC 3339 in UTC, to the second: `2026-11-23T10:00:00Z`.
+pub fn timestamp(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// The directory of status records of a repository.
+pub fn state_dir(repo: &Path) -> PathBuf {
+    repo.join("mirror").join("state")
+}
+
+fn record_path(repo: &Path, name: &str) -> PathBuf {
+    state_dir(repo).join(format!("{name}.json"))
+}
+
+/// Reads the record of mirror `name`; a missing record is an empty one.
+pub fn load(repo: &Path, name: &str) -> Result<MirrorState> {
+    let path = record_path(repo, name);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "the status record {} is damaged; delete it to start afresh",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(MirrorState::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Replaces the record of mirror `name` atomically (write a temporary file, then rename).
+pub fn save(repo: &Path, name: &str, state: &MirrorState) -> Result<()> {
+    let dir = state_dir(repo);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut file = tempfile::NamedTempFile::new_in(&dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    serde_json::to_writer_pretty(&mut file, state)?;
+    file.write_all(b"\n")?;
+    let path = record_path(repo, name);
+    file.persist(&path)
+        .with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
+}
+
+/// Loads, changes and saves a record in one step.
+pub fn update(repo: &Path, name: &str, change: impl FnOnce(&mut MirrorState)) -> Result<()> {
+    let mut state = load(repo, name).unwrap_or_default();
+    change(&mut state);
+    save(repo, name, &state)
+}

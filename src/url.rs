@@ -1,0 +1,255 @@
+//! Remote URLs as `mirror.toml` gives them: which forms are allowed (https, ssh, git,
+//! scp-style, local paths — never `ext::` or other command-running transports), and how
+//! they are shown to people: always with credentials masked.
+
+use std::fmt;
+use std::path::Path;
+
+/// A checked remote URL. `Display` masks credentials, so printing one never leaks a
+/// secret; only [`RemoteUrl::expose`] gives the real text, for handing to git.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RemoteUrl {
+    raw: String,
+    kind: UrlKind,
+}
+
+/// The transport a URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlKind {
+    Http,
+    Ssh,
+    Git,
+    Local,
+}
+
+impl RemoteUrl {
+    /// Checks `text`; relative local paths are made absolute against `base` (the
+    /// repository), since hooks and the companion run from different directories.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
+        if text.is_empty() {
+            return Err("is empty; give the remote repository's URL".to_owned());
+        }
+        if text.starts_with('-') {
+            return Err(format!(
+                "{text:?} starts with '-', which git would read as an option"
+            ));
+        }
+        if text.chars().any(char::is_control) {
+            return Err("contains a control character (a line break?)".to_owned());
+        }
+        if let Some((helper, _)) = text.split_once("::") {
+            if !helper.is_empty()
+                && helper
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            {
+                let why = if helper == "ext" {
+                    "the ext:: transport runs arbitrary commands"
+                } else {
+                    "remote-helper URLs (`transport::address`) are not supported"
+                };
+                return Err(format!(
+                    "uses `{helper}::`: {why}; use an https://, ssh://, git:// URL, an scp-style host:path or a local path"
+                ));
+            }
+        }
+        if let Some((scheme, rest)) = text.split_once("://") {
+            let kind = match scheme.to_ascii_lowercase().as_str() {
+                "http" | "https" => UrlKind::Http,
+                "ssh" | "git+ssh" | "ssh+git" => UrlKind::Ssh,
+                "git" => UrlKind::Git,
+                "file" => UrlKind::Local,
+                _ => {
+                    return Err(format!(
+                        "has the unsupported scheme `{scheme}://`; use https://, http://, ssh://, git:// or file://"
+                    ))
+                }
+            };
+            if kind != UrlKind::Local {
+                let authority = rest.split('/').next().unwrap_or_default();
+                let host = authority.rsplit('@').next().unwrap_or_default();
+                if host.is_empty() || host.starts_with(':') {
+                    return Err(format!("{} has no host name", mask(text)));
+                }
+                if host.starts_with('-') {
+                    return Err(format!(
+                        "{}: the host name starts with '-', which ssh would read as an option",
+                        mask(text)
+                    ));
+                }
+            }
+            return Ok(RemoteUrl {
+                raw: text.to_owned(),
+                kind,
+            });
+        }
+        if let Some((host, path)) = scp_parts(text) {
+            let bare_host = host.rsplit('@').next().unwrap_or_default();
+            if bare_host.is_empty() || bare_host.starts_with('-') {
+                return Err(format!(
+                    "{text:?} looks like an scp-style host:path but its host name is empty or starts with '-'"
+                ));
+            }
+            if path.is_empty() {
+                return Err(format!("{text:?} has no repository path after the ':'"));
+            }
+            return Ok(RemoteUrl {
+                raw: text.to_owned(),
+                kind: UrlKind::Ssh,
+            });
+        }
+        let joined = base.join(text);
+        let path = std::fs::canonicalize(&joined).unwrap_or(joined);
+        let Some(raw) = path.to_str() else {
+            return Err("is a path that is not valid UTF-8".to_owned());
+        };
+        Ok(RemoteUrl {
+            raw: raw.to_owned(),
+            kind: UrlKind::Local,
+        })
+    }
+
+    /// The URL exactly as configured, secrets included: for git's environment or argv
+    /// only, never for a message.
+    pub fn expose(&self) -> &str {
+        &self.raw
+    }
+
+    pub fn kind(&self) -> UrlKind {
+        self.kind
+    }
+
+    /// True when the URL itself carries a password or token.
+    pub fn has_embedded_secret(&self) -> bool {
+        userinfo(&self.raw).is_some_and(|u| u.contains(':') || self.kind == UrlKind::Http)
+    }
+}
+
+impl fmt::Display for RemoteUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&mask(&self.raw))
+    }
+}
+
+impl fmt::Debug for RemoteUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RemoteUrl({})", mask(&self.raw))
+    }
+}
+
+/// `[user@]host:path` with no `/` before the `:` (git's rule for scp-style syntax).
+fn scp_parts(text: &str) -> Option<(&str, &str)> {
+    let colon = text.find(':')?;
+    if text[..colon].contains('/') {
+        return None;
+    }
+    Some((&text[..colon], &text[colon + 1..]))
+}
+
+fn userinfo(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    let (info, _) = authority.rsplit_once('@')?;
+    Some(info)
+}
+
+/// Masks the credentials in any URL-like text: `https://*****:*****@host/…` when a
+/// password is present, and for http(s) also a lone user name (often a token).
+pub fn mask(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let info = &rest[..at];
+    let http = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+    let masked = if info.contains(':') {
+        "*****:*****"
+    } else if http {
+        "*****"
+    } else {
+        return url.to_owned();
+    };
+    format!("{scheme}://{masked}{}", &rest[at..])
+}
+
+/// Masks every URL with credentials inside a line of free text (git's own messages).
+pub fn mask_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("://") {
+        let start = rest[..pos]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
+            .map_or(0, |i| i + 1);
+        let end = pos
+            + 3
+            + rest[pos + 3..]
+                .find(|c: char| c.is_whitespace() || "'\"<>`".contains(c))
+                .unwrap_or(rest.len() - pos - 3);
+        out.push_str(&rest[..start]);
+        out.push_str(&mask(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<RemoteUrl, String> {
+        RemoteUrl::parse(text, Path::new("/srv/git/p.git"))
+    }
+
+    #[test]
+    fn accepts_the_usual_forms() {
+        assert_eq!(parse("https://h/a.git").unwrap().kind(), UrlKind::Http);
+        assert_eq!(
+            parse("ssh://git@h:2222/a.git").unwrap().kind(),
+            UrlKind::Ssh
+        );
+        assert_eq!(parse("git@h:group/a.git").unwrap().kind(), UrlKind::Ssh);
+        assert_eq!(parse("git://h/a.git").unwrap().kind(), UrlKind::Git);
+        assert_eq!(parse("file:///x/a.git").unwrap().kind(), UrlKind::Local);
+        let relative = parse("../up.git").unwrap();
+        assert_eq!(relative.expose(), "/srv/git/p.git/../up.git");
+    }
+
+    #[test]
+    fn refuses_dangerous_forms() {
+        for bad in [
+            "",
+            "ext::sh -c touch% /tmp/pwned",
+            "fd::3",
+            "-upload-pack=evil",
+            "ssh://-oProxyCommand=evil/a.git",
+            "-oProxyCommand=evil:a.git",
+            "gopher://h/a",
+            "https:///a.git",
+            "host:",
+            "https://h/a\n.git",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(parse("ext::sh").unwrap_err().contains("arbitrary commands"));
+    }
+
+    #[test]
+    fn masks_credentials() {
+        let url = parse("https://oauth2:s3cret@h/a.git").unwrap();
+        assert_eq!(url.to_string(), "https://*****:*****@h/a.git");
+        assert_eq!(format!("{url:?}"), "RemoteUrl(https://*****:*****@h/a.git)");
+        assert!(url.has_embedded_secret());
+        assert_eq!(mask("https://tok@h/a.git"), "https://*****@h/a.git");
+        assert_eq!(mask("ssh://git@h/a.git"), "ssh://git@h/a.git");
+        assert!(!parse("ssh://git@h/a.git").unwrap().has_embedded_secret());
+        assert_eq!(
+            mask_text("fatal: unable to access 'https://u:p@h/a.git/': 403"),
+            "fatal: unable to access 'https://*****:*****@h/a.git/': 403"
+        );
+        assert_eq!(mask_text("no url here"), "no url here");
+    }
+}
