@@ -171,7 +171,7 @@ impl Config {
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
-            let key = table_at(text, span.start);
+            let key = key_at(text, span.start);
             let message = e.message().trim_end().replace('\n', "; ");
             at(span, key, message)
         })?;
@@ -386,22 +386,41 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// The `[table]` header in force at `offset`, as the key of a parse error.
-fn table_at(text: &str, offset: usize) -> String {
-    text[..offset.min(text.len())]
+/// The key a parse error at `offset` is about: the table header in force there, plus
+/// the key of the line when the line is `key = value`.
+fn key_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let header = |line: &str| {
+        line.trim_matches(|c| c == '[' || c == ']' || c == ' ')
+            .split(']')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    let line = text[line_start..line_end].trim();
+    if line.starts_with('[') {
+        return header(line);
+    }
+    let table = text[..line_start]
         .lines()
         .rev()
         .map(str::trim)
         .find(|l| l.starts_with('['))
-        .map(|l| {
-            l.trim_matches(|c| c == '[' || c == ']')
-                .split(']')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_owned()
-        })
-        .unwrap_or_else(|| "(top level)".to_owned())
+        .map(header);
+    let key = line.split_once('=').map(|(k, _)| k.trim()).filter(|k| {
+        !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    });
+    match (table, key) {
+        (Some(t), Some(k)) => format!("{t}.{k}"),
+        (Some(t), None) => t,
+        (None, Some(k)) => k.to_owned(),
+        (None, None) => "(top level)".to_owned(),
+    }
 }
 
 #[derive(Deserialize)]

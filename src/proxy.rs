@@ -174,9 +174,14 @@ fn forward(
         }
     };
     let args = push_arguments(upstream, updates, &forwarded_push_options(upstream, out));
+    // Only what the upstream itself says is relayed; our git client's own complaints
+    // are summarised below in words that fit the pusher's situation.
     let mut relay = |line: &str| {
-        if !line.is_empty() && !line.starts_with("hint:") {
-            out.say(&format!("upstream: {}", crate::url::mask_text(line)));
+        if let Some(text) = line.strip_prefix("remote:") {
+            out.say(&format!(
+                "upstream:{}",
+                crate::url::mask_text(text.trim_end())
+            ));
         }
     };
     let answer = match git.run(&args, upstream.timeout, &mut relay) {
@@ -334,14 +339,18 @@ fn judge(output: &RunOutput, updates: &[&RefUpdate], timeout: Duration) -> Answe
         ));
     }
     if !report.reached {
-        let last = output
+        let said: Vec<&str> = output
             .stderr
             .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .map(crate::url::mask_text)
-            .unwrap_or_else(|| format!("git push {}", output.describe_end()));
-        return Answer::Unreachable(last);
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("hint:"))
+            .collect();
+        let why = if said.is_empty() {
+            format!("git push {}", output.describe_end())
+        } else {
+            crate::url::mask_text(&said.join(" "))
+        };
+        return Answer::Unreachable(why);
     }
     let mut refused = BTreeMap::new();
     let mut missing = false;

@@ -1,1 +1,6 @@
-fn main() {}
+//! Integration tests: real git, real bare repositories, the built hooks.
+
+mod config;
+mod install;
+mod proxy;
+mod util;

@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# Builds mirror-hooks and installs its hooks into bare repositories; `--demo` shows it
+# working in a temporary directory. Run with --help for the options.
+set -euo pipefail
+
+MARKER="mirror-hooks hook binary"
+HOOKS=(pre-receive post-receive)
+BINARIES=(pre-receive post-receive git-mirror)
+SOURCE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+usage() {
+  cat <<'EOF'
+Usage: install.sh [--prefix DIR] [--bin-dir DIR] REPO.git [REPO.git ...]
+       install.sh --demo
+
+Installs the mirror-hooks binaries under PREFIX/bin and links REPO.git/hooks/pre-receive
+and REPO.git/hooks/post-receive to them. An existing hook that is not ours is moved to
+hooks/<hook>.d/ and keeps running (first). A commented mirror.toml is written if the
+repository has none. Running it again changes nothing.
+
+Options:
+  --prefix DIR    where the binaries go (DIR/bin); default /usr/local as root, else ~/.local
+  --bin-dir DIR   install the binaries found in DIR instead of building them
+  --demo          build, then demonstrate the proxy in a temporary directory
+  -h, --help      this text
+EOF
+}
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'install.sh: error: %s\n' "$*" >&2; exit "${2:-1}"; }
+
+# Prints the directory holding freshly built release binaries.
+build() {
+  if [[ -n "${BIN_DIR:-}" ]]; then
+    for b in "${BINARIES[@]}"; do
+      [[ -x "$BIN_DIR/$b" ]] || die "--bin-dir $BIN_DIR has no executable $b" 2
+    done
+    printf '%s\n' "$BIN_DIR"
+    return
+  fi
+  command -v cargo >/dev/null || die "cargo is not installed; install Rust (https://rustup.rs) or pass --bin-dir with prebuilt binaries" 2
+  say "Building the release binaries (cargo build --release --locked)..." >&2
+  (cd "$SOURCE_DIR" && cargo build --release --locked --quiet) >&2
+  printf '%s\n' "$SOURCE_DIR/target/release"
+}
+
+# Copies the binaries into PREFIX/bin, atomically, so a hook running right now keeps
+# its old file and the next one gets the new.
+install_binaries() {
+  local from=$1 bin="$PREFIX/bin" b
+  mkdir -p "$bin"
+  for b in "${BINARIES[@]}"; do
+    if cmp -s "$from/$b" "$bin/$b"; then
+      continue
+    fi
+    cp "$from/$b" "$bin/.$b.new.$$"
+    chmod 755 "$bin/.$b.new.$$"
+    mv -f "$bin/.$b.new.$$" "$bin/$b"
+    say "installed $bin/$b"
+  done
+}
+
+starter_config() {
+  cat <<'EOF'
+# mirror.toml — mirroring for this repository (mirror-hooks).
+# Reference: README.md of mirror-hooks. Nothing is mirrored until a section below is
+# uncommented. Relative paths are relative to this repository.
+
+# Bidirectional mirroring: every push here is first forwarded, in one atomic push, to
+# the authoritative upstream; it is accepted here only if the upstream accepted it.
+#[upstream]
+#url = "ssh://git@git.example.com/team/project.git"
+#refs = ["refs/heads/*", "refs/tags/*"]   # allowlist; "!pattern" excludes
+#timeout = "60s"
+#on_unreachable = "reject"                # or "accept": fail open, recorded in status
+#auth = "upstream"
+
+# Scheduled pull mirroring (git-mirror pull); url defaults to [upstream] url.
+#[pull]
+#interval = "30m"
+#prune = false
+
+# Push mirrors: receive everything accepted here, in the background.
+#[[push]]
+#name = "github"
+#url = "https://github.com/org/project.git"
+#auth = "github"
+
+#[auth.github]
+#username = "oauth2"
+#password_file = "mirror/keys/github-token"   # mode 0600
+
+#[auth.upstream]
+#ssh_key = "mirror/keys/id_ed25519"
+#known_hosts = "mirror/keys/known_hosts"
+EOF
+}
+
+# Links REPO/hooks/HOOK to PREFIX/bin/HOOK, moving a foreign hook aside first.
+install_hook() {
+  local repo=$1 hook=$2 target="$PREFIX/bin/$2" path="$1/hooks/$2"
+  if [[ -L "$path" && "$(readlink "$path")" == "$target" ]]; then
+    say "  hooks/$hook: already installed"
+    return
+  fi
+  if [[ -e "$path" || -L "$path" ]]; then
+    if [[ -e "$path" ]] && grep -qaF "$MARKER" "$path"; then
+      say "  hooks/$hook: relinked to $target (was another mirror-hooks install)"
+    else
+      local chain="$repo/hooks/$hook.d" name="00-previous-$hook" n=1
+      mkdir -p "$chain"
+      while [[ -e "$chain/$name" || -L "$chain/$name" ]]; do
+        n=$((n + 1)); name="00-previous-$hook-$n"
+      done
+      mv "$path" "$chain/$name"
+      say "  hooks/$hook: your existing hook moved to hooks/$hook.d/$name; it keeps running, before the mirroring"
+    fi
+  fi
+  ln -s "$target" "$path.new.$$"
+  mv -fT "$path.new.$$" "$path"
+  say "  hooks/$hook: installed (-> $target)"
+}
+
+check_repo() {
+  [[ -d "$1" ]] || die "$1 does not exist; give the path of a bare repository such as /srv/git/project.git" 2
+  [[ "$(git -C "$1" rev-parse --is-bare-repository 2>/dev/null)" == "true" ]] ||
+    die "$1 is not a bare repository; mirror-hooks goes into the server's bare repository (git init --bare), not a work tree" 2
+}
+
+install_repo() {
+  local repo=$1
+  check_repo "$repo"
+  repo=$(cd "$repo" && pwd)
+  say "$repo:"
+  mkdir -p "$repo/hooks" "$repo/mirror"
+  local hook
+  for hook in "${HOOKS[@]}"; do
+    install_hook "$repo" "$hook"
+  done
+  if [[ -e "$repo/mirror.toml" ]]; then
+    say "  mirror.toml: kept as it is"
+  else
+    starter_config >"$repo/mirror.toml"
+    say "  mirror.toml: written (everything commented out)"
+    say "  next: edit $repo/mirror.toml — uncomment [upstream] and set its url"
+  fi
+  say "  check it with: $PREFIX/bin/git-mirror doctor $repo"
+}
+
+demo() {
+  local bin tmp
+  bin=$(build)
+  tmp=$(mktemp -d "${TMPDIR:-/tmp}/mirror-hooks-demo.XXXXXX")
+  export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 GIT_TERMINAL_PROMPT=0
+  export GIT_AUTHOR_NAME=Alice GIT_AUTHOR_EMAIL=alice@example.com
+  export GIT_COMMITTER_NAME=Alice GIT_COMMITTER_EMAIL=alice@example.com
+  step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+  run() { printf '$ %s\n' "$*"; "$@" 2>&1 | sed 's/^/  /'; return "${PIPESTATUS[0]}"; }
+  cd "$tmp"
+
+  step "1. An upstream: the authoritative copy (say, on another server)"
+  run git init -q --bare -b main upstream.git
+
+  step "2. A downstream with mirror-hooks, forwarding every push to the upstream"
+  run git init -q --bare -b main downstream.git
+  PREFIX="$tmp/prefix" install_binaries "$bin" >/dev/null
+  PREFIX="$tmp/prefix" install_repo downstream.git | sed 's/^/  /'
+  cat >downstream.git/mirror.toml <<EOF
+[upstream]
+url = "$tmp/upstream.git"
+refs = ["refs/heads/*", "refs/tags/*"]
+EOF
+  run cat downstream.git/mirror.toml
+
+  step "3. Alice pushes to the downstream: the push lands on both sides"
+  run git clone -q downstream.git alice
+  (cd alice && echo hello >README && git add README && git commit -qm "first commit")
+  run git -C alice push origin main
+  say "upstream   main: $(git -C upstream.git rev-parse --short main)"
+  say "downstream main: $(git -C downstream.git rev-parse --short main)"
+
+  step "4. Bob pushes straight to the upstream (the downstream has not seen it yet)"
+  run git clone -q upstream.git bob
+  (cd bob && echo bob >>README && git commit -qam "bob's change")
+  run git -C bob push origin main
+
+  step "5. Alice pushes again: refused, because the upstream moved; nothing diverges"
+  (cd alice && echo alice >>README && git commit -qam "alice's change")
+  run git -C alice push origin main || true
+  say "upstream   main: $(git -C upstream.git rev-parse --short main)  (Bob's commit)"
+  say "downstream main: $(git -C downstream.git rev-parse --short main)  (unchanged)"
+
+  step "Done"
+  say "Everything is in $tmp (remove it with: rm -rf $tmp)."
+  say "Install into a real repository with: ./install.sh /srv/git/project.git"
+}
+
+main() {
+  local repos=() do_demo=
+  PREFIX=
+  BIN_DIR=
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      -h|--help) usage; exit 0 ;;
+      --demo) do_demo=1 ;;
+      --prefix) [[ $# -ge 2 ]] || die "--prefix needs a directory" 2; PREFIX=$2; shift ;;
+      --prefix=*) PREFIX=${1#--prefix=} ;;
+      --bin-dir) [[ $# -ge 2 ]] || die "--bin-dir needs a directory" 2; BIN_DIR=$2; shift ;;
+      --bin-dir=*) BIN_DIR=${1#--bin-dir=} ;;
+      -*) usage >&2; die "unknown option $1" 2 ;;
+      *) repos+=("$1") ;;
+    esac
+    shift
+  done
+  command -v git >/dev/null || die "git is not installed" 2
+  if [[ -n "$do_demo" ]]; then
+    demo
+    return
+  fi
+  [[ ${#repos[@]} -gt 0 ]] || { usage >&2; exit 2; }
+  if [[ -z "$PREFIX" ]]; then
+    if [[ $(id -u) -eq 0 ]]; then PREFIX=/usr/local; else PREFIX="$HOME/.local"; fi
+  fi
+  mkdir -p "$PREFIX"
+  PREFIX=$(cd "$PREFIX" && pwd)
+  for repo in "${repos[@]}"; do
+    check_repo "$repo"
+  done
+  install_binaries "$(build)"
+  for repo in "${repos[@]}"; do
+    install_repo "$repo"
+  done
+  case ":$PATH:" in
+    *":$PREFIX/bin:"*) ;;
+    *) say "note: $PREFIX/bin is not on PATH; add it so that \`git mirror status\` works" ;;
+  esac
+}
+
+main "$@"

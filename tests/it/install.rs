@@ -1,0 +1,105 @@
+//! install.sh on real repositories: hooks linked, foreign hooks kept running, idempotent.
+
+use crate::util::{TestEnv, GIT_MIRROR};
+use std::path::Path;
+use std::process::Output;
+
+fn install(env: &TestEnv, args: &[&str]) -> Output {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/install.sh");
+    let bin_dir = Path::new(GIT_MIRROR).parent().unwrap();
+    env.command("bash")
+        .arg(script)
+        .arg("--bin-dir")
+        .arg(bin_dir)
+        .arg("--prefix")
+        .arg(env.path("prefix"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn installs_keeps_a_foreign_hook_running_and_is_idempotent() {
+    let env = TestEnv::new();
+    let repo = env.bare("project.git");
+    env.script(
+        &repo.join("hooks/pre-receive"),
+        "echo 'site policy ran' >&2",
+    );
+
+    let first = install(&env, &[repo.to_str().unwrap()]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let text = env.normalize(&String::from_utf8_lossy(&first.stdout));
+    insta::assert_snapshot!(text, @r"
+    installed [TMP]/prefix/bin/pre-receive
+    installed [TMP]/prefix/bin/post-receive
+    installed [TMP]/prefix/bin/git-mirror
+    [TMP]/project.git:
+      hooks/pre-receive: your existing hook moved to hooks/pre-receive.d/00-previous-pre-receive; it keeps running, before the mirroring
+      hooks/pre-receive: installed (-> [TMP]/prefix/bin/pre-receive)
+      hooks/post-receive: installed (-> [TMP]/prefix/bin/post-receive)
+      mirror.toml: written (everything commented out)
+      next: edit [TMP]/project.git/mirror.toml — uncomment [upstream] and set its url
+      check it with: [TMP]/prefix/bin/git-mirror doctor [TMP]/project.git
+    note: [TMP]/prefix/bin is not on PATH; add it so that `git mirror status` works
+    ");
+    assert_eq!(
+        std::fs::read_link(repo.join("hooks/pre-receive")).unwrap(),
+        env.path("prefix/bin/pre-receive")
+    );
+
+    let again = install(&env, &[repo.to_str().unwrap()]);
+    assert!(again.status.success());
+    let text = env.normalize(&String::from_utf8_lossy(&again.stdout));
+    assert!(
+        text.contains("hooks/pre-receive: already installed"),
+        "{text}"
+    );
+    assert!(text.contains("mirror.toml: kept as it is"), "{text}");
+    assert!(!text.contains("installed [TMP]/prefix/bin"), "{text}");
+    assert_eq!(
+        std::fs::read_dir(repo.join("hooks/pre-receive.d"))
+            .unwrap()
+            .count(),
+        1
+    );
+
+    // The starter configuration is valid and mirrors nothing; the old hook still runs.
+    let work = env.work("work");
+    let c = env.commit(&work, "one");
+    let pushed = env.push(&work, &repo, &["HEAD:refs/heads/main"]);
+    assert!(pushed.success, "{}", pushed.stderr);
+    assert!(
+        pushed.stderr.contains("remote: site policy ran"),
+        "{}",
+        pushed.stderr
+    );
+    assert_eq!(env.rev(&repo, "refs/heads/main"), Some(c));
+
+    let doctor = env.git_mirror(&["doctor", repo.to_str().unwrap()]);
+    assert!(
+        doctor.status.success(),
+        "{}",
+        String::from_utf8_lossy(&doctor.stdout)
+    );
+}
+
+#[test]
+fn refuses_what_is_not_a_bare_repository() {
+    let env = TestEnv::new();
+    let work = env.work("work");
+    let out = install(&env, &[work.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = env.normalize(&String::from_utf8_lossy(&out.stderr));
+    insta::assert_snapshot!(text, @"install.sh: error: [TMP]/work is not a bare repository; mirror-hooks goes into the server's bare repository (git init --bare), not a work tree 2");
+    let missing = install(&env, &["/nonexistent/x.git"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        !env.path("prefix/bin/pre-receive").exists(),
+        "nothing is installed on error"
+    );
+}

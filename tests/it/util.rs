@@ -1,0 +1,231 @@
+//! The test harness: a temporary directory holding real bare repositories and work
+//! trees, and a git command builder with a cleared, predictable environment.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const PRE_RECEIVE: &str = env!("CARGO_BIN_EXE_pre-receive");
+pub const POST_RECEIVE: &str = env!("CARGO_BIN_EXE_post-receive");
+pub const GIT_MIRROR: &str = env!("CARGO_BIN_EXE_git-mirror");
+
+pub struct TestEnv {
+    dir: tempfile::TempDir,
+    commits: std::sync::atomic::AtomicU32,
+}
+
+/// What a push told its user.
+#[derive(Debug)]
+pub struct Pushed {
+    pub success: bool,
+    pub stderr: String,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        let dir = tempfile::Builder::new()
+            .prefix("mirror-hooks-test-")
+            .tempdir()
+            .expect("create a temporary directory");
+        std::fs::create_dir(dir.path().join("home")).expect("create HOME");
+        TestEnv {
+            dir,
+            commits: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root().join(rel)
+    }
+
+    /// Any command, with the cleared environment tests run in.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path("home"))
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "Ada")
+            .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+            .env("GIT_COMMITTER_NAME", "Ada")
+            .env("GIT_COMMITTER_EMAIL", "ada@example.com")
+            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+            .env("LC_ALL", "C")
+            .env("TZ", "UTC")
+            .current_dir(self.root())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn git(&self, dir: &Path, args: &[&str]) -> Output {
+        self.command("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .expect("run git")
+    }
+
+    /// Runs git and returns its trimmed stdout, failing the test if git fails.
+    pub fn git_ok(&self, dir: &Path, args: &[&str]) -> String {
+        let out = self.git(dir, args);
+        assert!(
+            out.status.success(),
+            "git {args:?} in {} failed:\n{}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
+    }
+
+    pub fn bare(&self, name: &str) -> PathBuf {
+        let path = self.path(name);
+        self.git_ok(self.root(), &["init", "-q", "--bare", "-b", "main", name]);
+        path
+    }
+
+    /// A bare repository with our hooks installed and `toml` as its mirror.toml.
+    pub fn downstream(&self, name: &str, toml: &str) -> PathBuf {
+        let repo = self.bare(name);
+        self.install_hooks(&repo);
+        std::fs::write(repo.join("mirror.toml"), toml).expect("write mirror.toml");
+        repo
+    }
+
+    pub fn install_hooks(&self, repo: &Path) {
+        for (hook, exe) in [("pre-receive", PRE_RECEIVE), ("post-receive", POST_RECEIVE)] {
+            std::os::unix::fs::symlink(exe, repo.join("hooks").join(hook)).expect("link hook");
+        }
+    }
+
+    /// Writes an executable shell script (a hook of a test repository, say).
+    pub fn script(&self, path: &Path, body: &str) {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+
+    /// A fresh work tree (not a clone) for making commits.
+    pub fn work(&self, name: &str) -> PathBuf {
+        let path = self.path(name);
+        self.git_ok(self.root(), &["init", "-q", "-b", "main", name]);
+        path
+    }
+
+    /// Makes a commit with a unique file in `work` and returns its id.
+    pub fn commit(&self, work: &Path, message: &str) -> String {
+        let n = self
+            .commits
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        std::fs::write(work.join(format!("file{n}")), message).expect("write file");
+        self.git_ok(work, &["add", "-A"]);
+        self.git_ok(work, &["commit", "-q", "-m", message]);
+        self.git_ok(work, &["rev-parse", "HEAD"])
+    }
+
+    pub fn push(&self, work: &Path, remote: &Path, refspecs: &[&str]) -> Pushed {
+        self.push_with(work, remote, &[], refspecs)
+    }
+
+    pub fn push_with(
+        &self,
+        work: &Path,
+        remote: &Path,
+        options: &[&str],
+        refspecs: &[&str],
+    ) -> Pushed {
+        let mut args = vec!["push"];
+        args.extend(options);
+        let remote = remote.to_str().expect("utf-8 path");
+        args.push(remote);
+        args.extend(refspecs);
+        let out = self.git(work, &args);
+        Pushed {
+            success: out.status.success(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The id `name` holds in `repo`, if it exists.
+    pub fn rev(&self, repo: &Path, name: &str) -> Option<String> {
+        let out = self.git(repo, &["rev-parse", "--verify", "-q", name]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// Every ref of `repo` and its value.
+    pub fn refs(&self, repo: &Path) -> BTreeMap<String, String> {
+        self.git_ok(repo, &["for-each-ref", "--format=%(refname) %(objectname)"])
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    pub fn git_mirror(&self, args: &[&str]) -> Output {
+        self.command(GIT_MIRROR)
+            .args(args)
+            .output()
+            .expect("run git-mirror")
+    }
+
+    /// Text a person saw, made stable for snapshots: temp paths, ids and git's padding
+    /// of `remote:` lines removed.
+    pub fn normalize(&self, text: &str) -> String {
+        let root = self.root().to_str().expect("utf-8 path");
+        let canonical = std::fs::canonicalize(self.root()).expect("canonical root");
+        let text = text
+            .replace(canonical.to_str().expect("utf-8 path"), "[TMP]")
+            .replace(root, "[TMP]");
+        let text = regex_like_ids(&text);
+        text.lines()
+            .map(str::trim_end)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Replaces 40-hex and 7-hex words (object ids) with placeholders.
+fn regex_like_ids(text: &str) -> String {
+    let mut out = String::new();
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let hex = !word.is_empty()
+            && word
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+        match word.len() {
+            40 | 64 if hex => out.push_str("[ID]"),
+            7 if hex && word.bytes().any(|b| b.is_ascii_digit()) => out.push_str("[id]"),
+            _ => out.push_str(word),
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// A loopback TCP port that nothing listens on.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    port
+}
