@@ -169,7 +169,7 @@ fn several_refs_with_one_stale_change_nothing_anywhere() {
     assert!(pushed
         .stderr
         .contains("refs/heads/main was not forwarded because another ref was refused"));
-    let _ = mine;
+    assert_eq!((env.refs(&up), env.refs(&down)), (up_before, down_before));
 }
 
 #[test]
@@ -208,7 +208,7 @@ fn creating_a_ref_that_exists_upstream_is_refused() {
     assert!(env.push(&work, &up, &["HEAD:refs/heads/feature"]).success);
     env.git_ok(&work, &["reset", "-q", "--hard", "HEAD"]);
     let other = env.work("other");
-    let mine = env.commit(&other, "mine");
+    env.commit(&other, "mine");
     let pushed = env.push(&other, &down, &["HEAD:refs/heads/feature"]);
     assert!(!pushed.success);
     assert!(
