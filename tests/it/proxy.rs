@@ -222,7 +222,6 @@ fn creating_a_ref_that_exists_upstream_is_refused() {
         both(&env, &up, &down, "refs/heads/feature"),
         (Some(theirs), None)
     );
-    let _ = mine;
 }
 
 #[test]
