@@ -154,7 +154,11 @@ demo() {
   export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 GIT_TERMINAL_PROMPT=0
   export GIT_AUTHOR_NAME=Alice GIT_AUTHOR_EMAIL=alice@example.com
   export GIT_COMMITTER_NAME=Alice GIT_COMMITTER_EMAIL=alice@example.com
-  step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+  if [[ -t 1 ]]; then
+    step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+  else
+    step() { printf '\n== %s\n' "$*"; }
+  fi
   run() { printf '$ %s\n' "$*"; "$@" 2>&1 | sed 's/^/  /'; return "${PIPESTATUS[0]}"; }
   cd "$tmp"
 
@@ -173,7 +177,7 @@ EOF
   run cat downstream.git/mirror.toml
 
   step "3. Alice pushes to the downstream: the push lands on both sides"
-  run git clone -q downstream.git alice
+  git clone -q downstream.git alice 2>/dev/null
   (cd alice && echo hello >README && git add README && git commit -qm "first commit")
   run git -C alice push origin main
   say "upstream   main: $(git -C upstream.git rev-parse --short main)"
@@ -189,6 +193,9 @@ EOF
   run git -C alice push origin main || true
   say "upstream   main: $(git -C upstream.git rev-parse --short main)  (Bob's commit)"
   say "downstream main: $(git -C downstream.git rev-parse --short main)  (unchanged)"
+
+  step "6. What the server administrator sees"
+  run "$tmp/prefix/bin/git-mirror" status downstream.git
 
   step "Done"
   say "Everything is in $tmp (remove it with: rm -rf $tmp)."

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Benchmark of the pre-receive proxy, run by hand: `bash bench/proxy.sh [REPEAT]`.
+# Pushes 1 and 100 new branches (each at its own commit) and compares wall time of:
+#   proxy  - a push to a downstream whose mirror-hooks pre-receive forwards to an upstream
+#   floor  - a plain push to a hookless downstream plus a plain push to the upstream
+#   sample - a shell pre-receive forwarding one ref per `git push`, like GitLab's sample
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPEAT=${1:-7}
+cargo build --release --quiet
+BIN=$PWD/target/release
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/mirror-hooks-bench.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 GIT_AUTHOR_NAME=b GIT_AUTHOR_EMAIL=b@b \
+  GIT_COMMITTER_NAME=b GIT_COMMITTER_EMAIL=b@b
+
+git init -q "$TMP/work"
+for i in $(seq 1 100); do
+  git -C "$TMP/work" commit -q --allow-empty -m "commit $i"
+  git -C "$TMP/work" branch "b$i"
+done
+
+cat >"$TMP/sample-hook" <<'HOOK'
+#!/usr/bin/env bash
+# One `git push` per ref, as GitLab's documented sample does (with its quarantine fix).
+unset GIT_QUARANTINE_PATH
+while read -r old new ref; do
+  git push --quiet "$UPSTREAM" "$new:$ref" || { echo "rejected by upstream" >&2; exit 1; }
+done
+HOOK
+chmod +x "$TMP/sample-hook"
+
+now() { date +%s%N; }
+# fresh KIND: makes $TMP/up.git and $TMP/down.git for one measurement.
+fresh() {
+  rm -rf "$TMP/up.git" "$TMP/down.git"
+  git init -q --bare "$TMP/up.git"
+  git init -q --bare "$TMP/down.git"
+  case $1 in
+    proxy)
+      ln -s "$BIN/pre-receive" "$TMP/down.git/hooks/pre-receive"
+      printf '[upstream]\nurl = "%s"\n' "$TMP/up.git" >"$TMP/down.git/mirror.toml" ;;
+    sample)
+      ln -s "$TMP/sample-hook" "$TMP/down.git/hooks/pre-receive" ;;
+  esac
+}
+# run KIND N: prints the milliseconds one push of N branches takes.
+run() {
+  local refs=() i start end
+  for i in $(seq 1 "$2"); do refs+=("refs/heads/b$i:refs/heads/b$i"); done
+  fresh "$1"
+  start=$(now)
+  case $1 in
+    floor)
+      git -C "$TMP/work" push -q "$TMP/down.git" "${refs[@]}"
+      git -C "$TMP/work" push -q "$TMP/up.git" "${refs[@]}" ;;
+    sample)
+      UPSTREAM="$TMP/up.git" git -C "$TMP/work" push -q "$TMP/down.git" "${refs[@]}" 2>/dev/null ;;
+    proxy)
+      git -C "$TMP/work" push -q "$TMP/down.git" "${refs[@]}" 2>/dev/null ;;
+  esac
+  end=$(now)
+  # The upstream must hold every branch, whatever the method.
+  [[ $(git -C "$TMP/up.git" for-each-ref refs/heads | wc -l) -eq $2 ]] || { echo "$1: upstream incomplete" >&2; exit 1; }
+  echo $(((end - start) / 1000000))
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+printf '%-6s %10s %10s %10s %14s %15s\n' refs "floor ms" "proxy ms" "sample ms" "proxy/floor" "sample/proxy"
+for n in 1 100; do
+  declare -A t=()
+  for kind in floor proxy sample; do
+    t[$kind]=$(for _ in $(seq 1 "$REPEAT"); do run "$kind" "$n"; done | median)
+  done
+  printf '%-6s %10s %10s %10s %14s %15s\n' "$n" "${t[floor]}" "${t[proxy]}" "${t[sample]}" \
+    "$(awk -v a="${t[proxy]}" -v b="${t[floor]}" 'BEGIN {printf "%.2fx", a / b}')" \
+    "$(awk -v a="${t[sample]}" -v b="${t[proxy]}" 'BEGIN {printf "%.1fx", a / b}')"
+done
