@@ -148,6 +148,16 @@ impl Git {
         let mut cmd = self.command(args.iter().map(|a| a.as_ref()));
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.process_group(0);
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                // If we are killed, git (and the transfer it runs) dies with us rather
+                // than finishing a push nobody is waiting for.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", self.program.display()))?;
@@ -157,6 +167,104 @@ impl Git {
     /// Runs git to completion within `timeout` and returns its output, stderr not relayed.
     pub fn output<S: AsRef<str>>(&self, args: &[S], timeout: Duration) -> Result<RunOutput> {
         self.run(args, timeout, &mut |_| {})
+    }
+}
+
+/// One ref of a push, guarded by a lease on the value the remote is expected to have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasedUpdate {
+    pub name: String,
+    /// What the remote must hold for the update to apply; `None`: the ref must not exist.
+    pub expect: Option<String>,
+    /// What it gets; `None` deletes it.
+    pub new: Option<String>,
+}
+
+/// How a push runs.
+#[derive(Debug, Clone, Default)]
+pub struct PushSettings {
+    /// All refs or none (`--atomic`).
+    pub atomic: bool,
+    /// Push options (`--push-option`).
+    pub options: Vec<String>,
+}
+
+impl Git {
+    /// Pushes `updates` to `url` in one `git push --porcelain`, each ref with a lease
+    /// (`--force-with-lease=REF:EXPECT`), never with `+`: a `+` would override the lease
+    /// and silently clobber the remote, while a lease also permits a forced update.
+    pub fn push(
+        &self,
+        url: &crate::url::RemoteUrl,
+        updates: &[LeasedUpdate],
+        settings: &PushSettings,
+        timeout: Duration,
+        on_stderr: &mut dyn FnMut(&str),
+    ) -> Result<RunOutput> {
+        let mut args: Vec<String> = [
+            // Configuration that would make git push more (or other) than we ask.
+            "-c",
+            "push.followTags=false",
+            "-c",
+            "push.recurseSubmodules=no",
+            "-c",
+            "push.gpgSign=false",
+            "-c",
+            "push.useForceIfIncludes=false",
+            "-c",
+            "push.pushOption=",
+            "push",
+            "--no-verify",
+            "--porcelain",
+        ]
+        .map(str::to_owned)
+        .into();
+        if settings.atomic {
+            args.push("--atomic".to_owned());
+        }
+        args.extend(
+            settings
+                .options
+                .iter()
+                .map(|o| format!("--push-option={o}")),
+        );
+        for u in updates {
+            let expect = u.expect.as_deref().unwrap_or_default();
+            args.push(format!("--force-with-lease={}:{expect}", u.name));
+        }
+        args.push(url.expose().to_owned());
+        for u in updates {
+            args.push(match &u.new {
+                None => format!(":{}", u.name),
+                Some(new) => format!("{new}:{}", u.name),
+            });
+        }
+        self.run(&args, timeout, on_stderr)
+    }
+
+    /// Lists the refs of `url` (`git ls-remote`), limited to `names` when given (and
+    /// few enough for a command line).
+    pub fn ls_remote(
+        &self,
+        url: &crate::url::RemoteUrl,
+        names: &[&str],
+        timeout: Duration,
+    ) -> Result<Result<std::collections::BTreeMap<String, String>, RunOutput>> {
+        let mut args = vec!["ls-remote".to_owned(), url.expose().to_owned()];
+        if !names.is_empty() && names.len() <= 50 {
+            args.extend(names.iter().map(|n| (*n).to_owned()));
+        }
+        let out = self.output(&args, timeout)?;
+        if !out.success() {
+            return Ok(Err(out));
+        }
+        Ok(Ok(out
+            .stdout
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .filter(|(_, name)| !name.ends_with("^{}"))
+            .map(|(id, name)| (name.to_owned(), id.to_owned()))
+            .collect()))
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::chain;
 use crate::config::{Config, OnUnreachable, Upstream};
-use crate::git::{Git, RunOutput};
+use crate::git::{Git, LeasedUpdate, PushSettings, RunOutput};
 use crate::porcelain::{Flag, PushReport};
 use crate::refs::{self, RefUpdate, UpdateKind};
 use crate::repo::Repo;
@@ -173,7 +173,18 @@ fn forward(
             return Verdict::Refuse;
         }
     };
-    let args = push_arguments(upstream, updates, &forwarded_push_options(upstream, out));
+    let settings = PushSettings {
+        atomic: true,
+        options: forwarded_push_options(upstream, out),
+    };
+    let leased: Vec<LeasedUpdate> = updates
+        .iter()
+        .map(|u| LeasedUpdate {
+            name: u.name.clone(),
+            expect: (u.kind() != UpdateKind::Create).then(|| u.old.clone()),
+            new: (u.kind() != UpdateKind::Delete).then(|| u.new.clone()),
+        })
+        .collect();
     // Only what the upstream itself says is relayed; our git client's own complaints
     // are summarised below in words that fit the pusher's situation.
     let mut relay = |line: &str| {
@@ -184,7 +195,13 @@ fn forward(
             ));
         }
     };
-    let answer = match git.run(&args, upstream.timeout, &mut relay) {
+    let answer = match git.push(
+        &upstream.url,
+        &leased,
+        &settings,
+        upstream.timeout,
+        &mut relay,
+    ) {
         Ok(output) => judge(&output, updates, upstream.timeout),
         Err(e) => Answer::Unreachable(format!("{e:#}")),
     };
@@ -288,48 +305,6 @@ fn forwarded_push_options(upstream: &Upstream, out: &mut dyn Pusher) -> Vec<Stri
     forwarded
 }
 
-/// `git push` arguments for one atomic compare-and-swap of every update.
-fn push_arguments(upstream: &Upstream, updates: &[&RefUpdate], options: &[String]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        // Configuration that would make git push more (or other) than we ask.
-        "-c",
-        "push.followTags=false",
-        "-c",
-        "push.recurseSubmodules=no",
-        "-c",
-        "push.gpgSign=false",
-        "-c",
-        "push.useForceIfIncludes=false",
-        "-c",
-        "push.pushOption=",
-        "push",
-        "--no-verify",
-        "--porcelain",
-        "--atomic",
-    ]
-    .map(str::to_owned)
-    .into();
-    args.extend(options.iter().map(|o| format!("--push-option={o}")));
-    for u in updates {
-        // A lease both guards the ref and permits a forced update; `+` would override
-        // the lease and silently clobber the upstream, so it is never used.
-        let expect = if u.kind() == UpdateKind::Create {
-            ""
-        } else {
-            &u.old
-        };
-        args.push(format!("--force-with-lease={}:{expect}", u.name));
-    }
-    args.push(upstream.url.expose().to_owned());
-    for u in updates {
-        args.push(match u.kind() {
-            UpdateKind::Delete => format!(":{}", u.name),
-            _ => format!("{}:{}", u.new, u.name),
-        });
-    }
-    args
-}
-
 fn judge(output: &RunOutput, updates: &[&RefUpdate], timeout: Duration) -> Answer {
     let report = PushReport::parse(&output.stdout);
     if output.timed_out {
@@ -381,19 +356,11 @@ fn judge(output: &RunOutput, updates: &[&RefUpdate], timeout: Duration) -> Answe
 
 /// A push we lost track of may still have landed: ask the upstream where the refs are.
 fn resolve_unknown(git: &Git, upstream: &Upstream, updates: &[&RefUpdate], why: String) -> Answer {
-    let mut args = vec!["ls-remote".to_owned(), upstream.url.expose().to_owned()];
-    if updates.len() <= 50 {
-        args.extend(updates.iter().map(|u| u.name.clone()));
-    }
-    let listing = match git.output(&args, upstream.timeout) {
-        Ok(out) if out.success() => out.stdout,
+    let names: Vec<&str> = updates.iter().map(|u| u.name.as_str()).collect();
+    let remote = match git.ls_remote(&upstream.url, &names, upstream.timeout) {
+        Ok(Ok(remote)) => remote,
         _ => return Answer::Unknown(format!("{why}, and listing its refs afterwards failed too")),
     };
-    let remote: BTreeMap<&str, &str> = listing
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .map(|(id, name)| (name, id))
-        .collect();
     let at = |u: &RefUpdate, id: &str| match remote.get(u.name.as_str()) {
         Some(value) => *value == id,
         None => refs::is_zero(id),

@@ -1,0 +1,248 @@
+//! The durable push-mirror queue under `mirror/queue/<mirror>/`: jobs written with
+//! temp-file, fsync, rename, fsync-directory; moved `waiting/` → `running/` → deleted;
+//! and the per-mirror OS lock that lets exactly one worker run.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Identifies a job file; anything else in the queue is not ours.
+const FORMAT: &str = "mirror-hooks-job";
+const VERSION: u32 = 1;
+
+/// One queued request: "these refs changed; bring mirror M up to date". It holds ref
+/// names, not values: the worker always pushes the current state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    pub format: String,
+    pub version: u32,
+    pub mirror: String,
+    pub refs: Vec<String>,
+    pub queued_at: String,
+}
+
+/// The queue of one mirror of one repository.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    dir: PathBuf,
+    mirror: String,
+}
+
+/// A claimed job file in `running/` (parsed, or why it could not be).
+#[derive(Debug)]
+pub struct Claimed {
+    pub path: PathBuf,
+    pub job: Result<Job, String>,
+}
+
+/// Held while a worker runs for a mirror; the OS releases it when the process dies, so
+/// a killed worker never leaves a stuck lock.
+#[derive(Debug)]
+pub struct WorkerLock {
+    _file: File,
+}
+
+static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+
+impl Queue {
+    pub fn new(repo: &Path, mirror: &str) -> Queue {
+        Queue {
+            dir: repo.join("mirror").join("queue").join(mirror),
+            mirror: mirror.to_owned(),
+        }
+    }
+
+    fn waiting(&self) -> PathBuf {
+        self.dir.join("waiting")
+    }
+
+    fn running(&self) -> PathBuf {
+        self.dir.join("running")
+    }
+
+    /// Where job files that cannot be read are set aside for a person to look at.
+    pub fn damaged_dir(&self) -> PathBuf {
+        self.dir.join("damaged")
+    }
+
+    /// Writes a job durably: once this returns, a crash or power cut cannot lose it.
+    pub fn enqueue(&self, refs: &[String], now: SystemTime) -> Result<PathBuf> {
+        let waiting = self.waiting();
+        let tmp_dir = self.dir.join("tmp");
+        for dir in [&waiting, &tmp_dir] {
+            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let job = Job {
+            format: FORMAT.to_owned(),
+            version: VERSION,
+            mirror: self.mirror.clone(),
+            refs: refs.to_vec(),
+            queued_at: crate::state::timestamp(now),
+        };
+        let nanos = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let name = format!(
+            "{nanos:024}-{}-{}.json",
+            std::process::id(),
+            SEQUENCE.fetch_add(1, Ordering::Relaxed)
+        );
+        let tmp = tmp_dir.join(&name);
+        let write = || -> std::io::Result<()> {
+            let mut file = File::create(&tmp)?;
+            file.write_all(&serde_json::to_vec(&job)?)?;
+            file.write_all(b"\n")?;
+            file.sync_all()
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(e).with_context(|| format!("cannot write a job in {}", tmp_dir.display()));
+        }
+        let path = waiting.join(&name);
+        fs::rename(&tmp, &path).with_context(|| format!("cannot move a job into {}", waiting.display()))?;
+        sync_dir(&waiting)?;
+        Ok(path)
+    }
+
+    /// Takes the worker lock of this mirror, or `None` when another worker holds it.
+    pub fn try_lock(&self) -> Result<Option<WorkerLock>> {
+        fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let path = self.dir.join("lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(WorkerLock { _file: file })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+    }
+
+    /// Jobs a dead worker left in `running/` go back to `waiting/`. Call with the lock.
+    pub fn recover(&self, _lock: &WorkerLock) -> Result<usize> {
+        let mut moved = 0;
+        for path in list(&self.running())? {
+            let target = self.waiting().join(path.file_name().unwrap_or_default());
+            fs::create_dir_all(self.waiting())?;
+            fs::rename(&path, &target)
+                .with_context(|| format!("cannot move {} back to waiting/", path.display()))?;
+            moved += 1;
+        }
+        if moved > 0 {
+            sync_dir(&self.waiting())?;
+        }
+        Ok(moved)
+    }
+
+    /// True when jobs are waiting.
+    pub fn has_waiting(&self) -> bool {
+        list(&self.waiting()).is_ok_and(|jobs| !jobs.is_empty())
+    }
+
+    /// Number of jobs waiting or running.
+    pub fn pending(&self) -> usize {
+        list(&self.waiting()).map_or(0, |j| j.len()) + list(&self.running()).map_or(0, |j| j.len())
+    }
+
+    /// Moves every waiting job to `running/` and reads it. Call with the lock.
+    pub fn claim(&self, _lock: &WorkerLock) -> Result<Vec<Claimed>> {
+        let running = self.running();
+        fs::create_dir_all(&running).with_context(|| format!("cannot create {}", running.display()))?;
+        let mut claimed = Vec::new();
+        for path in list(&self.waiting())? {
+            let target = running.join(path.file_name().unwrap_or_default());
+            fs::rename(&path, &target)
+                .with_context(|| format!("cannot move {} to running/", path.display()))?;
+            let job = read_job(&target, &self.mirror);
+            claimed.push(Claimed { path: target, job });
+        }
+        Ok(claimed)
+    }
+
+    /// Deletes jobs whose work is done.
+    pub fn complete(&self, jobs: &[Claimed]) -> Result<()> {
+        for job in jobs {
+            match fs::remove_file(&job.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot delete {}", job.path.display())),
+            }
+        }
+        sync_dir(&self.running())
+    }
+
+    /// Puts jobs back in `waiting/` for a later run.
+    pub fn release(&self, jobs: &[Claimed]) -> Result<()> {
+        for job in jobs {
+            let target = self.waiting().join(job.path.file_name().unwrap_or_default());
+            fs::rename(&job.path, &target)
+                .with_context(|| format!("cannot move {} back to waiting/", job.path.display()))?;
+        }
+        sync_dir(&self.waiting())
+    }
+
+    /// Moves a job that cannot be read out of the way, keeping it for inspection.
+    pub fn set_aside(&self, job: &Claimed) -> Result<PathBuf> {
+        let dir = self.damaged_dir();
+        fs::create_dir_all(&dir)?;
+        let target = dir.join(job.path.file_name().unwrap_or_default());
+        fs::rename(&job.path, &target)
+            .with_context(|| format!("cannot move {} to {}", job.path.display(), dir.display()))?;
+        Ok(target)
+    }
+}
+
+fn read_job(path: &Path, mirror: &str) -> Result<Job, String> {
+    let bytes = fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let job: Job = serde_json::from_slice(&bytes).map_err(|e| format!("it is not a valid job: {e}"))?;
+    if job.format != FORMAT || job.version != VERSION {
+        return Err(format!(
+            "it has format {:?} version {}, this version reads {FORMAT:?} version {VERSION}",
+            job.format, job.version
+        ));
+    }
+    if job.mirror != mirror {
+        return Err(format!("it is for mirror {:?}, not {mirror:?}", job.mirror));
+    }
+    if let Some(bad) = job.refs.iter().find(|r| crate::refs::check_ref_name(r).is_err()) {
+        return Err(format!("it names the invalid ref {bad:?}"));
+    }
+    Ok(job)
+}
+
+/// The job files of a directory, oldest first (names start with a timestamp).
+fn list(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    Ok(paths)
+}
+
+/// Makes a rename in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    match File::open(dir).and_then(|d| d.sync_all()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => {
+            bail!("cannot sync {}: {e}", dir.display())
+        }
+    }
+}
