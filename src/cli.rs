@@ -3,7 +3,9 @@
 
 use crate::config::{Config, ConfigError};
 use crate::git::Git;
-use crate::state::{self, MirrorState};
+use crate::push::{WorkerOptions, WorkerReport};
+use crate::queue::Queue;
+use crate::state::{self, MirrorState, UpdateStatus};
 use crate::url::RemoteUrl;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -36,6 +38,26 @@ pub enum Command {
         /// The bare repository (default: the repository of the current directory).
         repo: Option<PathBuf>,
     },
+    /// Run the push-mirror worker: bring push mirrors up to date with the queued jobs.
+    #[command(
+        long_about = "Run the push-mirror worker: fold every queued job of each push mirror into one push of the \
+            current refs. post-receive starts it after each push; run it from cron with --all to retry mirrors \
+            whose backoff has expired.\n\nWithout --now, a mirror runs only when jobs are queued and its retry \
+            time (after a failure) has come."
+    )]
+    Push {
+        /// Run at once, even with nothing queued or while backing off after a failure.
+        #[arg(long)]
+        now: bool,
+        /// Only the push mirror with this name.
+        #[arg(long, value_name = "NAME")]
+        mirror: Option<String>,
+        /// Every bare repository with a mirror.toml under ROOT (instead of REPO).
+        #[arg(long, value_name = "ROOT", conflicts_with = "repo")]
+        all: Option<PathBuf>,
+        /// The bare repository (default: the repository of the current directory).
+        repo: Option<PathBuf>,
+    },
     /// Check mirror.toml and the installed hooks, and explain each problem.
     Doctor {
         /// The bare repository (default: the repository of the current directory).
@@ -60,6 +82,18 @@ pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Status { json, repo } => status(repo.as_deref(), json),
         Command::Doctor { repo } => doctor(repo.as_deref()),
+        Command::Push {
+            now,
+            mirror,
+            all,
+            repo,
+        } => {
+            let options = WorkerOptions { now, mirror };
+            match all {
+                Some(root) => push_all(&root, &options),
+                None => push(repo.as_deref(), &options),
+            }
+        }
     };
     match result {
         Ok(code) => code,
@@ -97,6 +131,12 @@ pub struct StatusRecord {
     pub url: String,
     #[serde(flatten)]
     pub state: MirrorState,
+    /// Push mirrors only: jobs queued and not yet pushed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued_jobs: Option<usize>,
+    /// Push mirrors only: job files that could not be read, set aside for inspection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damaged_jobs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -109,11 +149,29 @@ pub struct StatusReport {
 pub fn status_report(repo: &Path, config: &Config) -> Result<StatusReport> {
     let mut mirrors = Vec::new();
     let mut add = |name: &str, direction: &'static str, url: &RemoteUrl| -> Result<()> {
+        let mut state = state::load(repo, name)?;
+        let (mut queued_jobs, mut damaged_jobs) = (None, None);
+        if direction == "push" {
+            let queue = Queue::new(repo, name);
+            let queued = queue.pending();
+            if queued > 0
+                && matches!(
+                    state.update_status,
+                    UpdateStatus::None | UpdateStatus::Finished
+                )
+            {
+                state.update_status = UpdateStatus::Scheduled;
+            }
+            queued_jobs = Some(queued);
+            damaged_jobs = Some(queue.damaged());
+        }
         mirrors.push(StatusRecord {
             name: name.to_owned(),
             direction,
             url: url.to_string(),
-            state: state::load(repo, name)?,
+            state,
+            queued_jobs,
+            damaged_jobs,
         });
         Ok(())
     };
@@ -196,6 +254,13 @@ pub fn status_table(report: &StatusReport) -> String {
         if let Some(error) = &mirror.state.last_error {
             text.push_str(&format!("  last error: {error}\n"));
         }
+        if let Some(damaged) = mirror.damaged_jobs.as_ref().filter(|d| !d.is_empty()) {
+            text.push_str(&format!(
+                "  damaged jobs set aside: {} (under mirror/queue/{}/damaged/)\n",
+                damaged.len(),
+                mirror.name
+            ));
+        }
         if !mirror.state.divergent_refs.is_empty() {
             text.push_str(&format!(
                 "  divergent refs: {}\n",
@@ -204,6 +269,104 @@ pub fn status_table(report: &StatusReport) -> String {
         }
     }
     text
+}
+
+fn push(repo: Option<&Path>, options: &WorkerOptions) -> Result<i32, Failure> {
+    let repo = repository(repo)?;
+    let config = load(&repo)?;
+    if config.push.is_empty() {
+        println!("{}: mirror.toml has no [[push]] mirror", repo.display());
+        return Ok(0);
+    }
+    let reports = crate::push::run(&repo, &config, options)?;
+    let mut failed = false;
+    for (name, report) in &reports {
+        let (line, bad) = describe(report);
+        failed |= bad;
+        println!("{name}: {line}");
+    }
+    Ok(i32::from(failed))
+}
+
+fn push_all(root: &Path, options: &WorkerOptions) -> Result<i32, Failure> {
+    let repos = crate::fleet::repositories(root)?;
+    let (mut ran, mut failed) = (0, 0);
+    for repo in &repos {
+        let config = match Config::load(repo) {
+            Ok(Some(config)) => config,
+            Ok(None) => continue,
+            Err(e) => {
+                failed += 1;
+                println!("{}: mirror.toml is invalid: {e}", repo.display());
+                continue;
+            }
+        };
+        if options
+            .mirror
+            .as_ref()
+            .is_some_and(|m| !config.push.iter().any(|p| &p.name == m))
+        {
+            continue;
+        }
+        match crate::push::run(repo, &config, options) {
+            Ok(reports) => {
+                for (name, report) in &reports {
+                    if matches!(report, WorkerReport::Idle(None)) {
+                        continue;
+                    }
+                    let (line, bad) = describe(report);
+                    ran += 1;
+                    failed += usize::from(bad);
+                    println!("{} {name}: {line}", repo.display());
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                println!("{}: {e:#}", repo.display());
+            }
+        }
+    }
+    println!(
+        "{} repositories with mirror.toml under {}, {ran} push mirrors run, {failed} failed",
+        repos.len(),
+        root.display()
+    );
+    Ok(i32::from(failed > 0))
+}
+
+/// One line about a worker's outcome, and whether it is a failure.
+fn describe(report: &WorkerReport) -> (String, bool) {
+    match report {
+        WorkerReport::Busy => (
+            "another worker is running; it takes the queued jobs".to_owned(),
+            false,
+        ),
+        WorkerReport::Idle(None) => ("nothing queued".to_owned(), false),
+        WorkerReport::Idle(Some(at)) => (
+            format!("queued jobs wait for the retry at {at} (use --now to try at once)"),
+            false,
+        ),
+        WorkerReport::Ran(s) if s.ok() => (
+            format!(
+                "up to date (pushed {}, deleted {}, unchanged {})",
+                s.pushed, s.deleted, s.up_to_date
+            ),
+            false,
+        ),
+        WorkerReport::Ran(s) => {
+            let mut parts = Vec::new();
+            if let Some(error) = &s.error {
+                parts.push(error.clone());
+            }
+            for (name, why) in &s.refused {
+                parts.push(format!("{name} refused ({why})"));
+            }
+            if !s.divergent.is_empty() {
+                parts.push(format!("diverged, skipped: {}", s.divergent.join(", ")));
+            }
+            (format!("failed: {}", parts.join("; ")), true)
+        }
+    }
 }
 
 fn doctor(repo: Option<&Path>) -> Result<i32, Failure> {

@@ -1,11 +1,15 @@
 //! Entry points of the two hook binaries: find the repository git is running us in,
 //! read standard input, run the hook, and turn the outcome into an exit code.
 
-use crate::{chain, proxy};
+use crate::config::Config;
+use crate::queue::Queue;
+use crate::refs::RefUpdate;
+use crate::{chain, proxy, state};
 use anyhow::{Context, Result};
 use clap::Parser;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// Text embedded in every hook binary; install.sh and `git-mirror doctor` look for it to
 /// tell our hooks from a site's own.
@@ -41,9 +45,10 @@ const PRE_RECEIVE_ABOUT: &str = "mirror-hooks hook binary: pre-receive forwards 
 in one atomic compare-and-swap push, and accepts the push only if the upstream did. \
 Git runs it with `OLD NEW REF` lines on standard input; install it with install.sh.";
 
-const POST_RECEIVE_ABOUT: &str =
-    "mirror-hooks hook binary: post-receive runs the hooks in hooks/post-receive.d/ with the same \
-standard input. Git runs it after a push was accepted; install it with install.sh.";
+const POST_RECEIVE_ABOUT: &str = "mirror-hooks hook binary: post-receive queues the accepted updates for \
+every push mirror in mirror.toml, starts a background worker for each and returns at once; then it runs the hooks \
+in hooks/post-receive.d/ with the same standard input. Git runs it after a push was accepted; install it with \
+install.sh.";
 
 /// `pre-receive`: returns the process exit code.
 pub fn pre_receive_main() -> i32 {
@@ -59,12 +64,19 @@ pub fn pre_receive_main() -> i32 {
     })
 }
 
-/// `post-receive`: never fails the (already accepted) push; chained hooks still run.
+/// `post-receive`: queues push-mirror jobs, starts their workers, runs the chained
+/// hooks. It never fails the push, which git has already accepted.
 pub fn post_receive_main() -> i32 {
     let _ = HookArgs::command_with_about(POST_RECEIVE_ABOUT, "post-receive");
     let run = || -> Result<()> {
         let repo = repository()?;
         let input = read_stdin()?;
+        match crate::refs::parse_updates(&input) {
+            Ok(updates) => enqueue_push_mirrors(&repo, &updates, &mut say),
+            Err(e) => say(&format!(
+                "mirror-hooks: warning: push mirrors not queued: {e:#}."
+            )),
+        }
         for failure in chain::run(&chain::chain_dir(&repo, "post-receive"), &input, false)? {
             say(&format!(
                 "mirror-hooks: warning: the chained hook {} failed ({}).",
@@ -78,6 +90,115 @@ pub fn post_receive_main() -> i32 {
         say(&format!("mirror-hooks: warning: {e:#}."));
     }
     0
+}
+
+/// Queues a job for every push mirror whose refs `updates` touch and starts a detached
+/// worker for each; problems are reported and logged, never fatal.
+pub fn enqueue_push_mirrors(repo: &Path, updates: &[RefUpdate], say: &mut dyn FnMut(&str)) {
+    let now = SystemTime::now();
+    let config = match Config::load(repo) {
+        Ok(Some(config)) => config,
+        Ok(None) => return,
+        Err(e) => {
+            say("mirror-hooks: warning: mirror.toml is invalid, so no push mirror was queued:");
+            say(&format!("mirror-hooks: {e}"));
+            say("mirror-hooks: the push itself was accepted. Fix mirror.toml, then run `git mirror push --now` on the server.");
+            state::log(
+                repo,
+                now,
+                &format!("post-receive: push mirrors not queued: {e}"),
+            );
+            return;
+        }
+    };
+    for mirror in &config.push {
+        let refs: Vec<String> = updates
+            .iter()
+            .filter(|u| mirror.refs.matches(&u.name))
+            .map(|u| u.name.clone())
+            .collect();
+        if refs.is_empty() {
+            continue;
+        }
+        if let Err(e) = Queue::new(repo, &mirror.name).enqueue(&refs, now) {
+            say(&format!(
+                "mirror-hooks: warning: could not queue the update of push mirror {}: {e:#}.",
+                mirror.name
+            ));
+            say("mirror-hooks: the push itself was accepted; once the problem is fixed, run `git mirror push --now` on the server.");
+            state::log(
+                repo,
+                now,
+                &format!("push {} not queued: {e:#}", mirror.name),
+            );
+            continue;
+        }
+        let started = spawn_detached(repo, &["push", "--mirror", &mirror.name]);
+        let note = match started {
+            Ok(()) => String::new(),
+            Err(e) => {
+                state::log(
+                    repo,
+                    now,
+                    &format!("push {} worker not started: {e:#}", mirror.name),
+                );
+                format!(" (its worker could not be started: {e:#}; the job stays queued)")
+            }
+        };
+        let count = refs.len();
+        say(&format!(
+            "mirror-hooks: queued for push mirror {} ({count} ref{}){note}.",
+            mirror.name,
+            if count == 1 { "" } else { "s" }
+        ));
+    }
+}
+
+/// Variables of the push being received that must not leak into a background
+/// `git-mirror`, which finds its repository from its argument.
+const HOOK_VARIABLES: [&str; 9] = [
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_QUARANTINE_PATH",
+    "GIT_PROTOCOL",
+    "GIT_PUSH_OPTION_COUNT",
+    "GIT_PUSH_CERT",
+    "GIT_REFLOG_ACTION",
+];
+
+/// Starts `git-mirror ARGS… REPO` (the binary beside this one) in its own session with
+/// no standard streams, so the pusher's connection is not held open; it is not waited
+/// for.
+pub fn spawn_detached(repo: &Path, args: &[&str]) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("cannot find this program's own path")?;
+    let program = exe.with_file_name("git-mirror");
+    let mut cmd = std::process::Command::new(&program);
+    cmd.args(args)
+        .arg(repo)
+        .current_dir(repo)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        if HOOK_VARIABLES.contains(&text.as_ref()) || text.starts_with("GIT_PUSH_OPTION_") {
+            cmd.env_remove(&name);
+        }
+    }
+    // SAFETY: setsid(2) is async-signal-safe; it detaches the child from our session so
+    // that signals to the hook's process group do not reach it.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .with_context(|| format!("cannot start {}", program.display()))?;
+    Ok(())
 }
 
 impl HookArgs {

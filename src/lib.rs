@@ -5,11 +5,15 @@
 pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod fleet;
 pub mod git;
 pub mod hook;
 pub mod porcelain;
 pub mod proxy;
+pub mod push;
+pub mod queue;
 pub mod refs;
 pub mod repo;
+pub mod schedule;
 pub mod state;
 pub mod url;

@@ -44,7 +44,16 @@ pub struct Claimed {
 /// a killed worker never leaves a stuck lock.
 #[derive(Debug)]
 pub struct WorkerLock {
-    _file: File,
+    file: File,
+}
+
+impl WorkerLock {
+    /// Writes our pid into the lock file, so a person can see who holds it.
+    pub fn record_owner(&self) {
+        let mut file = &self.file;
+        let _ = file.set_len(0);
+        let _ = writeln!(file, "{}", std::process::id());
+    }
 }
 
 static SEQUENCE: AtomicU32 = AtomicU32::new(0);
@@ -70,6 +79,15 @@ impl Queue {
         self.dir.join("damaged")
     }
 
+    /// The names of the job files set aside as damaged.
+    pub fn damaged(&self) -> Vec<String> {
+        list(&self.damaged_dir())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect()
+    }
+
     /// Writes a job durably: once this returns, a crash or power cut cannot lose it.
     pub fn enqueue(&self, refs: &[String], now: SystemTime) -> Result<PathBuf> {
         let waiting = self.waiting();
@@ -84,7 +102,10 @@ impl Queue {
             refs: refs.to_vec(),
             queued_at: crate::state::timestamp(now),
         };
-        let nanos = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let nanos = now
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
         let name = format!(
             "{nanos:024}-{}-{}.json",
             std::process::id(),
@@ -102,14 +123,16 @@ impl Queue {
             return Err(e).with_context(|| format!("cannot write a job in {}", tmp_dir.display()));
         }
         let path = waiting.join(&name);
-        fs::rename(&tmp, &path).with_context(|| format!("cannot move a job into {}", waiting.display()))?;
+        fs::rename(&tmp, &path)
+            .with_context(|| format!("cannot move a job into {}", waiting.display()))?;
         sync_dir(&waiting)?;
         Ok(path)
     }
 
     /// Takes the worker lock of this mirror, or `None` when another worker holds it.
     pub fn try_lock(&self) -> Result<Option<WorkerLock>> {
-        fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
         let path = self.dir.join("lock");
         let file = File::options()
             .create(true)
@@ -118,12 +141,21 @@ impl Queue {
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(WorkerLock { _file: file })),
+            Ok(()) => Ok(Some(WorkerLock { file })),
             Err(fs::TryLockError::WouldBlock) => Ok(None),
             Err(fs::TryLockError::Error(e)) => {
                 Err(e).with_context(|| format!("cannot lock {}", path.display()))
             }
         }
+    }
+
+    /// The pid of the worker holding the lock, as it wrote it (for people and tests).
+    pub fn lock_owner(&self) -> Option<u32> {
+        fs::read_to_string(self.dir.join("lock"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// Jobs a dead worker left in `running/` go back to `waiting/`. Call with the lock.
@@ -155,7 +187,8 @@ impl Queue {
     /// Moves every waiting job to `running/` and reads it. Call with the lock.
     pub fn claim(&self, _lock: &WorkerLock) -> Result<Vec<Claimed>> {
         let running = self.running();
-        fs::create_dir_all(&running).with_context(|| format!("cannot create {}", running.display()))?;
+        fs::create_dir_all(&running)
+            .with_context(|| format!("cannot create {}", running.display()))?;
         let mut claimed = Vec::new();
         for path in list(&self.waiting())? {
             let target = running.join(path.file_name().unwrap_or_default());
@@ -167,24 +200,26 @@ impl Queue {
         Ok(claimed)
     }
 
-    /// Deletes jobs whose work is done.
-    pub fn complete(&self, jobs: &[Claimed]) -> Result<()> {
+    /// Deletes claimed jobs whose work is done.
+    pub fn complete(&self, jobs: &[PathBuf]) -> Result<()> {
         for job in jobs {
-            match fs::remove_file(&job.path) {
+            match fs::remove_file(job) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).with_context(|| format!("cannot delete {}", job.path.display())),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot delete {}", job.display()))
+                }
             }
         }
         sync_dir(&self.running())
     }
 
-    /// Puts jobs back in `waiting/` for a later run.
-    pub fn release(&self, jobs: &[Claimed]) -> Result<()> {
+    /// Puts claimed jobs back in `waiting/` for a later run.
+    pub fn release(&self, jobs: &[PathBuf]) -> Result<()> {
         for job in jobs {
-            let target = self.waiting().join(job.path.file_name().unwrap_or_default());
-            fs::rename(&job.path, &target)
-                .with_context(|| format!("cannot move {} back to waiting/", job.path.display()))?;
+            let target = self.waiting().join(job.file_name().unwrap_or_default());
+            fs::rename(job, &target)
+                .with_context(|| format!("cannot move {} back to waiting/", job.display()))?;
         }
         sync_dir(&self.waiting())
     }
@@ -202,7 +237,8 @@ impl Queue {
 
 fn read_job(path: &Path, mirror: &str) -> Result<Job, String> {
     let bytes = fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
-    let job: Job = serde_json::from_slice(&bytes).map_err(|e| format!("it is not a valid job: {e}"))?;
+    let job: Job =
+        serde_json::from_slice(&bytes).map_err(|e| format!("it is not a valid job: {e}"))?;
     if job.format != FORMAT || job.version != VERSION {
         return Err(format!(
             "it has format {:?} version {}, this version reads {FORMAT:?} version {VERSION}",
@@ -212,7 +248,11 @@ fn read_job(path: &Path, mirror: &str) -> Result<Job, String> {
     if job.mirror != mirror {
         return Err(format!("it is for mirror {:?}, not {mirror:?}", job.mirror));
     }
-    if let Some(bad) = job.refs.iter().find(|r| crate::refs::check_ref_name(r).is_err()) {
+    if let Some(bad) = job
+        .refs
+        .iter()
+        .find(|r| crate::refs::check_ref_name(r).is_err())
+    {
         return Err(format!("it names the invalid ref {bad:?}"));
     }
     Ok(job)

@@ -3,6 +3,7 @@
 //! in git's quarantine directory; it never writes anything.
 
 use anyhow::{Context, Result};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -54,6 +55,20 @@ impl Repo {
     /// A boolean from git's configuration as git reads it (system, global, repository).
     pub fn config_bool(&self, key: &str) -> Option<bool> {
         self.inner.config_snapshot().boolean(key)
+    }
+
+    /// Every ref under `refs/` that points directly at an object, with its id
+    /// (symbolic refs are left out: a mirror gets what they point to under its own name).
+    pub fn refs(&self) -> Result<BTreeMap<String, String>> {
+        let mut refs = BTreeMap::new();
+        let platform = self.inner.references().context("cannot read the refs")?;
+        for reference in platform.prefixed("refs/").context("cannot read the refs")? {
+            let reference = reference.map_err(|e| anyhow::anyhow!("cannot read a ref: {e}"))?;
+            if let gix::refs::TargetRef::Object(id) = reference.target() {
+                refs.insert(reference.name().as_bstr().to_string(), id.to_string());
+            }
+        }
+        Ok(refs)
     }
 
     /// True when `ancestor` is reachable from `descendant` (a fast-forward from the one to

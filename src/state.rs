@@ -111,3 +111,20 @@ pub fn update(repo: &Path, name: &str, change: impl FnOnce(&mut MirrorState)) ->
     change(&mut state);
     save(repo, name, &state)
 }
+
+/// Appends one line to the repository's operations log, `mirror/log`. The line is
+/// masked for credentials and kept on one line; a failure to log is not an error.
+pub fn log(repo: &Path, at: SystemTime, line: &str) {
+    let line = crate::url::mask_text(line).replace(['\n', '\r'], " ");
+    let path = repo.join("mirror").join("log");
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(repo.join("mirror"))?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        // One write call per line, so concurrent writers never interleave within a line.
+        file.write_all(format!("{} {line}\n", timestamp(at)).as_bytes())
+    };
+    let _ = write();
+}

@@ -1,0 +1,433 @@
+//! The push-mirror worker (`git-mirror push`): one worker per mirror at a time folds
+//! every queued job into one push of the current local state of the mirror's refs,
+//! with per-ref leases, records the outcome, and backs off when the mirror fails.
+
+use crate::config::{Config, Prune, PushMirror};
+use crate::git::{Git, LeasedUpdate, PushSettings};
+use crate::porcelain::{Flag, PushReport};
+use crate::queue::{Claimed, Queue};
+use crate::repo::Repo;
+use crate::schedule;
+use crate::state::{self, MirrorState};
+use anyhow::Result;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Instant, SystemTime};
+
+/// How often one run re-lists and pushes again when the mirror moved under it or a ref
+/// was locked there, before giving up until the next try.
+const ATTEMPTS: u32 = 3;
+
+/// What `git-mirror push` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerOptions {
+    /// Run now, even with an empty queue or while backing off.
+    pub now: bool,
+    /// Only this mirror.
+    pub mirror: Option<String>,
+}
+
+/// What one mirror's worker did, for the command's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerReport {
+    /// Another worker holds the lock; it will pick up the queued jobs.
+    Busy,
+    /// Nothing queued, or backing off until the given time.
+    Idle(Option<String>),
+    /// At least one run happened; the last one's summary.
+    Ran(RunSummary),
+}
+
+/// The outcome of one run of one mirror.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunSummary {
+    pub pushed: usize,
+    pub deleted: usize,
+    pub up_to_date: usize,
+    pub divergent: Vec<String>,
+    /// Refs the mirror refused, with its reason.
+    pub refused: Vec<(String, String)>,
+    /// The mirror could not be updated at all (unreachable, timed out, …).
+    pub error: Option<String>,
+    pub damaged_jobs: usize,
+}
+
+impl RunSummary {
+    pub fn ok(&self) -> bool {
+        self.error.is_none() && self.refused.is_empty() && self.divergent.is_empty()
+    }
+
+    fn problem(&self) -> Option<String> {
+        if let Some(error) = &self.error {
+            return Some(error.clone());
+        }
+        let mut parts = Vec::new();
+        if !self.refused.is_empty() {
+            let list: Vec<String> = self
+                .refused
+                .iter()
+                .map(|(r, why)| format!("{r} ({why})"))
+                .collect();
+            parts.push(format!("the mirror refused some refs: {}", list.join(", ")));
+        }
+        if !self.divergent.is_empty() {
+            parts.push(format!(
+                "some refs have diverged: {}",
+                self.divergent.join(", ")
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+/// Runs the worker for each push mirror of `config` (or the one asked for).
+pub fn run(
+    repo: &Path,
+    config: &Config,
+    options: &WorkerOptions,
+) -> Result<Vec<(String, WorkerReport)>> {
+    let mirrors: Vec<&PushMirror> = match &options.mirror {
+        Some(name) => match config.push.iter().find(|m| &m.name == name) {
+            Some(m) => vec![m],
+            None => anyhow::bail!(
+                "{} has no [[push]] mirror named {name:?}; the mirrors are: {}",
+                config.path.display(),
+                config
+                    .push
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+        None => config.push.iter().collect(),
+    };
+    let git = Git::new(repo)?;
+    let mut reports = Vec::new();
+    for mirror in mirrors {
+        let report = work(repo, &git, mirror, options.now)?;
+        reports.push((mirror.name.clone(), report));
+    }
+    Ok(reports)
+}
+
+/// One mirror: take the lock, run while jobs are queued and the mirror is due, and
+/// look once more after letting go of the lock, so a job queued while we were finishing
+/// is never left behind.
+fn work(repo: &Path, git: &Git, mirror: &PushMirror, now: bool) -> Result<WorkerReport> {
+    let queue = Queue::new(repo, &mirror.name);
+    if !now && queue.pending() == 0 {
+        return Ok(WorkerReport::Idle(None));
+    }
+    let mut force = now;
+    let mut last: Option<RunSummary> = None;
+    loop {
+        let Some(lock) = queue.try_lock()? else {
+            return Ok(last.map_or(WorkerReport::Busy, WorkerReport::Ran));
+        };
+        lock.record_owner();
+        queue.recover(&lock)?;
+        loop {
+            let state = state::load(repo, &mirror.name).unwrap_or_default();
+            let due = schedule::is_due(&state, SystemTime::now(), schedule::PUSH_MAX_RETRY);
+            if !force && !(queue.has_waiting() && due) {
+                break;
+            }
+            let jobs = queue.claim(&lock)?;
+            let summary = run_once(repo, git, mirror, &queue, &jobs);
+            let failed = summary.error.is_some();
+            force = false;
+            last = Some(summary);
+            if failed {
+                // Tried and failed: the next try is the backoff's business.
+                return Ok(WorkerReport::Ran(last.unwrap_or_default()));
+            }
+        }
+        drop(lock);
+        let state = state::load(repo, &mirror.name).unwrap_or_default();
+        let due = schedule::is_due(&state, SystemTime::now(), schedule::PUSH_MAX_RETRY);
+        if !(queue.has_waiting() && due) {
+            return Ok(match last {
+                Some(summary) => WorkerReport::Ran(summary),
+                None => WorkerReport::Idle(state.next_update_at.filter(|_| queue.has_waiting())),
+            });
+        }
+    }
+}
+
+/// One run: fold the claimed jobs into one push, record the outcome, and complete or
+/// release the jobs.
+fn run_once(
+    repo: &Path,
+    git: &Git,
+    mirror: &PushMirror,
+    queue: &Queue,
+    jobs: &[Claimed],
+) -> RunSummary {
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let _ = state::update(repo, &mirror.name, |s| s.started(started));
+
+    let mut damaged = Vec::new();
+    let mut named = BTreeSet::new();
+    let mut good = Vec::new();
+    for job in jobs {
+        match &job.job {
+            Ok(j) => {
+                named.extend(j.refs.iter().cloned());
+                good.push(job.path.clone());
+            }
+            Err(why) => {
+                let kept = queue.set_aside(job).unwrap_or_else(|_| job.path.clone());
+                damaged.push(format!("{}: {why}", kept.display()));
+            }
+        }
+    }
+    for d in &damaged {
+        state::log(
+            repo,
+            started,
+            &format!("push {} damaged job set aside: {d}", mirror.name),
+        );
+    }
+
+    let mut summary = sync(repo, git, mirror, &named);
+    summary.damaged_jobs = damaged.len();
+    let finished = SystemTime::now();
+    // Jobs go only once a push they were folded into reached the mirror; a refused or
+    // diverged ref is recorded and retried with the next push, not held in the queue.
+    let queue_result = if summary.error.is_none() {
+        queue.complete(&good)
+    } else {
+        queue.release(&good)
+    };
+    if let Err(e) = queue_result {
+        summary.error.get_or_insert(format!("{e:#}"));
+    }
+
+    let _ = state::update(repo, &mirror.name, |s| record(s, &summary, finished));
+    state::log(
+        repo,
+        finished,
+        &format!(
+            "push {} {} pushed={} deleted={} up_to_date={} divergent={} refused={} jobs={} damaged={} {:.3}s{}",
+            mirror.name,
+            if summary.ok() { "finished" } else { "failed" },
+            summary.pushed,
+            summary.deleted,
+            summary.up_to_date,
+            summary.divergent.len(),
+            summary.refused.len(),
+            good.len(),
+            damaged.len(),
+            clock.elapsed().as_secs_f64(),
+            summary.problem().map(|p| format!(" error: {p}")).unwrap_or_default()
+        ),
+    );
+    summary
+}
+
+fn record(s: &mut MirrorState, summary: &RunSummary, at: SystemTime) {
+    match summary.problem() {
+        None => {
+            s.finished(at);
+            s.next_update_at = None;
+        }
+        Some(problem) => {
+            s.failed(at, problem);
+            s.divergent_refs = summary.divergent.clone();
+            s.next_update_at = summary
+                .error
+                .as_ref()
+                .map(|_| state::timestamp(at + schedule::push_backoff(s.consecutive_failures)));
+        }
+    }
+}
+
+/// Makes the mirror's refs equal to ours: list theirs, compute the difference, push it
+/// with leases; again if the mirror moved meanwhile or a ref was locked there.
+fn sync(repo: &Path, git: &Git, mirror: &PushMirror, named: &BTreeSet<String>) -> RunSummary {
+    let mut summary = RunSummary::default();
+    for attempt in 1..=ATTEMPTS {
+        let remote = match git.ls_remote(&mirror.url, &[], mirror.timeout) {
+            Ok(Ok(refs)) => refs,
+            Ok(Err(out)) => {
+                summary.error = Some(format!(
+                    "cannot list the mirror's refs: {}",
+                    git_error(&out)
+                ));
+                return summary;
+            }
+            Err(e) => {
+                summary.error = Some(format!("{e:#}"));
+                return summary;
+            }
+        };
+        let local = match Repo::open(repo).and_then(|r| r.refs().map(|refs| (r, refs))) {
+            Ok(local) => local,
+            Err(e) => {
+                summary.error = Some(format!("{e:#}"));
+                return summary;
+            }
+        };
+        let plan = plan(&local.0, &local.1, &remote, mirror, named);
+        summary.divergent = plan.divergent;
+        summary.up_to_date = plan.up_to_date;
+        if plan.updates.is_empty() {
+            return summary;
+        }
+        let output = match git.push(
+            &mirror.url,
+            &plan.updates,
+            &PushSettings::default(),
+            mirror.timeout,
+            &mut |_| {},
+        ) {
+            Ok(output) => output,
+            Err(e) => {
+                summary.error = Some(format!("{e:#}"));
+                return summary;
+            }
+        };
+        let report = PushReport::parse(&output.stdout);
+        if output.timed_out || !report.reached {
+            summary.error = Some(if output.timed_out {
+                format!(
+                    "the push did not finish within {} (timeout)",
+                    humantime::format_duration(mirror.timeout)
+                )
+            } else {
+                git_error(&output)
+            });
+            return summary;
+        }
+        let (mut pushed, mut deleted, mut retry) = (0, 0, false);
+        summary.refused.clear();
+        for u in &plan.updates {
+            match report.refs.get(&u.name) {
+                Some(status) if status.flag.accepted() => {
+                    if status.flag == Flag::Deleted {
+                        deleted += 1;
+                    } else if status.flag != Flag::UpToDate {
+                        pushed += 1;
+                    }
+                }
+                Some(status) => {
+                    let reason = status
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| status.summary.clone());
+                    if is_transient(&reason, &output.stderr) {
+                        retry = true;
+                    }
+                    summary.refused.push((u.name.clone(), reason));
+                }
+                None => {
+                    retry = true;
+                    summary
+                        .refused
+                        .push((u.name.clone(), "no report from git".to_owned()));
+                }
+            }
+        }
+        summary.pushed += pushed;
+        summary.deleted += deleted;
+        if !retry {
+            return summary;
+        }
+        if attempt == ATTEMPTS {
+            let list: Vec<String> = summary
+                .refused
+                .iter()
+                .map(|(r, why)| format!("{r} ({why})"))
+                .collect();
+            summary.error = Some(format!(
+                "the mirror kept changing or had refs locked after {ATTEMPTS} attempts: {}",
+                list.join(", ")
+            ));
+            summary.refused.clear();
+        }
+    }
+    summary
+}
+
+/// A refusal that a retry can fix: the mirror moved since we listed it (the lease
+/// failed), or a ref was locked by a concurrent writer there.
+fn is_transient(reason: &str, stderr: &str) -> bool {
+    reason == "stale info"
+        || ["failed to lock", "cannot lock ref", "unable to lock"]
+            .iter()
+            .any(|p| reason.contains(p) || stderr.contains(p))
+}
+
+/// What git said went wrong, on one line, masked.
+fn git_error(out: &crate::git::RunOutput) -> String {
+    let said: Vec<&str> = out
+        .stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("hint:"))
+        .collect();
+    if said.is_empty() {
+        format!("git {}", out.describe_end())
+    } else {
+        crate::url::mask_text(&said.join(" "))
+    }
+}
+
+/// The difference between our refs and the mirror's.
+#[derive(Debug, Default)]
+struct Plan {
+    updates: Vec<LeasedUpdate>,
+    divergent: Vec<String>,
+    up_to_date: usize,
+}
+
+fn plan(
+    repo: &Repo,
+    local: &BTreeMap<String, String>,
+    remote: &BTreeMap<String, String>,
+    mirror: &PushMirror,
+    named: &BTreeSet<String>,
+) -> Plan {
+    let mut plan = Plan::default();
+    for (name, id) in local.iter().filter(|(n, _)| mirror.refs.matches(n)) {
+        let theirs = remote.get(name);
+        if theirs == Some(id) {
+            plan.up_to_date += 1;
+            continue;
+        }
+        if let Some(theirs) = theirs {
+            let fast_forward = repo.is_ancestor(theirs, id).unwrap_or(false);
+            if mirror.keep_divergent_refs && !fast_forward {
+                plan.divergent.push(name.clone());
+                continue;
+            }
+        }
+        plan.updates.push(LeasedUpdate {
+            name: name.clone(),
+            expect: theirs.cloned(),
+            new: Some(id.clone()),
+        });
+    }
+    for (name, theirs) in remote
+        .iter()
+        .filter(|(n, _)| mirror.refs.matches(n) && !local.contains_key(*n))
+    {
+        let deleted_here = named.contains(name);
+        let delete = match mirror.prune {
+            Prune::Off => false,
+            Prune::Deleted => deleted_here,
+            // Refs only the mirror has are someone else's under keep_divergent_refs.
+            Prune::All => deleted_here || !mirror.keep_divergent_refs,
+        };
+        if delete {
+            plan.updates.push(LeasedUpdate {
+                name: name.clone(),
+                expect: Some(theirs.clone()),
+                new: None,
+            });
+        }
+    }
+    plan
+}
