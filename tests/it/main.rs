@@ -3,4 +3,5 @@
 mod config;
 mod install;
 mod proxy;
+mod push;
 mod util;

@@ -186,12 +186,36 @@ impl TestEnv {
         let text = text
             .replace(canonical.to_str().expect("utf-8 path"), "[TMP]")
             .replace(root, "[TMP]");
-        let text = regex_like_ids(&text);
+        let text = regex_like_ids(&hide_times(&text));
         text.lines()
             .map(str::trim_end)
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// Replaces RFC 3339 UTC times (`2026-11-23T10:00:00Z`) with `[TIME]`.
+fn hide_times(text: &str) -> String {
+    const SHAPE: &[u8] = b"dddd-dd-ddTdd:dd:ddZ";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let fits = bytes.len() - i >= SHAPE.len()
+            && SHAPE.iter().zip(&bytes[i..]).all(|(shape, b)| match shape {
+                b'd' => b.is_ascii_digit(),
+                other => other == b,
+            });
+        if fits {
+            out.push_str("[TIME]");
+            i += SHAPE.len();
+        } else {
+            let c = text[i..].chars().next().unwrap_or_default();
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
 }
 
 /// Replaces 40-hex and 7-hex words (object ids) with placeholders.
@@ -228,4 +252,18 @@ pub fn closed_port() -> u16 {
     let port = listener.local_addr().expect("addr").port();
     drop(listener);
     port
+}
+
+/// Polls `check` until it is true or `limit` passes; returns whether it became true.
+pub fn eventually(limit: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

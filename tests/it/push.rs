@@ -1,0 +1,415 @@
+//! Push mirrors against real repositories: the pusher never waits, every mirror ends
+//! up with exactly its refs, and nothing queued is lost to failures or kills.
+
+use crate::util::{closed_port, eventually, TestEnv};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn status(env: &TestEnv, repo: &Path) -> serde_json::Value {
+    let out = env.git_mirror(&["status", "--json", repo.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn record(env: &TestEnv, repo: &Path, name: &str) -> serde_json::Value {
+    let all = status(env, repo);
+    all["mirrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no record {name}: {all}"))
+}
+
+/// Waits until `repo`'s refs are exactly `expected`.
+fn converges(env: &TestEnv, repo: &Path, expected: &std::collections::BTreeMap<String, String>) {
+    let ok = eventually(PATIENCE, || &env.refs(repo) == expected);
+    assert!(
+        ok,
+        "{} has {:#?}, expected {:#?}",
+        repo.display(),
+        env.refs(repo),
+        expected
+    );
+}
+
+fn mirror_toml(name: &str, url: &Path, extra: &str) -> String {
+    format!(
+        "[[push]]\nname = {name:?}\nurl = {:?}\n{extra}\n",
+        url.to_str().unwrap()
+    )
+}
+
+fn only<'a>(
+    refs: &std::collections::BTreeMap<String, String>,
+    names: &[&'a str],
+) -> std::collections::BTreeMap<String, String> {
+    refs.iter()
+        .filter(|(n, _)| names.contains(&n.as_str()))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect()
+}
+
+#[test]
+fn the_pusher_does_not_wait_for_a_slow_mirror() {
+    let env = TestEnv::new();
+    let mirror = env.bare("mirror.git");
+    env.script(&mirror.join("hooks/pre-receive"), "sleep 2");
+    let down = env.downstream("down.git", &mirror_toml("slow", &mirror, ""));
+    let work = env.work("work");
+    let c = env.commit(&work, "one");
+    let pushed = env.push(&work, &down, &["HEAD:refs/heads/main"]);
+    assert!(pushed.success, "{}", pushed.stderr);
+    // The mirror's own hook is still sleeping when the pusher already has its answer.
+    assert_eq!(env.rev(&mirror, "refs/heads/main"), None);
+    assert!(pushed
+        .stderr
+        .contains("remote: mirror-hooks: queued for push mirror slow (1 ref)."));
+    assert!(eventually(PATIENCE, || env.rev(&mirror, "refs/heads/main")
+        == Some(c.clone())));
+    assert!(eventually(PATIENCE, || record(&env, &down, "slow")
+        ["update_status"]
+        == "finished"));
+}
+
+#[test]
+fn each_mirror_gets_exactly_its_refs() {
+    let env = TestEnv::new();
+    let a = env.bare("a.git");
+    let b = env.bare("b.git");
+    let toml = mirror_toml("heads", &a, r#"refs = ["refs/heads/*"]"#)
+        + &mirror_toml(
+            "releases",
+            &b,
+            r#"refs = ["refs/heads/release/*", "refs/tags/*"]"#,
+        );
+    let down = env.downstream("down.git", &toml);
+    let work = env.work("work");
+    env.commit(&work, "one");
+    env.git_ok(&work, &["tag", "-a", "-m", "release", "v1.0"]);
+    let pushed = env.push(
+        &work,
+        &down,
+        &[
+            "HEAD:refs/heads/main",
+            "HEAD:refs/heads/release/1.0",
+            "refs/tags/v1.0",
+        ],
+    );
+    assert!(pushed.success, "{}", pushed.stderr);
+    let local = env.refs(&down);
+    converges(
+        &env,
+        &a,
+        &only(&local, &["refs/heads/main", "refs/heads/release/1.0"]),
+    );
+    converges(
+        &env,
+        &b,
+        &only(&local, &["refs/heads/release/1.0", "refs/tags/v1.0"]),
+    );
+    assert_eq!(env.git_ok(&b, &["cat-file", "-t", "refs/tags/v1.0"]), "tag");
+
+    for name in ["heads", "releases"] {
+        assert!(eventually(PATIENCE, || record(&env, &down, name)
+            ["update_status"]
+            == "finished"));
+    }
+    let report = env.normalize(&String::from_utf8_lossy(
+        &env.git_mirror(&["status", "--json", down.to_str().unwrap()])
+            .stdout,
+    ));
+    insta::assert_snapshot!(report);
+}
+
+#[test]
+fn deletions_are_pruned_and_foreign_refs_kept_unless_prune_all() {
+    let env = TestEnv::new();
+    let keep = env.bare("keep.git");
+    let exact = env.bare("exact.git");
+    let toml = mirror_toml("keep", &keep, "") + &mirror_toml("exact", &exact, "prune = \"all\"");
+    let down = env.downstream("down.git", &toml);
+    let work = env.work("work");
+    let c = env.commit(&work, "one");
+    assert!(
+        env.push(
+            &work,
+            &down,
+            &["HEAD:refs/heads/main", "HEAD:refs/heads/topic"]
+        )
+        .success
+    );
+    converges(&env, &keep, &env.refs(&down));
+    converges(&env, &exact, &env.refs(&down));
+    // Someone else creates a branch on each mirror.
+    assert!(env.push(&work, &keep, &["HEAD:refs/heads/theirs"]).success);
+    assert!(env.push(&work, &exact, &["HEAD:refs/heads/theirs"]).success);
+
+    assert!(env.push(&work, &down, &[":refs/heads/topic"]).success);
+    let mut expected = env.refs(&down);
+    converges(&env, &exact, &expected);
+    expected.insert("refs/heads/theirs".to_owned(), c);
+    converges(&env, &keep, &expected);
+}
+
+#[test]
+fn diverged_refs_are_kept_and_reported_while_others_go() {
+    let env = TestEnv::new();
+    let mirror = env.bare("mirror.git");
+    let down = env.downstream(
+        "down.git",
+        &mirror_toml("careful", &mirror, "keep_divergent_refs = true"),
+    );
+    let work = env.work("work");
+    env.commit(&work, "one");
+    assert!(
+        env.push(
+            &work,
+            &down,
+            &["HEAD:refs/heads/main", "HEAD:refs/heads/feature"]
+        )
+        .success
+    );
+    converges(&env, &mirror, &env.refs(&down));
+
+    // Someone commits on the mirror's main directly: it diverges from ours.
+    let other = env.work("other");
+    let theirs = env.commit(&other, "theirs");
+    assert!(
+        env.push(&other, &mirror, &["+HEAD:refs/heads/main"])
+            .success
+    );
+
+    let ours = env.commit(&work, "two");
+    assert!(
+        env.push(
+            &work,
+            &down,
+            &["HEAD:refs/heads/main", "HEAD:refs/heads/feature"]
+        )
+        .success
+    );
+    assert!(eventually(PATIENCE, || env
+        .rev(&mirror, "refs/heads/feature")
+        == Some(ours.clone())));
+    assert!(eventually(PATIENCE, || record(&env, &down, "careful")
+        ["update_status"]
+        == "failed"));
+    assert_eq!(env.rev(&mirror, "refs/heads/main"), Some(theirs));
+    let r = record(&env, &down, "careful");
+    assert_eq!(r["divergent_refs"], serde_json::json!(["refs/heads/main"]));
+    assert!(
+        r["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("some refs have diverged: refs/heads/main"),
+        "{r}"
+    );
+}
+
+#[test]
+fn a_mirror_that_is_down_gets_everything_once_back() {
+    let env = TestEnv::new();
+    let later = env.path("later.git");
+    let down = env.downstream("down.git", &mirror_toml("later", &later, ""));
+    let work = env.work("work");
+    env.commit(&work, "one");
+    env.git_ok(&work, &["tag", "v1"]);
+    assert!(
+        env.push(&work, &down, &["HEAD:refs/heads/main", "refs/tags/v1"])
+            .success
+    );
+    assert!(eventually(PATIENCE, || record(&env, &down, "later")
+        ["consecutive_failures"]
+        == 1));
+    let r = record(&env, &down, "later");
+    assert_eq!(r["update_status"], "failed");
+    assert_eq!(r["queued_jobs"], 1, "the job stays queued: {r}");
+    assert!(r["next_update_at"].is_string(), "a retry is scheduled: {r}");
+
+    // Another push while the mirror backs off: queued, not tried yet.
+    env.commit(&work, "two");
+    assert!(
+        env.push(
+            &work,
+            &down,
+            &["HEAD:refs/heads/main", "HEAD:refs/heads/dev"]
+        )
+        .success
+    );
+    assert!(eventually(PATIENCE, || record(&env, &down, "later")
+        ["queued_jobs"]
+        == 2));
+
+    env.git_ok(
+        env.root(),
+        &["init", "-q", "--bare", later.to_str().unwrap()],
+    );
+    let out = env.git_mirror(&["push", "--now", down.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "later: up to date (pushed 3, deleted 0, unchanged 0)\n"
+    );
+    assert_eq!(env.refs(&later), env.refs(&down));
+    let r = record(&env, &down, "later");
+    assert_eq!(
+        (r["update_status"].as_str(), r["queued_jobs"].as_u64()),
+        (Some("finished"), Some(0))
+    );
+    assert_eq!(r["consecutive_failures"], 0);
+}
+
+#[test]
+fn many_quick_pushes_are_coalesced() {
+    let env = TestEnv::new();
+    let mirror = env.bare("mirror.git");
+    let counter = env.path("mirror-pushes");
+    env.script(
+        &mirror.join("hooks/pre-receive"),
+        &format!("echo push >> {}; sleep 0.2", counter.display()),
+    );
+    let down = env.downstream("down.git", &mirror_toml("busy", &mirror, ""));
+    let work = env.work("work");
+    for i in 0..50 {
+        env.commit(&work, &format!("commit {i}"));
+        assert!(env.push(&work, &down, &["HEAD:refs/heads/main"]).success);
+    }
+    converges(&env, &mirror, &env.refs(&down));
+    assert!(eventually(PATIENCE, || record(&env, &down, "busy")
+        ["queued_jobs"]
+        == 0));
+    let pushes = std::fs::read_to_string(&counter).unwrap().lines().count();
+    eprintln!("50 pushes here, {pushes} pushes to the mirror");
+    assert!(pushes <= 25, "50 pushes caused {pushes} mirror pushes");
+}
+
+#[test]
+fn a_worker_killed_mid_push_loses_nothing() {
+    let env = TestEnv::new();
+    let mirror = env.bare("mirror.git");
+    let started = env.path("mirror-push-started");
+    env.script(
+        &mirror.join("hooks/pre-receive"),
+        &format!("touch {}; sleep 3", started.display()),
+    );
+    let down = env.downstream("down.git", &mirror_toml("victim", &mirror, ""));
+    let work = env.work("work");
+    env.commit(&work, "one");
+    assert!(env.push(&work, &down, &["HEAD:refs/heads/main"]).success);
+    assert!(eventually(PATIENCE, || started.exists()));
+    let lock = down.join("mirror/queue/victim/lock");
+    let pid = std::fs::read_to_string(&lock).unwrap().trim().to_owned();
+    assert!(env
+        .command("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let running = std::fs::read_dir(down.join("mirror/queue/victim/running"))
+        .unwrap()
+        .count();
+    assert_eq!(running, 1, "the job being pushed is still in running/");
+
+    std::fs::remove_file(mirror.join("hooks/pre-receive")).unwrap();
+    let out = env.git_mirror(&["push", "--now", down.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    converges(&env, &mirror, &env.refs(&down));
+    assert_eq!(record(&env, &down, "victim")["queued_jobs"], 0);
+    env.git_ok(&down, &["fsck", "--no-progress"]);
+}
+
+#[test]
+fn damaged_job_files_are_set_aside_and_block_nothing() {
+    let env = TestEnv::new();
+    let mirror = env.bare("mirror.git");
+    let down = env.downstream("down.git", &mirror_toml("m", &mirror, ""));
+    let waiting = down.join("mirror/queue/m/waiting");
+    std::fs::create_dir_all(&waiting).unwrap();
+    std::fs::write(waiting.join("0-garbage.json"), "{not json").unwrap();
+    std::fs::write(
+        waiting.join("1-truncated.json"),
+        r#"{"format":"mirror-hooks-job","version":1,"mir"#,
+    )
+    .unwrap();
+    let work = env.work("work");
+    env.commit(&work, "one");
+    assert!(env.push(&work, &down, &["HEAD:refs/heads/main"]).success);
+    converges(&env, &mirror, &env.refs(&down));
+    assert!(eventually(PATIENCE, || record(&env, &down, "m")
+        ["queued_jobs"]
+        == 0));
+    let r = record(&env, &down, "m");
+    assert_eq!(
+        r["damaged_jobs"],
+        serde_json::json!(["0-garbage.json", "1-truncated.json"])
+    );
+    let log = std::fs::read_to_string(down.join("mirror/log")).unwrap();
+    assert_eq!(log.matches("damaged job set aside").count(), 2, "{log}");
+}
+
+#[test]
+fn credentials_in_a_url_never_show() {
+    let env = TestEnv::new();
+    let secret = "s3cr3t-t0ken";
+    let url = format!(
+        "https://mirror-bot:{secret}@127.0.0.1:{}/org/project.git",
+        closed_port()
+    );
+    let down = env.downstream(
+        "down.git",
+        &format!("[[push]]\nname = \"github\"\nurl = {url:?}\n"),
+    );
+    let work = env.work("work");
+    env.commit(&work, "one");
+    let pushed = env.push(&work, &down, &["HEAD:refs/heads/main"]);
+    assert!(pushed.success);
+    assert!(eventually(PATIENCE, || record(&env, &down, "github")
+        ["update_status"]
+        == "failed"));
+    let now = env.git_mirror(&["push", "--now", down.to_str().unwrap()]);
+    assert_eq!(now.status.code(), Some(1));
+    let table = env.git_mirror(&["status", down.to_str().unwrap()]);
+    let json = env.git_mirror(&["status", "--json", down.to_str().unwrap()]);
+    let mut seen = vec![pushed.stderr.clone()];
+    for out in [&now, &table, &json] {
+        seen.push(String::from_utf8_lossy(&out.stdout).into_owned());
+        seen.push(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    for file in files_under(&down.join("mirror")) {
+        seen.push(String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned());
+    }
+    for text in &seen {
+        assert!(!text.contains(secret), "the secret leaked:\n{text}");
+    }
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("https://*****:*****@127.0.0.1:"), "{table}");
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
