@@ -130,7 +130,7 @@ fn work(repo: &Path, git: &Git, mirror: &PushMirror, now: bool) -> Result<Worker
         loop {
             let state = state::load(repo, &mirror.name).unwrap_or_default();
             let due = schedule::is_due(&state, SystemTime::now(), schedule::PUSH_MAX_RETRY);
-            if !force && !(queue.has_waiting() && due) {
+            if !(force || queue.has_waiting() && due) {
                 break;
             }
             let jobs = queue.claim(&lock)?;
