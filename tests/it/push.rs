@@ -47,9 +47,9 @@ fn mirror_toml(name: &str, url: &Path, extra: &str) -> String {
     )
 }
 
-fn only<'a>(
+fn only(
     refs: &std::collections::BTreeMap<String, String>,
-    names: &[&'a str],
+    names: &[&str],
 ) -> std::collections::BTreeMap<String, String> {
     refs.iter()
         .filter(|(n, _)| names.contains(&n.as_str()))
