@@ -10,14 +10,16 @@ use std::process::{Command, ExitStatus, Stdio};
 /// The directory chained `hook`s live in: beside the hook git ran (so `core.hooksPath`
 /// works), falling back to `REPO/hooks`.
 pub fn chain_dir(repo: &Path, hook: &str) -> PathBuf {
-    let invoked = std::env::args_os().next().map(PathBuf::from);
-    let hooks_dir = invoked
+    let name = format!("{hook}.d");
+    std::env::args_os()
+        .next()
+        .map(PathBuf::from)
         .as_deref()
         .and_then(Path::parent)
-        .filter(|dir| dir.file_name().is_some() && dir.join(hook).exists())
-        .map(Path::to_owned)
-        .unwrap_or_else(|| repo.join("hooks"));
-    hooks_dir.join(format!("{hook}.d"))
+        .filter(|dir| dir.file_name().is_some())
+        .map(|dir| dir.join(&name))
+        .filter(|dir| dir.is_dir())
+        .unwrap_or_else(|| repo.join("hooks").join(name))
 }
 
 /// The executables in `dir`, in the order they run. Editor backups, hidden files and

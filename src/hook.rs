@@ -111,6 +111,7 @@ pub fn enqueue_push_mirrors(repo: &Path, updates: &[RefUpdate], say: &mut dyn Fn
             return;
         }
     };
+    let mut queued = Vec::new();
     for mirror in &config.push {
         let refs: Vec<String> = updates
             .iter()
@@ -120,35 +121,36 @@ pub fn enqueue_push_mirrors(repo: &Path, updates: &[RefUpdate], say: &mut dyn Fn
         if refs.is_empty() {
             continue;
         }
-        if let Err(e) = Queue::new(repo, &mirror.name).enqueue(&refs, now) {
-            say(&format!(
-                "mirror-hooks: warning: could not queue the update of push mirror {}: {e:#}.",
-                mirror.name
-            ));
-            say("mirror-hooks: the push itself was accepted; once the problem is fixed, run `git mirror push --now` on the server.");
-            state::log(
-                repo,
-                now,
-                &format!("push {} not queued: {e:#}", mirror.name),
-            );
-            continue;
-        }
-        let started = spawn_detached(repo, &["push", "--mirror", &mirror.name]);
-        let note = match started {
-            Ok(()) => String::new(),
+        match Queue::new(repo, &mirror.name).enqueue(&refs, now) {
+            Ok(_) => queued.push((mirror.name.as_str(), refs.len())),
             Err(e) => {
+                say(&format!(
+                    "mirror-hooks: warning: could not queue the update of push mirror {}: {e:#}.",
+                    mirror.name
+                ));
+                say("mirror-hooks: the push itself was accepted; once the problem is fixed, run `git mirror push --now` on the server.");
                 state::log(
                     repo,
                     now,
-                    &format!("push {} worker not started: {e:#}", mirror.name),
+                    &format!("push {} not queued: {e:#}", mirror.name),
                 );
-                format!(" (its worker could not be started: {e:#}; the job stays queued)")
             }
-        };
-        let count = refs.len();
+        }
+    }
+    if queued.is_empty() {
+        return;
+    }
+    // One worker process serves every mirror with queued jobs, each in its own thread.
+    let note = match spawn_detached(repo, &["push"]) {
+        Ok(()) => String::new(),
+        Err(e) => {
+            state::log(repo, now, &format!("push worker not started: {e:#}"));
+            format!(" (the worker could not be started: {e:#}; the job stays queued)")
+        }
+    };
+    for (name, count) in queued {
         say(&format!(
-            "mirror-hooks: queued for push mirror {} ({count} ref{}){note}.",
-            mirror.name,
+            "mirror-hooks: queued for push mirror {name} ({count} ref{}){note}.",
             if count == 1 { "" } else { "s" }
         ));
     }
@@ -167,6 +169,9 @@ const HOOK_VARIABLES: [&str; 9] = [
     "GIT_PUSH_CERT",
     "GIT_REFLOG_ACTION",
 ];
+
+/// Niceness of background workers: below interactive git, above idle work.
+const BACKGROUND_NICENESS: libc::c_int = 10;
 
 /// Starts `git-mirror ARGS… REPO` (the binary beside this one) in its own session with
 /// no standard streams, so the pusher's connection is not held open; it is not waited
@@ -188,11 +193,13 @@ pub fn spawn_detached(repo: &Path, args: &[&str]) -> Result<()> {
             cmd.env_remove(&name);
         }
     }
-    // SAFETY: setsid(2) is async-signal-safe; it detaches the child from our session so
-    // that signals to the hook's process group do not reach it.
+    // SAFETY: setsid(2) and setpriority(2) are async-signal-safe and touch no memory of
+    // the parent. The new session keeps signals to the hook's process group away from
+    // the worker; the lower priority lets the pushes people wait for go first.
     unsafe {
         cmd.pre_exec(|| {
             libc::setsid();
+            libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICENESS);
             Ok(())
         });
     }

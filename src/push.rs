@@ -103,12 +103,23 @@ pub fn run(
         None => config.push.iter().collect(),
     };
     let git = Git::new(repo)?;
-    let mut reports = Vec::new();
-    for mirror in mirrors {
-        let report = work(repo, &git, mirror, options.now)?;
-        reports.push((mirror.name.clone(), report));
-    }
-    Ok(reports)
+    // Mirrors are independent: a slow one must not hold back the others.
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = mirrors
+            .iter()
+            .map(|mirror| scope.spawn(|| work(repo, &git, mirror, options.now)))
+            .collect();
+        mirrors
+            .iter()
+            .zip(workers)
+            .map(|(mirror, worker)| {
+                let report = worker.join().map_err(|_| {
+                    anyhow::anyhow!("the worker of push mirror {} crashed", mirror.name)
+                })??;
+                Ok((mirror.name.clone(), report))
+            })
+            .collect()
+    })
 }
 
 /// One mirror: take the lock, run while jobs are queued and the mirror is due, and
