@@ -165,23 +165,35 @@ demo() {
   step "1. An upstream: the authoritative copy (say, on another server)"
   run git init -q --bare -b main upstream.git
 
-  step "2. A downstream with mirror-hooks, forwarding every push to the upstream"
+  step "2. A downstream with mirror-hooks: every push is forwarded to the upstream first,
+   and mirrored to a backup in the background"
   run git init -q --bare -b main downstream.git
+  run git init -q --bare -b main backup.git
   PREFIX="$tmp/prefix" install_binaries "$bin" >/dev/null
   PREFIX="$tmp/prefix" install_repo downstream.git | sed 's/^/  /'
   cat >downstream.git/mirror.toml <<EOF
 [upstream]
 url = "$tmp/upstream.git"
 refs = ["refs/heads/*", "refs/tags/*"]
+
+[[push]]
+name = "backup"
+url = "$tmp/backup.git"
 EOF
   run cat downstream.git/mirror.toml
 
-  step "3. Alice pushes to the downstream: the push lands on both sides"
+  step "3. Alice pushes to the downstream: the push lands on both sides, then on the backup"
   git clone -q downstream.git alice 2>/dev/null
   (cd alice && echo hello >README && git add README && git commit -qm "first commit")
   run git -C alice push origin main
   say "upstream   main: $(git -C upstream.git rev-parse --short main)"
   say "downstream main: $(git -C downstream.git rev-parse --short main)"
+  local i
+  for i in $(seq 1 100); do
+    git -C backup.git rev-parse -q --verify main >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  say "backup     main: $(git -C backup.git rev-parse --short main 2>/dev/null || echo '(not yet)')  (pushed in the background)"
 
   step "4. Bob pushes straight to the upstream (the downstream has not seen it yet)"
   run git clone -q upstream.git bob

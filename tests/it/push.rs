@@ -413,3 +413,61 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     files
 }
+
+#[test]
+fn the_sweep_retries_overdue_mirrors_across_repositories() {
+    let env = TestEnv::new();
+    std::fs::create_dir(env.path("srv")).unwrap();
+    let later = env.path("later.git");
+    let down = env.downstream("srv/team/down.git", &mirror_toml("later", &later, ""));
+    let broken = env.downstream("srv/broken.git", "[[push]]\nname = \"x\"\n");
+    let quiet = env.downstream("srv/quiet.git", &mirror_toml("q", &env.path("q.git"), ""));
+    let work = env.work("work");
+    env.commit(&work, "one");
+    assert!(env.push(&work, &down, &["HEAD:refs/heads/main"]).success);
+    assert!(eventually(PATIENCE, || record(&env, &down, "later")
+        ["update_status"]
+        == "failed"));
+
+    // The mirror comes back; nothing is pushed until its retry time has come.
+    env.git_ok(
+        env.root(),
+        &["init", "-q", "--bare", later.to_str().unwrap()],
+    );
+    let root = env.path("srv");
+    let early = env.git_mirror(&["push", "--all", root.to_str().unwrap()]);
+    assert_eq!(env.rev(&later, "refs/heads/main"), None);
+    let text = env.normalize(&String::from_utf8_lossy(&early.stdout));
+    assert!(
+        text.contains("[TMP]/srv/broken.git: mirror.toml is invalid"),
+        "{text}"
+    );
+    assert_eq!(
+        early.status.code(),
+        Some(1),
+        "the broken repository is reported"
+    );
+
+    // Once the retry is due, the sweep pushes.
+    let state_file = down.join("mirror/state/later.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    state["next_update_at"] = "2020-01-01T00:00:00Z".into();
+    std::fs::write(&state_file, state.to_string()).unwrap();
+    let swept = env.git_mirror(&["push", "--all", root.to_str().unwrap()]);
+    let text = env.normalize(&String::from_utf8_lossy(&swept.stdout));
+    assert!(
+        text.contains(
+            "[TMP]/srv/team/down.git later: up to date (pushed 1, deleted 0, unchanged 0)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(
+            "3 repositories with mirror.toml under [TMP]/srv, 1 push mirrors run, 1 failed"
+        ),
+        "{text}"
+    );
+    assert_eq!(env.refs(&later), env.refs(&down));
+    let _ = (broken, quiet);
+}
