@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 #[command(
     name = "git-mirror",
     version,
-    about = "mirror-hooks companion: status and diagnosis of a repository's mirrors",
+    about = "mirror-hooks companion: push mirroring, status and diagnosis of a repository's mirrors",
     long_about = "mirror-hooks companion: status and diagnosis of a repository's mirrors.\n\n\
         The hooks (pre-receive, post-receive) do the mirroring; this command shows what they did. \
         Installed as `git-mirror` on PATH, it also runs as `git mirror …`.",

@@ -1,5 +1,6 @@
 //! Integration tests: real git, real bare repositories, the built hooks.
 
+mod cli;
 mod config;
 mod install;
 mod proxy;
