@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
     name = "git-mirror",
     version,
     about = "mirror-hooks companion: push mirroring, status and diagnosis of a repository's mirrors",
-    long_about = "mirror-hooks companion: status and diagnosis of a repository's mirrors.\n\n\
-        The hooks (pre-receive, post-receive) do the mirroring; this command shows what they did. \
+    long_about = "mirror-hooks companion: push mirroring, status and diagnosis of a repository's mirrors.\n\n\
+        The hooks (pre-receive, post-receive) start the mirroring; this command runs the background work \
+        and shows what was done. \
         Installed as `git-mirror` on PATH, it also runs as `git mirror …`.",
     disable_help_subcommand = true
 )]
