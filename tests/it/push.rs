@@ -302,7 +302,9 @@ fn a_worker_killed_mid_push_loses_nothing() {
     let started = env.path("mirror-push-started");
     env.script(
         &mirror.join("hooks/pre-receive"),
-        &format!("touch {}; sleep 3", started.display()),
+        // Long enough that the worker is surely still pushing when it is killed, even on
+        // a loaded machine; the test does not wait for it.
+        &format!("touch {}; sleep 10", started.display()),
     );
     let down = env.downstream("down.git", &mirror_toml("victim", &mirror, ""));
     let work = env.work("work");
@@ -311,12 +313,8 @@ fn a_worker_killed_mid_push_loses_nothing() {
     assert!(eventually(PATIENCE, || started.exists()));
     let lock = down.join("mirror/queue/victim/lock");
     let pid = std::fs::read_to_string(&lock).unwrap().trim().to_owned();
-    assert!(env
-        .command("kill")
-        .args(["-KILL", &pid])
-        .status()
-        .unwrap()
-        .success());
+    let killed = env.command("kill").args(["-KILL", &pid]).status().unwrap();
+    assert!(killed.success(), "could not kill the worker (pid {pid:?})");
     let running = std::fs::read_dir(down.join("mirror/queue/victim/running"))
         .unwrap()
         .count();
