@@ -54,6 +54,22 @@ impl RunOutput {
         self.status.and_then(|s| s.code())
     }
 
+    /// What git said went wrong, on one line with credentials masked (its hints left
+    /// out); how it ended when it said nothing.
+    pub fn complaint(&self) -> String {
+        let said: Vec<&str> = self
+            .stderr
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("hint:"))
+            .collect();
+        if said.is_empty() {
+            format!("git {}", self.describe_end())
+        } else {
+            crate::url::mask_text(&said.join(" "))
+        }
+    }
+
     /// A one-line description of how the process ended, for messages.
     pub fn describe_end(&self) -> String {
         match self.status {

@@ -314,17 +314,7 @@ fn judge(output: &RunOutput, updates: &[&RefUpdate], timeout: Duration) -> Answe
         ));
     }
     if !report.reached {
-        let said: Vec<&str> = output
-            .stderr
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with("hint:"))
-            .collect();
-        let why = if said.is_empty() {
-            format!("git push {}", output.describe_end())
-        } else {
-            crate::url::mask_text(&said.join(" "))
-        };
+        let why = output.complaint();
         return Answer::Unreachable(why);
     }
     let mut refused = BTreeMap::new();

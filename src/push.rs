@@ -265,7 +265,7 @@ fn sync(repo: &Path, git: &Git, mirror: &PushMirror, named: &BTreeSet<String>) -
             Ok(Err(out)) => {
                 summary.error = Some(format!(
                     "cannot list the mirror's refs: {}",
-                    git_error(&out)
+                    out.complaint()
                 ));
                 return summary;
             }
@@ -308,7 +308,7 @@ fn sync(repo: &Path, git: &Git, mirror: &PushMirror, named: &BTreeSet<String>) -
                     humantime::format_duration(mirror.timeout)
                 )
             } else {
-                git_error(&output)
+                output.complaint()
             });
             return summary;
         }
@@ -369,21 +369,6 @@ fn is_transient(reason: &str, stderr: &str) -> bool {
         || ["failed to lock", "cannot lock ref", "unable to lock"]
             .iter()
             .any(|p| reason.contains(p) || stderr.contains(p))
-}
-
-/// What git said went wrong, on one line, masked.
-fn git_error(out: &crate::git::RunOutput) -> String {
-    let said: Vec<&str> = out
-        .stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("hint:"))
-        .collect();
-    if said.is_empty() {
-        format!("git {}", out.describe_end())
-    } else {
-        crate::url::mask_text(&said.join(" "))
-    }
 }
 
 /// The difference between our refs and the mirror's.
