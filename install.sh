@@ -112,19 +112,43 @@ install_hook() {
       while [[ -e "$chain/$name" || -L "$chain/$name" ]]; do
         n=$((n + 1)); name="00-previous-$hook-$n"
       done
-      mv "$path" "$chain/$name"
+      if [[ -L "$path" ]]; then
+        # A relative link would point elsewhere once moved: keep its target absolute.
+        local target_path
+        target_path=$(readlink -f "$path") || die "cannot resolve the existing hook $path"
+        ln -s "$target_path" "$chain/$name"
+        rm -f "$path"
+      else
+        mv "$path" "$chain/$name"
+      fi
+      own_like_repo "$repo" "$chain" "$chain/$name"
       say "  hooks/$hook: your existing hook moved to hooks/$hook.d/$name; it keeps running, before the mirroring"
     fi
   fi
   ln -s "$target" "$path.new.$$"
   mv -fT "$path.new.$$" "$path"
+  own_like_repo "$repo" "$path"
   say "  hooks/$hook: installed (-> $target)"
 }
 
 check_repo() {
   [[ -d "$1" ]] || die "$1 does not exist; give the path of a bare repository such as /srv/git/project.git" 2
-  [[ "$(git -C "$1" rev-parse --is-bare-repository 2>/dev/null)" == "true" ]] ||
+  local git_dir
+  git_dir=$(git -C "$1" rev-parse --absolute-git-dir 2>/dev/null) || git_dir=
+  # A directory inside a bare repository also answers "bare": it must BE the git dir.
+  if [[ "$(git -C "$1" rev-parse --is-bare-repository 2>/dev/null)" != "true" ||
+    "$(cd "$git_dir" 2>/dev/null && pwd -P)" != "$(cd "$1" && pwd -P)" ]]; then
     die "$1 is not a bare repository; mirror-hooks goes into the server's bare repository (git init --bare), not a work tree" 2
+  fi
+}
+
+# Files we create in a repository belong to whoever owns it (the git user), not to the
+# root running install.sh, or the hooks could not write their queue.
+own_like_repo() {
+  local repo=$1; shift
+  if [[ $(id -u) -eq 0 ]]; then
+    chown -h --reference="$repo" "$@" 2>/dev/null || true
+  fi
 }
 
 install_repo() {
@@ -133,6 +157,13 @@ install_repo() {
   repo=$(cd "$repo" && pwd)
   say "$repo:"
   mkdir -p "$repo/hooks" "$repo/mirror"
+  own_like_repo "$repo" "$repo/mirror"
+  local hooks_path
+  hooks_path=$(git -C "$repo" config core.hooksPath 2>/dev/null) || hooks_path=
+  if [[ -n "$hooks_path" ]]; then
+    say "  warning: core.hooksPath is set to $hooks_path, so git does not run hooks/ here;"
+    say "  warning: link $PREFIX/bin/pre-receive and post-receive into that directory instead"
+  fi
   local hook
   for hook in "${HOOKS[@]}"; do
     install_hook "$repo" "$hook"
@@ -141,6 +172,7 @@ install_repo() {
     say "  mirror.toml: kept as it is"
   else
     starter_config >"$repo/mirror.toml"
+    own_like_repo "$repo" "$repo/mirror.toml"
     say "  mirror.toml: written (everything commented out)"
     say "  next: edit $repo/mirror.toml — uncomment [upstream] and set its url"
   fi

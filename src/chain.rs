@@ -37,9 +37,10 @@ pub fn programs(dir: &Path) -> Result<Vec<PathBuf>> {
         if name.starts_with('.') || name.ends_with('~') || name.ends_with(".sample") {
             continue;
         }
-        let Ok(meta) = std::fs::metadata(&path) else {
-            continue;
-        };
+        // A hook that cannot be looked at (a dangling link, say) is an error, not
+        // something to skip: a policy hook that silently stops running is worse.
+        let meta = std::fs::metadata(&path)
+            .with_context(|| format!("cannot use the chained hook {}", path.display()))?;
         if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
             found.push(path);
         }

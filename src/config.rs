@@ -368,10 +368,17 @@ fn check_mirror_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `90s`, `5m`, `2h`, `1h 30m`; zero is refused because it would time out at once.
+/// The longest duration any setting takes: 30 days.
+const LONGEST: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// `90s`, `5m`, `2h`, `1h 30m`; zero is refused because it would time out at once, and
+/// more than 30 days because it is surely a typo.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(text) {
         Ok(d) if d.is_zero() => Err(format!("{text:?} is zero; give a positive duration")),
+        Ok(d) if d > LONGEST => Err(format!(
+            "{text:?} is longer than 30 days; give a shorter duration"
+        )),
         Ok(d) => Ok(d),
         Err(_) => Err(format!(
             "{text:?} is not a duration; write it like \"90s\", \"5m\" or \"2h\""

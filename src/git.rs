@@ -318,7 +318,11 @@ fn supervise(mut child: Child, timeout: Duration, on_stderr: &mut dyn FnMut(&str
         stdout: String::new(),
         stderr: String::new(),
     };
-    let mut deadline = Instant::now() + timeout;
+    let start = Instant::now();
+    // A deadline past the end of time is no deadline at all.
+    let mut deadline = start
+        .checked_add(timeout)
+        .unwrap_or(start + Duration::from_secs(u32::MAX.into()));
     let mut exited = false;
     while !exited || streams > 0 {
         let now = Instant::now();

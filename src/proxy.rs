@@ -117,6 +117,14 @@ fn check_local_rules(repo: &Path, updates: &[RefUpdate]) -> Result<(), String> {
     }
     let repo = Repo::open(repo).map_err(|e| format!("{e:#}"))?;
     let deny_deletes = repo.config_bool("receive.denyDeletes").unwrap_or(false);
+    // Git refuses deleting the branch HEAD points to unless told to ignore or warn.
+    let deny_delete_current = !matches!(
+        repo.config_string("receive.denyDeleteCurrent")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref(),
+        Some("ignore" | "warn" | "false" | "no" | "off" | "0")
+    );
+    let head = repo.head_ref();
     let deny_non_ff = repo
         .config_bool("receive.denyNonFastForwards")
         .unwrap_or(false);
@@ -125,6 +133,14 @@ fn check_local_rules(repo: &Path, updates: &[RefUpdate]) -> Result<(), String> {
             UpdateKind::Delete if deny_deletes => {
                 return Err(format!(
                     "deleting {} is not allowed in this repository (receive.denyDeletes).",
+                    update.name
+                ));
+            }
+            UpdateKind::Delete
+                if deny_delete_current && head.as_deref() == Some(update.name.as_str()) =>
+            {
+                return Err(format!(
+                    "{} is this repository's default branch (HEAD), and git refuses to delete it (receive.denyDeleteCurrent). Ask a server administrator to change HEAD first.",
                     update.name
                 ));
             }
@@ -207,6 +223,27 @@ fn forward(
     };
     let answer = match answer {
         Answer::Unknown(why) => resolve_unknown(&git, upstream, updates, why),
+        // The connection may have died after the upstream applied the push: look
+        // before saying that nothing changed.
+        Answer::Unreachable(why) => match remote_values(&git, upstream, updates) {
+            Some(values) if updates.iter().all(|u| at(&values, u, &u.new)) => Answer::Accepted,
+            Some(values) if !updates.iter().all(|u| at(&values, u, &u.old)) => Answer::Unknown(
+                format!("{why}; afterwards its refs matched neither the old nor the new values"),
+            ),
+            _ => Answer::Unreachable(why),
+        },
+        // A lease fails when the upstream already holds what we push (a retry after a
+        // lost answer, a deletion done before): that is success, not a conflict.
+        Answer::Refused(reasons)
+            if reasons
+                .values()
+                .all(|r| r == "stale info" || r == "atomic push failed") =>
+        {
+            match remote_values(&git, upstream, updates) {
+                Some(values) if updates.iter().all(|u| at(&values, u, &u.new)) => Answer::Accepted,
+                _ => Answer::Refused(reasons),
+            }
+        }
         other => other,
     };
     let now = SystemTime::now();
@@ -344,23 +381,44 @@ fn judge(output: &RunOutput, updates: &[&RefUpdate], timeout: Duration) -> Answe
     Answer::Accepted
 }
 
+/// The upstream's values of the updated refs, or `None` when they cannot be listed.
+fn remote_values(
+    git: &Git,
+    upstream: &Upstream,
+    updates: &[&RefUpdate],
+) -> Option<BTreeMap<String, String>> {
+    let names: Vec<&str> = updates.iter().map(|u| u.name.as_str()).collect();
+    match git.ls_remote(&upstream.url, &names, upstream.timeout) {
+        Ok(Ok(values)) => Some(values),
+        _ => None,
+    }
+}
+
+/// True when the listed `values` have `u`'s ref at `id` (all zeros: absent).
+fn at(values: &BTreeMap<String, String>, u: &RefUpdate, id: &str) -> bool {
+    match values.get(&u.name) {
+        Some(value) => value == id,
+        None => refs::is_zero(id),
+    }
+}
+
 /// A push we lost track of may still have landed: ask the upstream where the refs are.
 fn resolve_unknown(git: &Git, upstream: &Upstream, updates: &[&RefUpdate], why: String) -> Answer {
-    let names: Vec<&str> = updates.iter().map(|u| u.name.as_str()).collect();
-    let remote = match git.ls_remote(&upstream.url, &names, upstream.timeout) {
-        Ok(Ok(remote)) => remote,
-        _ => return Answer::Unknown(format!("{why}, and listing its refs afterwards failed too")),
+    let Some(values) = remote_values(git, upstream, updates) else {
+        return Answer::Unknown(format!("{why}, and listing its refs afterwards failed too"));
     };
-    let at = |u: &RefUpdate, id: &str| match remote.get(u.name.as_str()) {
-        Some(value) => *value == id,
-        None => refs::is_zero(id),
-    };
-    if updates.iter().all(|u| at(u, &u.new)) {
+    if updates.iter().all(|u| at(&values, u, &u.new)) {
         Answer::Accepted
-    } else if updates.iter().all(|u| at(u, &u.old)) {
+    } else if updates.iter().all(|u| at(&values, u, &u.old)) {
+        // Over a network the upstream may still be working on it after we gave up.
         let reasons = updates
             .iter()
-            .map(|u| (u.name.clone(), format!("not taken: {why}")))
+            .map(|u| {
+                (
+                    u.name.clone(),
+                    format!("not taken so far: {why}; the upstream may still apply it late, and the next pull from it would bring it here"),
+                )
+            })
             .collect();
         Answer::Refused(reasons)
     } else {
@@ -401,9 +459,13 @@ fn explain_refusal(
         };
         out.say(&format!("mirror-hooks:   {line}"));
     }
-    out.say("mirror-hooks: nothing was changed, here or on the upstream.");
+    if reasons.values().any(|r| r.starts_with("not taken so far")) {
+        out.say("mirror-hooks: nothing was changed here.");
+    } else {
+        out.say("mirror-hooks: nothing was changed, here or on the upstream.");
+    }
     if moved {
-        out.say("mirror-hooks: next: fetch, rebase (or merge), push again. If the fetch brings nothing new, this mirror has not pulled the upstream's commits yet: run `git mirror pull --now` on the server or wait for its schedule.");
+        out.say("mirror-hooks: next: fetch, rebase (or merge), push again. If the fetch brings nothing new, this repository has not caught up with the upstream yet: ask a server administrator to update it from the upstream.");
     }
 }
 

@@ -245,7 +245,14 @@ fn record(s: &mut MirrorState, summary: &RunSummary, at: SystemTime) {
             s.next_update_at = None;
         }
         Some(problem) => {
+            let failures = s.consecutive_failures;
             s.failed(at, problem);
+            if summary.error.is_none() {
+                // The mirror was reached and took what it would; refused and diverged
+                // refs are retried with the next push, so they must not lengthen the
+                // backoff of a later outage.
+                s.consecutive_failures = failures;
+            }
             s.divergent_refs = summary.divergent.clone();
             s.next_update_at = summary
                 .error

@@ -92,8 +92,19 @@ impl Queue {
     pub fn enqueue(&self, refs: &[String], now: SystemTime) -> Result<PathBuf> {
         let waiting = self.waiting();
         let tmp_dir = self.dir.join("tmp");
-        for dir in [&waiting, &tmp_dir] {
-            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        if !waiting.is_dir() || !tmp_dir.is_dir() {
+            for dir in [&waiting, &tmp_dir] {
+                fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            // New directories must survive a power cut too: sync each parent up to mirror/.
+            let mut dir = self.dir.clone();
+            for _ in 0..3 {
+                sync_dir(&dir)?;
+                if !dir.pop() {
+                    break;
+                }
+            }
         }
         let job = Job {
             format: FORMAT.to_owned(),

@@ -57,6 +57,23 @@ impl Repo {
         self.inner.config_snapshot().boolean(key)
     }
 
+    /// A configuration value as text, as git reads it.
+    pub fn config_string(&self, key: &str) -> Option<String> {
+        self.inner
+            .config_snapshot()
+            .string(key)
+            .map(|v| v.to_string())
+    }
+
+    /// The ref `HEAD` points to (`refs/heads/main`), if it is symbolic.
+    pub fn head_ref(&self) -> Option<String> {
+        let head = self.inner.find_reference("HEAD").ok()?;
+        match head.target() {
+            gix::refs::TargetRef::Symbolic(name) => Some(name.as_bstr().to_string()),
+            gix::refs::TargetRef::Object(_) => None,
+        }
+    }
+
     /// Every ref under `refs/` that points directly at an object, with its id
     /// (symbolic refs are left out: a mirror gets what they point to under its own name).
     pub fn refs(&self) -> Result<BTreeMap<String, String>> {

@@ -83,6 +83,7 @@ fn errors_name_file_line_and_key() {
         ("duplicate names", "[[push]]\nname = \"a\"\nurl = \"../a.git\"\n\n[[push]]\nname = \"a\"\nurl = \"../b.git\"\n"),
         ("bad duration", "[upstream]\nurl = \"../up.git\"\ntimeout = \"soon\"\n"),
         ("zero duration", "[upstream]\nurl = \"../up.git\"\ntimeout = \"0s\"\n"),
+        ("endless duration", "[upstream]\nurl = \"../up.git\"\ntimeout = \"5000000000y\"\n"),
         ("bad interval", "[pull]\nurl = \"../up.git\"\ninterval = \"often\"\n"),
         ("empty refs", "[[push]]\nname = \"a\"\nurl = \"../a.git\"\nrefs = []\n"),
         ("bad pattern", "[upstream]\nurl = \"../up.git\"\nrefs = [\"main\"]\n"),

@@ -96,10 +96,48 @@ fn refuses_what_is_not_a_bare_repository() {
     assert_eq!(out.status.code(), Some(2));
     let text = env.normalize(&String::from_utf8_lossy(&out.stderr));
     insta::assert_snapshot!(text, @"install.sh: error: [TMP]/work is not a bare repository; mirror-hooks goes into the server's bare repository (git init --bare), not a work tree 2");
+    let repo = env.bare("project.git");
+    let inside = install(&env, &[repo.join("hooks").to_str().unwrap()]);
+    assert_eq!(
+        inside.status.code(),
+        Some(2),
+        "a directory inside a bare repository is not one"
+    );
     let missing = install(&env, &["/nonexistent/x.git"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(
         !env.path("prefix/bin/pre-receive").exists(),
         "nothing is installed on error"
     );
+}
+
+#[test]
+fn a_foreign_hook_linked_relatively_keeps_running_after_the_move() {
+    let env = TestEnv::new();
+    let repo = env.bare("project.git");
+    env.script(
+        &repo.join("policy/refuse-all"),
+        "echo 'policy: no pushes today' >&2; exit 1",
+    );
+    std::os::unix::fs::symlink("../policy/refuse-all", repo.join("hooks/pre-receive")).unwrap();
+    let out = install(&env, &[repo.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let work = env.work("work");
+    env.commit(&work, "one");
+    let pushed = env.push(&work, &repo, &["HEAD:refs/heads/main"]);
+    assert!(
+        !pushed.success,
+        "the site's policy still refuses: {}",
+        pushed.stderr
+    );
+    assert!(
+        pushed.stderr.contains("policy: no pushes today"),
+        "{}",
+        pushed.stderr
+    );
+    assert_eq!(env.rev(&repo, "refs/heads/main"), None);
 }

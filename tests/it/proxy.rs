@@ -117,7 +117,7 @@ fn a_stale_push_is_refused_and_changes_nothing() {
     remote: mirror-hooks: push refused: the upstream did not accept it.
     remote: mirror-hooks:   upstream refs/heads/main moved: it is no longer at [id].
     remote: mirror-hooks: nothing was changed, here or on the upstream.
-    remote: mirror-hooks: next: fetch, rebase (or merge), push again. If the fetch brings nothing new, this mirror has not pulled the upstream's commits yet: run `git mirror pull --now` on the server or wait for its schedule.
+    remote: mirror-hooks: next: fetch, rebase (or merge), push again. If the fetch brings nothing new, this repository has not caught up with the upstream yet: ask a server administrator to update it from the upstream.
     To [TMP]/down.git
      ! [remote rejected] HEAD -> main (pre-receive hook declined)
     error: failed to push some refs to '[TMP]/down.git'
@@ -330,7 +330,7 @@ fn a_timeout_is_resolved_by_asking_the_upstream() {
     assert!(
         pushed
             .stderr
-            .contains("not taken: it did not answer within 1s (upstream.timeout)"),
+            .contains("not taken so far: it did not answer within 1s (upstream.timeout)"),
         "{}",
         pushed.stderr
     );
@@ -352,8 +352,14 @@ fn concurrent_pushes_of_one_ref_have_exactly_one_winner() {
     let (env, up, down, work) = setup("");
     env.commit(&work, "base");
     assert!(env.push(&work, &down, &["HEAD:refs/heads/main"]).success);
-    // Keep both pushes inside the upstream at the same time.
-    env.script(&up.join("hooks/pre-receive"), "sleep 0.5");
+    // Each push waits in the upstream's hook until both are there (or 5 s passed).
+    env.script(
+        &up.join("hooks/pre-receive"),
+        &format!(
+            "touch {dir}/inside.$$; n=0; while [ $(ls {dir} | grep -c inside) -lt 2 ] && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done",
+            dir = env.root().display()
+        ),
+    );
     let a = env.path("a");
     let b = env.path("b");
     env.git_ok(
@@ -371,6 +377,20 @@ fn concurrent_pushes_of_one_ref_have_exactly_one_winner() {
         let hb = s.spawn(|| env.push(&b, &down, &["HEAD:refs/heads/main"]).success);
         vec![ha.join().unwrap(), hb.join().unwrap()]
     });
+    let inside = std::fs::read_dir(env.root())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("inside.")
+        })
+        .count();
+    assert_eq!(
+        inside, 2,
+        "both pushes reached the upstream at the same time"
+    );
     assert_eq!(results.iter().filter(|ok| **ok).count(), 1, "{results:?}");
     let winner = if results[0] { ca } else { cb };
     assert_eq!(
@@ -493,4 +513,44 @@ fn the_upstreams_own_refusal_reaches_the_pusher() {
      ! [remote rejected] HEAD -> main (pre-receive hook declined)
     error: failed to push some refs to '[TMP]/down.git'
     ");
+}
+
+#[test]
+fn retrying_a_deletion_the_upstream_already_made_is_accepted() {
+    let (env, up, down, work) = setup("");
+    env.commit(&work, "one");
+    assert!(
+        env.push(
+            &work,
+            &down,
+            &["HEAD:refs/heads/main", "HEAD:refs/heads/topic"]
+        )
+        .success
+    );
+    // As if an earlier proxied deletion reached the upstream but not this repository.
+    assert!(env.push(&work, &up, &[":refs/heads/topic"]).success);
+    let pushed = env.push(&work, &down, &[":refs/heads/topic"]);
+    assert!(pushed.success, "{}", pushed.stderr);
+    assert_eq!(both(&env, &up, &down, "refs/heads/topic"), (None, None));
+}
+
+#[test]
+fn deleting_the_default_branch_is_refused_before_forwarding() {
+    let (env, up, down, work) = setup("");
+    let c = env.commit(&work, "one");
+    assert!(env.push(&work, &down, &["HEAD:refs/heads/main"]).success);
+    env.git_ok(&up, &["config", "receive.denyDeleteCurrent", "ignore"]);
+    let pushed = env.push(&work, &down, &[":refs/heads/main"]);
+    assert!(!pushed.success);
+    assert!(
+        pushed
+            .stderr
+            .contains("refs/heads/main is this repository's default branch (HEAD)"),
+        "{}",
+        pushed.stderr
+    );
+    assert_eq!(
+        both(&env, &up, &down, "refs/heads/main"),
+        (Some(c.clone()), Some(c))
+    );
 }

@@ -61,7 +61,12 @@ fn only(
 fn the_pusher_does_not_wait_for_a_slow_mirror() {
     let env = TestEnv::new();
     let mirror = env.bare("mirror.git");
-    env.script(&mirror.join("hooks/pre-receive"), "sleep 2");
+    // The mirror accepts only once the test opens the gate.
+    let gate = env.path("gate");
+    env.script(
+        &mirror.join("hooks/pre-receive"),
+        &format!("while [ ! -e {} ]; do sleep 0.05; done", gate.display()),
+    );
     let down = env.downstream("down.git", &mirror_toml("slow", &mirror, ""));
     let work = env.work("work");
     let c = env.commit(&work, "one");
@@ -72,6 +77,7 @@ fn the_pusher_does_not_wait_for_a_slow_mirror() {
     assert!(pushed
         .stderr
         .contains("remote: mirror-hooks: queued for push mirror slow (1 ref)."));
+    std::fs::write(&gate, "").unwrap();
     assert!(eventually(PATIENCE, || env.rev(&mirror, "refs/heads/main")
         == Some(c.clone())));
     assert!(eventually(PATIENCE, || record(&env, &down, "slow")
@@ -278,7 +284,7 @@ fn many_quick_pushes_are_coalesced() {
     let counter = env.path("mirror-pushes");
     env.script(
         &mirror.join("hooks/pre-receive"),
-        &format!("echo push >> {}; sleep 0.2", counter.display()),
+        &format!("echo push >> {}; sleep 0.5", counter.display()),
     );
     let down = env.downstream("down.git", &mirror_toml("busy", &mirror, ""));
     let work = env.work("work");
@@ -315,6 +321,10 @@ fn a_worker_killed_mid_push_loses_nothing() {
     let pid = std::fs::read_to_string(&lock).unwrap().trim().to_owned();
     let killed = env.command("kill").args(["-KILL", &pid]).status().unwrap();
     assert!(killed.success(), "could not kill the worker (pid {pid:?})");
+    // Gone (or a zombie, which holds no lock any more) before the next worker starts.
+    let stat = format!("/proc/{pid}/stat");
+    assert!(eventually(PATIENCE, || std::fs::read_to_string(&stat)
+        .map_or(true, |s| s.split(' ').nth(2) == Some("Z"))));
     let running = std::fs::read_dir(down.join("mirror/queue/victim/running"))
         .unwrap()
         .count();
