@@ -133,12 +133,7 @@ impl Git {
         git_dir.push(&self.git_dir);
         cmd.arg(git_dir);
         cmd.args(args.into_iter().map(Into::into));
-        for (name, _) in std::env::vars_os() {
-            let text = name.to_string_lossy();
-            if DROPPED_VARIABLES.contains(&text.as_ref()) || text.starts_with("GIT_PUSH_OPTION_") {
-                cmd.env_remove(&name);
-            }
-        }
+        remove_push_variables(&mut cmd, &DROPPED_VARIABLES);
         cmd.env("LC_ALL", "C")
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_ALLOW_PROTOCOL", ALLOWED_PROTOCOLS)
@@ -281,6 +276,17 @@ impl Git {
             .filter(|(_, name)| !name.ends_with("^{}"))
             .map(|(id, name)| (name.to_owned(), id.to_owned()))
             .collect()))
+    }
+}
+
+/// Removes from `cmd`'s environment the inherited variables in `names` and every
+/// `GIT_PUSH_OPTION_<n>`: they describe the push being received, not the child's work.
+pub fn remove_push_variables(cmd: &mut Command, names: &[&str]) {
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        if names.contains(&text.as_ref()) || text.starts_with("GIT_PUSH_OPTION_") {
+            cmd.env_remove(&name);
+        }
     }
 }
 

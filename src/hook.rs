@@ -187,12 +187,7 @@ pub fn spawn_detached(repo: &Path, args: &[&str]) -> Result<()> {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    for (name, _) in std::env::vars_os() {
-        let text = name.to_string_lossy();
-        if HOOK_VARIABLES.contains(&text.as_ref()) || text.starts_with("GIT_PUSH_OPTION_") {
-            cmd.env_remove(&name);
-        }
-    }
+    crate::git::remove_push_variables(&mut cmd, &HOOK_VARIABLES);
     // SAFETY: setsid(2) and setpriority(2) are async-signal-safe and touch no memory of
     // the parent. The new session keeps signals to the hook's process group away from
     // the worker; the lower priority lets the pushes people wait for go first.

@@ -225,12 +225,10 @@ fn forward(
         Answer::Unknown(why) => resolve_unknown(&git, upstream, updates, why),
         // The connection may have died after the upstream applied the push: look
         // before saying that nothing changed.
-        Answer::Unreachable(why) => match remote_values(&git, upstream, updates) {
-            Some(values) if updates.iter().all(|u| at(&values, u, &u.new)) => Answer::Accepted,
-            Some(values) if !updates.iter().all(|u| at(&values, u, &u.old)) => Answer::Unknown(
-                format!("{why}; afterwards its refs matched neither the old nor the new values"),
-            ),
-            _ => Answer::Unreachable(why),
+        Answer::Unreachable(why) => match upstream_state(&git, upstream, updates) {
+            UpstreamState::New => Answer::Accepted,
+            UpstreamState::Mixed => mixed(&why),
+            UpstreamState::Old | UpstreamState::Unlisted => Answer::Unreachable(why),
         },
         // A lease fails when the upstream already holds what we push (a retry after a
         // lost answer, a deletion done before): that is success, not a conflict.
@@ -239,8 +237,8 @@ fn forward(
                 .values()
                 .all(|r| r == "stale info" || r == "atomic push failed") =>
         {
-            match remote_values(&git, upstream, updates) {
-                Some(values) if updates.iter().all(|u| at(&values, u, &u.new)) => Answer::Accepted,
+            match upstream_state(&git, upstream, updates) {
+                UpstreamState::New => Answer::Accepted,
                 _ => Answer::Refused(reasons),
             }
         }
@@ -381,50 +379,64 @@ fn judge(output: &RunOutput, updates: &[&RefUpdate], timeout: Duration) -> Answe
     Answer::Accepted
 }
 
-/// The upstream's values of the updated refs, or `None` when they cannot be listed.
-fn remote_values(
-    git: &Git,
-    upstream: &Upstream,
-    updates: &[&RefUpdate],
-) -> Option<BTreeMap<String, String>> {
+/// Where the upstream's refs stand, as listed after the push.
+enum UpstreamState {
+    /// Every ref holds the new value: the push landed.
+    New,
+    /// Every ref holds the old value: nothing landed.
+    Old,
+    /// Anything else.
+    Mixed,
+    /// The refs could not be listed.
+    Unlisted,
+}
+
+/// Lists the updated refs on the upstream and compares them with the push.
+fn upstream_state(git: &Git, upstream: &Upstream, updates: &[&RefUpdate]) -> UpstreamState {
     let names: Vec<&str> = updates.iter().map(|u| u.name.as_str()).collect();
-    match git.ls_remote(&upstream.url, &names, upstream.timeout) {
-        Ok(Ok(values)) => Some(values),
-        _ => None,
+    let Ok(Ok(values)) = git.ls_remote(&upstream.url, &names, upstream.timeout) else {
+        return UpstreamState::Unlisted;
+    };
+    // A ref that is not listed is at the zero id.
+    let at = |u: &RefUpdate, id: &str| match values.get(&u.name) {
+        Some(value) => value == id,
+        None => refs::is_zero(id),
+    };
+    if updates.iter().all(|u| at(u, &u.new)) {
+        UpstreamState::New
+    } else if updates.iter().all(|u| at(u, &u.old)) {
+        UpstreamState::Old
+    } else {
+        UpstreamState::Mixed
     }
 }
 
-/// True when the listed `values` have `u`'s ref at `id` (all zeros: absent).
-fn at(values: &BTreeMap<String, String>, u: &RefUpdate, id: &str) -> bool {
-    match values.get(&u.name) {
-        Some(value) => value == id,
-        None => refs::is_zero(id),
-    }
+fn mixed(why: &str) -> Answer {
+    Answer::Unknown(format!(
+        "{why}; afterwards its refs matched neither the old nor the new values"
+    ))
 }
 
 /// A push we lost track of may still have landed: ask the upstream where the refs are.
 fn resolve_unknown(git: &Git, upstream: &Upstream, updates: &[&RefUpdate], why: String) -> Answer {
-    let Some(values) = remote_values(git, upstream, updates) else {
-        return Answer::Unknown(format!("{why}, and listing its refs afterwards failed too"));
-    };
-    if updates.iter().all(|u| at(&values, u, &u.new)) {
-        Answer::Accepted
-    } else if updates.iter().all(|u| at(&values, u, &u.old)) {
+    match upstream_state(git, upstream, updates) {
+        UpstreamState::New => Answer::Accepted,
         // Over a network the upstream may still be working on it after we gave up.
-        let reasons = updates
-            .iter()
-            .map(|u| {
-                (
-                    u.name.clone(),
-                    format!("not taken so far: {why}; the upstream may still apply it late, and the next pull from it would bring it here"),
-                )
-            })
-            .collect();
-        Answer::Refused(reasons)
-    } else {
-        Answer::Unknown(format!(
-            "{why}; afterwards its refs matched neither the old nor the new values"
-        ))
+        UpstreamState::Old => Answer::Refused(
+            updates
+                .iter()
+                .map(|u| {
+                    (
+                        u.name.clone(),
+                        format!("not taken so far: {why}; the upstream may still apply it late, and the next pull from it would bring it here"),
+                    )
+                })
+                .collect(),
+        ),
+        UpstreamState::Mixed => mixed(&why),
+        UpstreamState::Unlisted => Answer::Unknown(format!(
+            "{why}, and listing its refs afterwards failed too"
+        )),
     }
 }
 

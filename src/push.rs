@@ -132,6 +132,11 @@ fn work(repo: &Path, git: &Git, mirror: &PushMirror, now: bool) -> Result<Worker
     }
     let mut force = now;
     let mut last: Option<RunSummary> = None;
+    let due = || {
+        let state = state::load(repo, &mirror.name).unwrap_or_default();
+        let due = schedule::is_due(&state, SystemTime::now(), schedule::PUSH_MAX_RETRY);
+        (due, state.next_update_at)
+    };
     loop {
         let Some(lock) = queue.try_lock()? else {
             return Ok(last.map_or(WorkerReport::Busy, WorkerReport::Ran));
@@ -139,9 +144,7 @@ fn work(repo: &Path, git: &Git, mirror: &PushMirror, now: bool) -> Result<Worker
         lock.record_owner();
         queue.recover(&lock)?;
         loop {
-            let state = state::load(repo, &mirror.name).unwrap_or_default();
-            let due = schedule::is_due(&state, SystemTime::now(), schedule::PUSH_MAX_RETRY);
-            if !(force || queue.has_waiting() && due) {
+            if !(force || queue.has_waiting() && due().0) {
                 break;
             }
             let jobs = queue.claim(&lock)?;
@@ -155,12 +158,11 @@ fn work(repo: &Path, git: &Git, mirror: &PushMirror, now: bool) -> Result<Worker
             }
         }
         drop(lock);
-        let state = state::load(repo, &mirror.name).unwrap_or_default();
-        let due = schedule::is_due(&state, SystemTime::now(), schedule::PUSH_MAX_RETRY);
-        if !(queue.has_waiting() && due) {
+        let (is_due, next_update_at) = due();
+        if !(queue.has_waiting() && is_due) {
             return Ok(match last {
                 Some(summary) => WorkerReport::Ran(summary),
-                None => WorkerReport::Idle(state.next_update_at.filter(|_| queue.has_waiting())),
+                None => WorkerReport::Idle(next_update_at.filter(|_| queue.has_waiting())),
             });
         }
     }
@@ -245,13 +247,13 @@ fn record(s: &mut MirrorState, summary: &RunSummary, at: SystemTime) {
             s.next_update_at = None;
         }
         Some(problem) => {
-            let failures = s.consecutive_failures;
-            s.failed(at, problem);
-            if summary.error.is_none() {
+            if summary.error.is_some() {
+                s.failed(at, problem);
+            } else {
                 // The mirror was reached and took what it would; refused and diverged
                 // refs are retried with the next push, so they must not lengthen the
                 // backoff of a later outage.
-                s.consecutive_failures = failures;
+                s.failed_uncounted(at, problem);
             }
             s.divergent_refs = summary.divergent.clone();
             s.next_update_at = summary

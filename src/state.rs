@@ -55,10 +55,15 @@ impl MirrorState {
 
     /// Records a failed update with the error a person should read.
     pub fn failed(&mut self, at: SystemTime, error: String) {
+        self.failed_uncounted(at, error);
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+    }
+
+    /// Records a failed update that does not count towards the backoff.
+    pub fn failed_uncounted(&mut self, at: SystemTime, error: String) {
         self.update_status = UpdateStatus::Failed;
         self.last_error = Some(crate::url::mask_text(&error));
         self.last_update_at = Some(timestamp(at));
-        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
     }
 }
 
