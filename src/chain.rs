@@ -56,12 +56,15 @@ pub struct Failure {
     pub status: ExitStatus,
 }
 
-/// Runs every program of `dir` with `stdin`; output goes where ours goes (to the
+/// Runs every program of `dir` with `stdin`, in the repository `repo` (as its working
+/// directory and `GIT_DIR`, as git runs hooks); output goes where ours goes (to the
 /// pusher). With `stop_at_failure` the first failure ends the chain.
-pub fn run(dir: &Path, stdin: &[u8], stop_at_failure: bool) -> Result<Vec<Failure>> {
+pub fn run(repo: &Path, dir: &Path, stdin: &[u8], stop_at_failure: bool) -> Result<Vec<Failure>> {
     let mut failures = Vec::new();
     for program in programs(dir)? {
         let mut child = Command::new(&program)
+            .current_dir(repo)
+            .env("GIT_DIR", repo)
             .stdin(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot run the chained hook {}", program.display()))?;

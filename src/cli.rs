@@ -3,6 +3,7 @@
 
 use crate::config::{Config, ConfigError};
 use crate::git::Git;
+use crate::pull::{PullOptions, PullReport};
 use crate::push::{WorkerOptions, WorkerReport};
 use crate::queue::Queue;
 use crate::state::{self, MirrorState, UpdateStatus};
@@ -17,8 +18,8 @@ use std::path::{Path, PathBuf};
 #[command(
     name = "git-mirror",
     version,
-    about = "mirror-hooks companion: push mirroring, status and diagnosis of a repository's mirrors",
-    long_about = "mirror-hooks companion: push mirroring, status and diagnosis of a repository's mirrors.\n\n\
+    about = "mirror-hooks companion: pull and push mirroring, status and diagnosis of a repository's mirrors",
+    long_about = "mirror-hooks companion: pull and push mirroring, status and diagnosis of a repository's mirrors.\n\n\
         The hooks (pre-receive, post-receive) start the mirroring; this command runs the background work \
         and shows what was done. \
         Installed as `git-mirror` on PATH, it also runs as `git mirror …`.",
@@ -36,6 +37,32 @@ pub enum Command {
         /// Print JSON (stable, documented in README.md) instead of a table.
         #[arg(long)]
         json: bool,
+        /// The bare repository (default: the repository of the current directory).
+        repo: Option<PathBuf>,
+    },
+    /// Update this repository from its upstream ([pull] in mirror.toml) when due.
+    #[command(
+        long_about = "Update this repository from its upstream ([pull] in mirror.toml) when it is due: `interval` \
+            after the last run, or the backoff after a failure. Cheap when nothing changed: the upstream's refs \
+            are listed and compared, and nothing is fetched.\n\n\
+            With --all ROOT, every bare repository under ROOT with a mirror.toml is pulled (the due ones, N at a \
+            time) and its overdue push-mirror queues are drained, so one cron line or systemd timer runs \
+            everything. A pull already running is reported, never doubled."
+    )]
+    Pull {
+        /// Run at once, even when not due or hard-failed.
+        #[arg(long)]
+        now: bool,
+        /// Every bare repository with a mirror.toml under ROOT (instead of REPO).
+        #[arg(long, value_name = "ROOT", conflicts_with = "repo")]
+        all: Option<PathBuf>,
+        /// With --all: how many repositories to update at once.
+        #[arg(short = 'j', long, value_name = "N", default_value_t = 4, requires = "all",
+              value_parser = clap::value_parser!(u16).range(1..=256))]
+        jobs: u16,
+        /// With --all: print only repositories that failed, and the total.
+        #[arg(short, long, requires = "all")]
+        quiet: bool,
         /// The bare repository (default: the repository of the current directory).
         repo: Option<PathBuf>,
     },
@@ -83,6 +110,19 @@ pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Status { json, repo } => status(repo.as_deref(), json),
         Command::Doctor { repo } => doctor(repo.as_deref()),
+        Command::Pull {
+            now,
+            all,
+            jobs,
+            quiet,
+            repo,
+        } => {
+            let options = PullOptions { now };
+            match all {
+                Some(root) => pull_all(&root, options, usize::from(jobs), quiet),
+                None => pull(repo.as_deref(), options),
+            }
+        }
         Command::Push {
             now,
             mirror,
@@ -149,45 +189,52 @@ pub struct StatusReport {
 /// Gathers the status records of every mirror `config` describes.
 pub fn status_report(repo: &Path, config: &Config) -> Result<StatusReport> {
     let mut mirrors = Vec::new();
-    let mut add = |name: &str, direction: &'static str, url: &RemoteUrl| -> Result<()> {
-        let mut state = state::load(repo, name)?;
-        let (mut queued_jobs, mut damaged_jobs) = (None, None);
-        if direction == "push" {
-            let queue = Queue::new(repo, name);
-            let queued = queue.pending();
-            if queued > 0
-                && matches!(
-                    state.update_status,
-                    UpdateStatus::None | UpdateStatus::Finished
-                )
-            {
-                state.update_status = UpdateStatus::Scheduled;
-            }
-            queued_jobs = Some(queued);
-            damaged_jobs = Some(queue.damaged());
-        }
-        mirrors.push(StatusRecord {
-            name: name.to_owned(),
-            direction,
-            url: url.to_string(),
-            state,
-            queued_jobs,
-            damaged_jobs,
-        });
-        Ok(())
-    };
     if let Some(up) = &config.upstream {
-        add(crate::proxy::RECORD, "proxy", &up.url)?;
+        mirrors.push(record(repo, crate::proxy::RECORD, "proxy", &up.url)?);
     }
     if let Some(pull) = &config.pull {
-        add("pull", "pull", &pull.url)?;
+        let mut record = record(repo, crate::pull::RECORD, "pull", &pull.url)?;
+        // Computed from the configuration as it is now, so an edited interval or a
+        // resumed hard failure shows at once.
+        let next = crate::pull::next_due(repo, config, pull, &record.state);
+        record.state.next_update_at = next.map(|at| {
+            state::timestamp(crate::pull::shown_due_time(at, std::time::SystemTime::now()))
+        });
+        mirrors.push(record);
     }
     for m in &config.push {
-        add(&m.name, "push", &m.url)?;
+        mirrors.push(record(repo, &m.name, "push", &m.url)?);
     }
     Ok(StatusReport {
         repository: repo.display().to_string(),
         mirrors,
+    })
+}
+
+fn record(repo: &Path, name: &str, direction: &'static str, url: &RemoteUrl) -> Result<StatusRecord> {
+    let mut state = state::load(repo, name)?;
+    let (mut queued_jobs, mut damaged_jobs) = (None, None);
+    if direction == "push" {
+        let queue = Queue::new(repo, name);
+        let queued = queue.pending();
+        if queued > 0
+            && matches!(
+                state.update_status,
+                UpdateStatus::None | UpdateStatus::Finished
+            )
+        {
+            state.update_status = UpdateStatus::Scheduled;
+        }
+        queued_jobs = Some(queued);
+        damaged_jobs = Some(queue.damaged());
+    }
+    Ok(StatusRecord {
+        name: name.to_owned(),
+        direction,
+        url: url.to_string(),
+        state,
+        queued_jobs,
+        damaged_jobs,
     })
 }
 
@@ -270,6 +317,201 @@ pub fn status_table(report: &StatusReport) -> String {
         }
     }
     text
+}
+
+fn pull(repo: Option<&Path>, options: PullOptions) -> Result<i32, Failure> {
+    let repo = repository(repo)?;
+    let config = load(&repo)?;
+    if config.pull.is_none() {
+        println!(
+            "{}: mirror.toml has no [pull] table; add one to pull from the upstream (an empty [pull] uses the [upstream] url)",
+            repo.display()
+        );
+        return Ok(0);
+    }
+    let report = crate::pull::run(&repo, &config, options)?;
+    let (line, bad) = describe_pull(&report, &repo);
+    println!("pull: {line}");
+    Ok(i32::from(bad))
+}
+
+/// What one repository of a `pull --all` sweep came to.
+#[derive(Debug, Default)]
+struct Tally {
+    repositories: usize,
+    pulled: usize,
+    updated: usize,
+    not_due: usize,
+    pushed: usize,
+    failed: usize,
+}
+
+fn pull_all(root: &Path, options: PullOptions, jobs: usize, quiet: bool) -> Result<i32, Failure> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let repos = crate::fleet::repositories(root)?;
+    let next = AtomicUsize::new(0);
+    let tally = Mutex::new(Tally {
+        repositories: repos.len(),
+        ..Tally::default()
+    });
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(repos.len()) {
+            scope.spawn(|| loop {
+                let Some(repo) = repos.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    return;
+                };
+                let mut mine = Tally::default();
+                let line = sweep(repo, options, &mut mine);
+                let mut total = tally.lock().unwrap_or_else(|e| e.into_inner());
+                if !quiet || mine.failed > 0 {
+                    // One println per line, under the tally's lock: lines never mix.
+                    println!("{}: {line}", repo.display());
+                }
+                total.pulled += mine.pulled;
+                total.updated += mine.updated;
+                total.not_due += mine.not_due;
+                total.pushed += mine.pushed;
+                total.failed += mine.failed;
+            });
+        }
+    });
+    let t = tally.into_inner().unwrap_or_else(|e| e.into_inner());
+    println!(
+        "{} repositories with mirror.toml under {}: {} pulled ({} updated), {} not due, {} push mirrors run, {} failed",
+        t.repositories,
+        root.display(),
+        t.pulled,
+        t.updated,
+        t.not_due,
+        t.pushed,
+        t.failed
+    );
+    Ok(i32::from(t.failed > 0))
+}
+
+/// Pulls one repository of a sweep if due and drains its overdue push-mirror queues;
+/// returns its one-line summary.
+fn sweep(repo: &Path, options: PullOptions, tally: &mut Tally) -> String {
+    let config = match Config::load(repo) {
+        Ok(Some(config)) => config,
+        Ok(None) => return "mirror.toml is gone".to_owned(),
+        Err(e) => {
+            tally.failed += 1;
+            return format!("mirror.toml is invalid, nothing done: {e}");
+        }
+    };
+    let mut parts = Vec::new();
+    let mut failed = false;
+    if config.pull.is_some() {
+        match crate::pull::run(repo, &config, options) {
+            Ok(report) => {
+                match &report {
+                    PullReport::NotDue(_) => tally.not_due += 1,
+                    PullReport::Ran(s) => {
+                        tally.pulled += 1;
+                        tally.updated += usize::from(!s.applied.is_empty());
+                    }
+                    _ => {}
+                }
+                let (line, bad) = describe_pull(&report, repo);
+                failed |= bad;
+                parts.push(format!("pull: {line}"));
+            }
+            Err(e) => {
+                failed = true;
+                parts.push(format!("pull: failed: {e:#}"));
+            }
+        }
+    }
+    if !config.push.is_empty() {
+        match crate::push::run(repo, &config, &WorkerOptions::default()) {
+            Ok(reports) => {
+                for (name, report) in &reports {
+                    if matches!(report, WorkerReport::Idle(None)) {
+                        continue;
+                    }
+                    let (line, bad) = describe(report);
+                    tally.pushed += usize::from(matches!(report, WorkerReport::Ran(_)));
+                    failed |= bad;
+                    parts.push(format!("push {name}: {line}"));
+                }
+            }
+            Err(e) => {
+                failed = true;
+                parts.push(format!("push: failed: {e:#}"));
+            }
+        }
+    }
+    tally.failed += usize::from(failed);
+    if parts.is_empty() {
+        "nothing to do".to_owned()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// One line about a pull's outcome, and whether it is a failure.
+fn describe_pull(report: &PullReport, repo: &Path) -> (String, bool) {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    match report {
+        PullReport::Busy => ("already being updated by another run".to_owned(), false),
+        PullReport::NotDue(at) => (
+            format!(
+                "not due until {} (use --now to pull at once)",
+                state::timestamp(*at)
+            ),
+            false,
+        ),
+        PullReport::HardFailed(error) => (
+            format!(
+                "hard failed, not retried until `git mirror pull --now {}` or an edit of mirror.toml; last error: {error}",
+                repo.display()
+            ),
+            true,
+        ),
+        PullReport::Ran(s) => {
+            let mut line = if let Some(error) = &s.error {
+                if s.hard_failed {
+                    format!("hard failed: {error}")
+                } else {
+                    let retry = s
+                        .next_update_at
+                        .map(|at| format!("; next try at {}", state::timestamp(at)))
+                        .unwrap_or_default();
+                    format!("failed: {error}{retry}")
+                }
+            } else if s.applied.is_empty() && s.divergent.is_empty() {
+                format!(
+                    "up to date ({} ref{} unchanged)",
+                    s.unchanged,
+                    plural(s.unchanged)
+                )
+            } else {
+                format!(
+                    "updated {} ref{} ({} fetched, {} unchanged)",
+                    s.applied.len(),
+                    plural(s.applied.len()),
+                    s.fetched,
+                    s.unchanged
+                )
+            };
+            if s.error.is_none() && !s.divergent.is_empty() {
+                line.push_str(&format!(
+                    "; failed: {} diverged from the upstream and {} left alone (reconcile by hand, or set overwrite_diverged = true)",
+                    s.divergent.join(", "),
+                    if s.divergent.len() == 1 { "was" } else { "were" }
+                ));
+            }
+            if !s.hook_failures.is_empty() {
+                line.push_str(&format!(
+                    "; chained post-receive hooks failed: {}",
+                    s.hook_failures.join(", ")
+                ));
+            }
+            (line, !s.ok())
+        }
+    }
 }
 
 fn push(repo: Option<&Path>, options: &WorkerOptions) -> Result<i32, Failure> {

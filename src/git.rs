@@ -70,6 +70,37 @@ impl RunOutput {
         }
     }
 
+    /// When git failed for a reason that trying again cannot fix, what that reason is:
+    /// the remote refused our credentials, the repository does not exist there, or its
+    /// TLS certificate or SSH host key does not check out.
+    pub fn lasting_failure(&self) -> Option<&'static str> {
+        const KNOWN: [(&str, &str); 16] = [
+            ("Authentication failed", "authentication refused"),
+            ("could not read Username", "authentication required"),
+            ("could not read Password", "authentication required"),
+            ("terminal prompts disabled", "authentication required"),
+            ("HTTP Basic: Access denied", "authentication refused"),
+            ("returned error: 401", "authentication refused"),
+            ("returned error: 403", "access denied"),
+            ("Permission denied (", "authentication refused"),
+            ("Host key verification failed", "SSH host key not trusted"),
+            ("REMOTE HOST IDENTIFICATION HAS CHANGED", "SSH host key changed"),
+            ("Repository not found", "repository not found"),
+            ("returned error: 404", "repository not found"),
+            ("does not appear to be a git repository", "repository not found"),
+            ("not found: did you run git update-server-info", "repository not found"),
+            ("SSL certificate problem", "TLS certificate problem"),
+            ("server certificate verification failed", "TLS certificate problem"),
+        ];
+        if self.timed_out {
+            return None;
+        }
+        KNOWN
+            .iter()
+            .find(|(said, _)| self.stderr.contains(said))
+            .map(|(_, why)| *why)
+    }
+
     /// A one-line description of how the process ended, for messages.
     pub fn describe_end(&self) -> String {
         match self.status {
@@ -156,8 +187,22 @@ impl Git {
         timeout: Duration,
         on_stderr: &mut dyn FnMut(&str),
     ) -> Result<RunOutput> {
+        self.run_with_input(args, None, timeout, on_stderr)
+    }
+
+    /// [`Git::run`] with `input` written to git's standard input (then closed).
+    pub fn run_with_input<S: AsRef<str>>(
+        &self,
+        args: &[S],
+        input: Option<Vec<u8>>,
+        timeout: Duration,
+        on_stderr: &mut dyn FnMut(&str),
+    ) -> Result<RunOutput> {
         let mut cmd = self.command(args.iter().map(|a| a.as_ref()));
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        if input.is_some() {
+            cmd.stdin(Stdio::piped());
+        }
         cmd.process_group(0);
         #[cfg(target_os = "linux")]
         // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent.
@@ -169,9 +214,17 @@ impl Git {
                 Ok(())
             });
         }
-        let child = cmd
+        let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", self.program.display()))?;
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            // A thread of its own: git may write a lot of output before it reads all of
+            // its input, and neither side may wait for the other.
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = stdin.write_all(&input);
+            });
+        }
         Ok(supervise(child, timeout, on_stderr))
     }
 
@@ -276,6 +329,61 @@ impl Git {
             .filter(|(_, name)| !name.ends_with("^{}"))
             .map(|(id, name)| (name.to_owned(), id.to_owned()))
             .collect()))
+    }
+}
+
+impl Git {
+    /// Fetches `refspecs` (`(remote ref, local ref)` pairs, forced) from `url` into this
+    /// repository: no tags followed, no FETCH_HEAD, no submodules, no pruning, only the
+    /// refs asked for. The refspecs go on standard input, so any number fits.
+    pub fn fetch(
+        &self,
+        url: &crate::url::RemoteUrl,
+        refspecs: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<RunOutput> {
+        let args = [
+            "-c",
+            "fetch.prune=false",
+            "-c",
+            "fetch.pruneTags=false",
+            "-c",
+            "fetch.recurseSubmodules=no",
+            "-c",
+            "fetch.writeCommitGraph=false",
+            "fetch",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--no-recurse-submodules",
+            "--no-show-forced-updates",
+            "--quiet",
+            "--stdin",
+            url.expose(),
+        ];
+        let input: String = refspecs
+            .iter()
+            .map(|(src, dst)| format!("+{src}:{dst}\n"))
+            .collect();
+        self.run_with_input(&args, Some(input.into_bytes()), timeout, &mut |_| {})
+    }
+
+    /// Applies `commands` (`update-ref --stdin` lines: `update REF NEW OLD`, `create REF
+    /// NEW`, `delete REF OLD`) as one transaction: all of them or none, each checked
+    /// against the old value given.
+    pub fn update_refs(
+        &self,
+        commands: &[String],
+        message: &str,
+        timeout: Duration,
+    ) -> Result<RunOutput> {
+        let mut input = String::from("start\n");
+        for c in commands {
+            input.push_str(c);
+            input.push('\n');
+        }
+        input.push_str("prepare\ncommit\n");
+        let args = ["update-ref", "-m", message, "--stdin"];
+        self.run_with_input(&args, Some(input.into_bytes()), timeout, &mut |_| {})
     }
 }
 

@@ -58,7 +58,7 @@ pub fn pre_receive(repo: &Path, input: &[u8], out: &mut dyn Pusher) -> Verdict {
     };
 
     let chained = chain::chain_dir(repo, "pre-receive");
-    match chain::run(&chained, input, true) {
+    match chain::run(repo, &chained, input, true) {
         Ok(failures) => {
             if let Some(f) = failures.first() {
                 let name = f.program.file_name().unwrap_or_default().to_string_lossy();
@@ -104,7 +104,7 @@ pub fn pre_receive(repo: &Path, input: &[u8], out: &mut dyn Pusher) -> Verdict {
     if forwarded.is_empty() {
         return Verdict::Accept;
     }
-    forward(repo, upstream, &forwarded, out)
+    forward(repo, upstream, config.pull.is_some(), &forwarded, out)
 }
 
 /// Git checks `receive.denyDeletes` and `receive.denyNonFastForwards` only after
@@ -178,6 +178,7 @@ enum Answer {
 fn forward(
     repo: &Path,
     upstream: &Upstream,
+    pulls: bool,
     updates: &[&RefUpdate],
     out: &mut dyn Pusher,
 ) -> Verdict {
@@ -263,7 +264,11 @@ fn forward(
             Verdict::Accept
         }
         Answer::Refused(reasons) => {
-            explain_refusal(updates, &reasons, out);
+            // The upstream has commits this repository lacks: fetch them now, so the
+            // pusher's next fetch brings them.
+            let behind = reasons.values().any(|r| r == "stale info");
+            let catching_up = behind && pulls && catch_up(repo);
+            explain_refusal(updates, &reasons, catching_up, out);
             Verdict::Refuse
         }
         Answer::Unreachable(why) => {
@@ -303,7 +308,11 @@ fn forward(
             );
             record(repo, started, |s| s.failed(now, error.clone()));
             out.say(&format!("mirror-hooks: push refused: {error}."));
-            out.say("mirror-hooks: the upstream may have taken part of it; the next pull from the upstream brings this repository up to date. Fetch and push again.");
+            if pulls && catch_up(repo) {
+                out.say("mirror-hooks: the upstream may have taken part of it; this repository is being updated from the upstream now. In a few seconds, fetch and push again.");
+            } else {
+                out.say("mirror-hooks: the upstream may have taken part of it; the next pull from the upstream brings this repository up to date. Fetch and push again.");
+            }
             Verdict::Refuse
         }
     }
@@ -440,9 +449,25 @@ fn resolve_unknown(git: &Git, upstream: &Upstream, updates: &[&RefUpdate], why: 
     }
 }
 
+/// Starts a pull in the background; false when it could not be started.
+fn catch_up(repo: &Path) -> bool {
+    match crate::hook::spawn_detached(repo, &["pull", "--now"]) {
+        Ok(()) => true,
+        Err(e) => {
+            state::log(
+                repo,
+                SystemTime::now(),
+                &format!("pre-receive: could not start a pull after a refusal: {e:#}"),
+            );
+            false
+        }
+    }
+}
+
 fn explain_refusal(
     updates: &[&RefUpdate],
     reasons: &BTreeMap<String, String>,
+    catching_up: bool,
     out: &mut dyn Pusher,
 ) {
     out.say("mirror-hooks: push refused: the upstream did not accept it.");
@@ -476,8 +501,11 @@ fn explain_refusal(
     } else {
         out.say("mirror-hooks: nothing was changed, here or on the upstream.");
     }
-    if moved {
-        out.say("mirror-hooks: next: fetch, rebase (or merge), push again. If the fetch brings nothing new, this repository has not caught up with the upstream yet: ask a server administrator to update it from the upstream.");
+    if moved && catching_up {
+        out.say("mirror-hooks: this repository is fetching the upstream's new commits now.");
+        out.say("mirror-hooks: next: in a few seconds, fetch, rebase (or merge), push again.");
+    } else if moved {
+        out.say("mirror-hooks: next: fetch, rebase (or merge), push again. If the fetch brings nothing new, this repository has not caught up with the upstream yet: ask a server administrator to run `git mirror pull --now` here (a [pull] table in mirror.toml makes that automatic).");
     }
 }
 

@@ -40,21 +40,8 @@ pub struct Claimed {
     pub job: Result<Job, String>,
 }
 
-/// Held while a worker runs for a mirror; the OS releases it when the process dies, so
-/// a killed worker never leaves a stuck lock.
-#[derive(Debug)]
-pub struct WorkerLock {
-    file: File,
-}
-
-impl WorkerLock {
-    /// Writes our pid into the lock file, so a person can see who holds it.
-    pub fn record_owner(&self) {
-        let mut file = &self.file;
-        let _ = file.set_len(0);
-        let _ = writeln!(file, "{}", std::process::id());
-    }
-}
+/// The lock a mirror's worker holds while it runs.
+pub type WorkerLock = crate::lock::Lock;
 
 static SEQUENCE: AtomicU32 = AtomicU32::new(0);
 
@@ -142,31 +129,12 @@ impl Queue {
 
     /// Takes the worker lock of this mirror, or `None` when another worker holds it.
     pub fn try_lock(&self) -> Result<Option<WorkerLock>> {
-        fs::create_dir_all(&self.dir)
-            .with_context(|| format!("cannot create {}", self.dir.display()))?;
-        let path = self.dir.join("lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(WorkerLock { file })),
-            Err(fs::TryLockError::WouldBlock) => Ok(None),
-            Err(fs::TryLockError::Error(e)) => {
-                Err(e).with_context(|| format!("cannot lock {}", path.display()))
-            }
-        }
+        crate::lock::Lock::try_acquire(&self.dir.join("lock"))
     }
 
     /// The pid of the worker holding the lock, as it wrote it (for people and tests).
     pub fn lock_owner(&self) -> Option<u32> {
-        fs::read_to_string(self.dir.join("lock"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        crate::lock::owner(&self.dir.join("lock"))
     }
 
     /// Jobs a dead worker left in `running/` go back to `waiting/`. Call with the lock.

@@ -51,7 +51,8 @@ pub fn short(id: &str) -> &str {
     id.get(..7).unwrap_or(id)
 }
 
-fn is_object_id(id: &str) -> bool {
+/// True for a full object id in hex (SHA-1 or SHA-256).
+pub fn is_object_id(id: &str) -> bool {
     (id.len() == 40 || id.len() == 64) && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 

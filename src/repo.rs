@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Where mirror-hooks keeps refs of its own (the pull's fetched values) for the moment
+/// it needs them; never mirrored, never compared.
+pub const PRIVATE_REFS: &str = "refs/mirror-hooks/";
+
 /// A read-only view of a bare repository.
 pub struct Repo {
     inner: gix::Repository,
@@ -75,17 +79,30 @@ impl Repo {
     }
 
     /// Every ref under `refs/` that points directly at an object, with its id
-    /// (symbolic refs are left out: a mirror gets what they point to under its own name).
+    /// (symbolic refs are left out: a mirror gets what they point to under its own name),
+    /// except our own private refs under [`PRIVATE_REFS`].
     pub fn refs(&self) -> Result<BTreeMap<String, String>> {
+        let mut refs = self.refs_under("refs/")?;
+        refs.retain(|name, _| !name.starts_with(PRIVATE_REFS));
+        Ok(refs)
+    }
+
+    /// The refs whose names start with `prefix`, with their ids.
+    pub fn refs_under(&self, prefix: &str) -> Result<BTreeMap<String, String>> {
         let mut refs = BTreeMap::new();
         let platform = self.inner.references().context("cannot read the refs")?;
-        for reference in platform.prefixed("refs/").context("cannot read the refs")? {
+        for reference in platform.prefixed(prefix).context("cannot read the refs")? {
             let reference = reference.map_err(|e| anyhow::anyhow!("cannot read a ref: {e}"))?;
             if let gix::refs::TargetRef::Object(id) = reference.target() {
                 refs.insert(reference.name().as_bstr().to_string(), id.to_string());
             }
         }
         Ok(refs)
+    }
+
+    /// True when the object database holds the object `id`.
+    pub fn has_object(&self, id: &str) -> bool {
+        parse_id(id).is_ok_and(|id| self.inner.has_object(id))
     }
 
     /// True when `ancestor` is reachable from `descendant` (a fast-forward from the one to

@@ -34,6 +34,10 @@ pub struct MirrorState {
     /// Refs that differ from the other side and were left alone (for the upstream: refs
     /// accepted here while it was unreachable).
     pub divergent_refs: Vec<String>,
+    /// Pull only: when a pull last found the upstream's refs different from ours (the
+    /// `interval = "auto"` schedule polls an upstream that changed recently more often).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_changed_at: Option<String>,
 }
 
 impl MirrorState {
@@ -59,12 +63,23 @@ impl MirrorState {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
     }
 
+    /// Records a failure that retrying cannot fix: no automatic retry until a person acts.
+    pub fn hard_failed(&mut self, at: SystemTime, error: String) {
+        self.failed(at, error);
+        self.update_status = UpdateStatus::HardFailed;
+    }
+
     /// Records a failed update that does not count towards the backoff.
     pub fn failed_uncounted(&mut self, at: SystemTime, error: String) {
         self.update_status = UpdateStatus::Failed;
         self.last_error = Some(crate::url::mask_text(&error));
         self.last_update_at = Some(timestamp(at));
     }
+}
+
+/// Reads a time written by [`timestamp`].
+pub fn parse_time(text: Option<&str>) -> Option<SystemTime> {
+    humantime::parse_rfc3339(text?).ok()
 }
 
 /// RFC 3339 in UTC, to the second: `2026-11-23T10:00:00Z`.

@@ -17,6 +17,10 @@ fn help_texts() {
         help(&env, GIT_MIRROR, &["push", "--help"])
     );
     insta::assert_snapshot!(
+        "git-mirror pull",
+        help(&env, GIT_MIRROR, &["pull", "--help"])
+    );
+    insta::assert_snapshot!(
         "git-mirror status",
         help(&env, GIT_MIRROR, &["status", "--help"])
     );

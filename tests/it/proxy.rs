@@ -117,7 +117,7 @@ fn a_stale_push_is_refused_and_changes_nothing() {
     remote: mirror-hooks: push refused: the upstream did not accept it.
     remote: mirror-hooks:   upstream refs/heads/main moved: it is no longer at [id].
     remote: mirror-hooks: nothing was changed, here or on the upstream.
-    remote: mirror-hooks: next: fetch, rebase (or merge), push again. If the fetch brings nothing new, this repository has not caught up with the upstream yet: ask a server administrator to update it from the upstream.
+    remote: mirror-hooks: next: fetch, rebase (or merge), push again. If the fetch brings nothing new, this repository has not caught up with the upstream yet: ask a server administrator to run `git mirror pull --now` here (a [pull] table in mirror.toml makes that automatic).
     To [TMP]/down.git
      ! [remote rejected] HEAD -> main (pre-receive hook declined)
     error: failed to push some refs to '[TMP]/down.git'

@@ -1,0 +1,616 @@
+//! Pull mirroring (`git-mirror pull`): bring the repository up to date with its upstream,
+//! on a schedule and beside people pushing to it. List the upstream's refs; when they
+//! differ, fetch only what is missing into a private namespace and apply one ref
+//! transaction whose old values are the ones read, so a concurrent push is never undone.
+
+use crate::config::{Config, Pull};
+use crate::git::Git;
+use crate::lock::{self, Lock};
+use crate::refs::{self, RefUpdate};
+use crate::repo::{Repo, PRIVATE_REFS};
+use crate::schedule;
+use crate::state::{self, MirrorState, UpdateStatus};
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Name of the pull's status record.
+pub const RECORD: &str = "pull";
+/// Where fetched values wait until the transaction applies them.
+const FETCHED: &str = "refs/mirror-hooks/pull/";
+/// How often one run reads the local refs again and retries the transaction when a
+/// concurrent push moved one of them.
+const APPLY_ATTEMPTS: u32 = 3;
+/// Local ref transactions are quick; this only guards against a wedged filesystem.
+const LOCAL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What `git-mirror pull` was asked to do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PullOptions {
+    /// Run now, even when not due or hard-failed.
+    pub now: bool,
+}
+
+/// What one `pull` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullReport {
+    /// Another pull of this repository is running.
+    Busy,
+    /// Not due yet: the time it is due.
+    NotDue(SystemTime),
+    /// Hard-failed: skipped until `--now` or an edit of mirror.toml; the last error.
+    HardFailed(String),
+    Ran(PullSummary),
+}
+
+/// The outcome of one pull.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PullSummary {
+    /// The updates applied here, as `old new ref` (what post-receive hooks get).
+    pub applied: Vec<RefUpdate>,
+    /// Matching refs already equal on both sides.
+    pub unchanged: usize,
+    /// Refs fetched because their objects were missing here.
+    pub fetched: usize,
+    /// Branches that diverged from the upstream and were left alone.
+    pub divergent: Vec<String>,
+    /// Why the pull failed.
+    pub error: Option<String>,
+    /// The failure is one that retrying cannot fix (why, in a few words).
+    pub lasting: Option<&'static str>,
+    /// The pull failed often enough in a row to stop retrying.
+    pub hard_failed: bool,
+    /// Chained post-receive hooks that failed (the pull itself still succeeded).
+    pub hook_failures: Vec<String>,
+    pub next_update_at: Option<SystemTime>,
+}
+
+impl PullSummary {
+    pub fn ok(&self) -> bool {
+        self.error.is_none() && self.divergent.is_empty()
+    }
+
+    fn fail(&mut self, error: String, lasting: Option<&'static str>) {
+        self.error = Some(error);
+        self.lasting = lasting;
+    }
+}
+
+/// When mirror.toml was last edited (an edit resumes a hard-failed pull).
+fn config_changed_at(config: &Config) -> Option<SystemTime> {
+    std::fs::metadata(&config.path)
+        .and_then(|m| m.modified())
+        .ok()
+}
+
+/// When the pull of `repo` is next due according to its record and `pull`; `UNIX_EPOCH`
+/// when due now (never run), `None` when hard-failed.
+pub fn next_due(repo: &Path, config: &Config, pull: &Pull, state: &MirrorState) -> Option<SystemTime> {
+    schedule::next_pull(
+        state,
+        pull,
+        config_changed_at(config),
+        &repo.display().to_string(),
+    )
+}
+
+/// Runs the pull of `repo` if it is due (or at once with `--now`).
+pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullReport> {
+    let Some(pull) = &config.pull else {
+        anyhow::bail!(
+            "{} has no [pull] table; add one (an empty [pull] pulls from the [upstream] url)",
+            config.path.display()
+        );
+    };
+    let Some(lock) = Lock::try_acquire(&lock::pull_lock(repo))? else {
+        return Ok(PullReport::Busy);
+    };
+    lock.record_owner();
+    let state = state::load(repo, RECORD).unwrap_or_default();
+    if !options.now {
+        let next = next_due(repo, config, pull, &state);
+        if !schedule::pull_is_due(next, pull, SystemTime::now()) {
+            return Ok(match next {
+                Some(at) => PullReport::NotDue(at),
+                None => PullReport::HardFailed(state.last_error.unwrap_or_default()),
+            });
+        }
+    }
+
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let _ = state::update(repo, RECORD, |s| s.started(started));
+    let git = Git::new(repo)?;
+    let mut summary = update(repo, &git, pull);
+    let finished = SystemTime::now();
+    let mut record = state::load(repo, RECORD).unwrap_or_default();
+    settle(&mut record, &mut summary, pull, finished);
+    summary.next_update_at = next_due(repo, config, pull, &record);
+    record.next_update_at = summary
+        .next_update_at
+        .map(|at| state::timestamp(at.max(finished)));
+    let _ = state::save(repo, RECORD, &record);
+
+    if !summary.applied.is_empty() {
+        summary.hook_failures = announce(repo, &summary.applied);
+    }
+    state::log(
+        repo,
+        finished,
+        &format!(
+            "pull {} applied={} unchanged={} fetched={} divergent={} {:.3}s{}",
+            match record.update_status {
+                UpdateStatus::Finished => "finished",
+                UpdateStatus::HardFailed => "hard_failed",
+                _ => "failed",
+            },
+            summary.applied.len(),
+            summary.unchanged,
+            summary.fetched,
+            summary.divergent.len(),
+            clock.elapsed().as_secs_f64(),
+            record
+                .last_error
+                .as_deref()
+                .map(|e| format!(" error: {e}"))
+                .unwrap_or_default()
+        ),
+    );
+    drop(lock);
+    Ok(PullReport::Ran(summary))
+}
+
+/// Records the outcome of a pull in its status record.
+fn settle(s: &mut MirrorState, summary: &mut PullSummary, pull: &Pull, at: SystemTime) {
+    if let Some(error) = &summary.error {
+        let failures = s.consecutive_failures.saturating_add(1);
+        if let Some(why) = summary.lasting {
+            summary.hard_failed = true;
+            s.hard_failed(
+                at,
+                format!("{error} (retrying cannot fix this: {why}; fix it, then run `git mirror pull --now`)"),
+            );
+        } else if failures >= pull.max_failures {
+            summary.hard_failed = true;
+            s.hard_failed(
+                at,
+                format!("{error} (failed {failures} times in a row, so no longer retried; fix it, then run `git mirror pull --now`)"),
+            );
+        } else {
+            s.failed(at, error.clone());
+        }
+        return;
+    }
+    if summary.fetched > 0 || !summary.applied.is_empty() || s.last_changed_at.is_none() {
+        s.last_changed_at = Some(state::timestamp(at));
+    }
+    if summary.divergent.is_empty() {
+        s.finished(at);
+    } else {
+        // The other refs were updated; these wait for a person, and retrying sooner
+        // would not help, so the schedule stays as after a success.
+        s.failed_uncounted(
+            at,
+            format!(
+                "{} diverged from the upstream and {} left alone: reconcile by hand, or set overwrite_diverged = true in [pull] to make this repository follow the upstream",
+                summary.divergent.join(", "),
+                if summary.divergent.len() == 1 { "was" } else { "were" }
+            ),
+        );
+        s.consecutive_failures = 0;
+    }
+    s.divergent_refs = summary.divergent.clone();
+}
+
+/// Lists, compares, fetches what is missing, and applies the difference.
+fn update(repo: &Path, git: &Git, pull: &Pull) -> PullSummary {
+    let mut summary = PullSummary::default();
+    let remote = match git.ls_remote(&pull.url, &[], pull.timeout) {
+        Ok(Ok(refs)) => refs
+            .into_iter()
+            .filter(|(name, id)| {
+                pull.refs.matches(name)
+                    && refs::check_ref_name(name).is_ok()
+                    && refs::is_object_id(id)
+            })
+            .collect::<BTreeMap<_, _>>(),
+        Ok(Err(out)) => {
+            summary.fail(
+                format!("cannot list the upstream's refs: {}", out.complaint()),
+                out.lasting_failure(),
+            );
+            return summary;
+        }
+        Err(e) => {
+            summary.fail(format!("{e:#}"), None);
+            return summary;
+        }
+    };
+    let view = match Repo::open(repo) {
+        Ok(view) => view,
+        Err(e) => {
+            summary.fail(format!("{e:#}"), None);
+            return summary;
+        }
+    };
+    let local = match matching_refs(&view, pull) {
+        Ok(local) => local,
+        Err(e) => {
+            summary.fail(format!("{e:#}"), None);
+            return summary;
+        }
+    };
+
+    // The cheap path, and the common one: nothing changed upstream.
+    let differs: Vec<&String> = remote
+        .iter()
+        .filter(|(name, id)| local.get(*name) != Some(id))
+        .map(|(name, _)| name)
+        .collect();
+    let gone = pull.prune && local.keys().any(|name| !remote.contains_key(name));
+    if differs.is_empty() && !gone {
+        summary.unchanged = remote.len();
+        return summary;
+    }
+
+    // Fetch only refs whose objects are not here yet: a diverged branch or a commit
+    // that reached us by a push costs no transfer.
+    let missing: Vec<(String, String)> = differs
+        .iter()
+        .filter(|name| !view.has_object(&remote[**name]))
+        .map(|name| ((*name).clone(), format!("{FETCHED}{name}")))
+        .collect();
+    drop(view);
+    let mut upstream = remote;
+    if !missing.is_empty() {
+        // A run that died may have left fetched refs behind.
+        if let Err(e) = forget_fetched(repo, git) {
+            summary.fail(format!("{e:#}"), None);
+            return summary;
+        }
+        let fetched = fetch(repo, git, pull, &missing);
+        match fetched {
+            Ok(values) => {
+                summary.fetched = missing.len();
+                // The upstream may have moved since it was listed; what was fetched is
+                // newer, and it is what we have the objects for.
+                upstream.extend(values);
+            }
+            Err(error) => {
+                let _ = forget_fetched(repo, git);
+                summary.error = Some(error.0);
+                summary.lasting = error.1;
+                return summary;
+            }
+        }
+    }
+    apply(repo, git, pull, &upstream, &mut summary);
+    if !missing.is_empty() {
+        if let Err(e) = forget_fetched(repo, git) {
+            state::log(
+                repo,
+                SystemTime::now(),
+                &format!("pull: could not remove the fetched refs under {FETCHED}: {e:#}"),
+            );
+        }
+    }
+    summary
+}
+
+fn matching_refs(view: &Repo, pull: &Pull) -> Result<BTreeMap<String, String>> {
+    let mut refs = view.refs()?;
+    refs.retain(|name, _| pull.refs.matches(name));
+    Ok(refs)
+}
+
+/// Fetches `refspecs` into the private namespace; returns the values fetched, by the
+/// upstream's ref names.
+fn fetch(
+    repo: &Path,
+    git: &Git,
+    pull: &Pull,
+    refspecs: &[(String, String)],
+) -> std::result::Result<BTreeMap<String, String>, (String, Option<&'static str>)> {
+    let out = git
+        .fetch(&pull.url, refspecs, pull.timeout)
+        .map_err(|e| (format!("{e:#}"), None))?;
+    if !out.success() {
+        let why = if out.timed_out {
+            format!(
+                "the fetch did not finish within {} ([pull] timeout)",
+                humantime::format_duration(pull.timeout)
+            )
+        } else {
+            out.complaint()
+        };
+        return Err((
+            format!("cannot fetch from the upstream: {why}"),
+            out.lasting_failure(),
+        ));
+    }
+    let fetched = Repo::open(repo)
+        .and_then(|view| view.refs_under(FETCHED))
+        .map_err(|e| (format!("{e:#}"), None))?;
+    Ok(fetched
+        .into_iter()
+        .filter_map(|(name, id)| Some((name.strip_prefix(FETCHED)?.to_owned(), id)))
+        .collect())
+}
+
+/// Deletes every ref under the private namespace.
+fn forget_fetched(repo: &Path, git: &Git) -> Result<()> {
+    let leftovers = Repo::open(repo)?.refs_under(PRIVATE_REFS)?;
+    if leftovers.is_empty() {
+        return Ok(());
+    }
+    let commands: Vec<String> = leftovers
+        .keys()
+        .map(|name| format!("delete {name}"))
+        .collect();
+    let out = git.update_refs(&commands, "mirror-hooks: pull cleanup", LOCAL_TIMEOUT)?;
+    if !out.success() {
+        anyhow::bail!(
+            "cannot remove the fetched refs under {PRIVATE_REFS}: {}",
+            out.complaint()
+        );
+    }
+    Ok(())
+}
+
+/// What one transaction would change.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Plan {
+    updates: Vec<RefUpdate>,
+    divergent: Vec<String>,
+    unchanged: usize,
+}
+
+/// Decides, ref by ref, what the upstream's values mean here: new refs are created,
+/// fast-forwards applied, tags follow the upstream, diverged branches wait (unless
+/// `overwrite_diverged`), refs gone upstream are deleted only with `prune`.
+fn plan(
+    local: &BTreeMap<String, String>,
+    upstream: &BTreeMap<String, String>,
+    pull: &Pull,
+    is_ancestor: &dyn Fn(&str, &str) -> bool,
+) -> Plan {
+    let mut plan = Plan::default();
+    for (name, theirs) in upstream {
+        let ours = match local.get(name) {
+            Some(ours) if ours == theirs => {
+                plan.unchanged += 1;
+                continue;
+            }
+            Some(ours) => ours,
+            None => {
+                plan.updates.push(RefUpdate {
+                    old: zero_like(theirs),
+                    new: theirs.clone(),
+                    name: name.clone(),
+                });
+                continue;
+            }
+        };
+        let follow = name.starts_with("refs/tags/")
+            || pull.overwrite_diverged
+            || is_ancestor(ours, theirs);
+        if follow {
+            plan.updates.push(RefUpdate {
+                old: ours.clone(),
+                new: theirs.clone(),
+                name: name.clone(),
+            });
+        } else {
+            plan.divergent.push(name.clone());
+        }
+    }
+    if pull.prune {
+        for (name, ours) in local.iter().filter(|(n, _)| !upstream.contains_key(*n)) {
+            plan.updates.push(RefUpdate {
+                old: ours.clone(),
+                new: zero_like(ours),
+                name: name.clone(),
+            });
+        }
+    }
+    plan
+}
+
+fn zero_like(id: &str) -> String {
+    "0".repeat(id.len())
+}
+
+/// The `update-ref --stdin` line of one update, with the old value as the condition.
+fn command(u: &RefUpdate) -> String {
+    match u.kind() {
+        refs::UpdateKind::Create => format!("create {} {}", u.name, u.new),
+        refs::UpdateKind::Delete => format!("delete {} {}", u.name, u.old),
+        refs::UpdateKind::Update => format!("update {} {} {}", u.name, u.new, u.old),
+    }
+}
+
+/// Applies the plan in one transaction. When a concurrent push moved a ref after we
+/// read it, the transaction fails as a whole; read again and plan again, so the push
+/// wins and its ref is judged anew (usually: now diverged, or already equal).
+fn apply(
+    repo: &Path,
+    git: &Git,
+    pull: &Pull,
+    upstream: &BTreeMap<String, String>,
+    summary: &mut PullSummary,
+) {
+    for attempt in 1..=APPLY_ATTEMPTS {
+        let planned = Repo::open(repo).and_then(|view| {
+            let local = matching_refs(&view, pull)?;
+            let ancestor = |a: &str, d: &str| view.is_ancestor(a, d).unwrap_or(false);
+            Ok(plan(&local, upstream, pull, &ancestor))
+        });
+        let plan = match planned {
+            Ok(plan) => plan,
+            Err(e) => {
+                summary.fail(format!("{e:#}"), None);
+                return;
+            }
+        };
+        summary.divergent = plan.divergent;
+        summary.unchanged = plan.unchanged;
+        if plan.updates.is_empty() {
+            return;
+        }
+        let commands: Vec<String> = plan.updates.iter().map(command).collect();
+        let out = match git.update_refs(&commands, "mirror-hooks: pull from upstream", LOCAL_TIMEOUT)
+        {
+            Ok(out) => out,
+            Err(e) => {
+                summary.fail(format!("{e:#}"), None);
+                return;
+            }
+        };
+        if out.success() {
+            summary.applied = plan.updates;
+            return;
+        }
+        if attempt == APPLY_ATTEMPTS {
+            summary.fail(
+                format!(
+                    "cannot update the local refs (they kept changing under concurrent pushes, or the repository refused): {}",
+                    out.complaint()
+                ),
+                None,
+            );
+        }
+    }
+}
+
+/// Tells the rest of the server about pulled updates, as if they had been pushed: queue
+/// the push mirrors and run the chained post-receive hooks. Returns the hooks that failed.
+fn announce(repo: &Path, applied: &[RefUpdate]) -> Vec<String> {
+    let now = SystemTime::now();
+    let mut said = Vec::new();
+    crate::hook::enqueue_push_mirrors(repo, applied, &mut |line: &str| said.push(line.to_owned()));
+    for line in said.iter().filter(|l| l.contains("warning")) {
+        state::log(repo, now, &format!("pull: {line}"));
+    }
+    let input: String = applied.iter().map(|u| format!("{u}\n")).collect();
+    let dir = hooks_dir(repo).join("post-receive.d");
+    match crate::chain::run(repo, &dir, input.as_bytes(), false) {
+        Ok(failures) => failures
+            .into_iter()
+            .map(|f| {
+                let line = format!("{} ({})", f.program.display(), f.status);
+                state::log(repo, now, &format!("pull: chained hook failed: {line}"));
+                line
+            })
+            .collect(),
+        Err(e) => {
+            state::log(repo, now, &format!("pull: chained hooks not run: {e:#}"));
+            vec![format!("{e:#}")]
+        }
+    }
+}
+
+/// The repository's hooks directory: `core.hooksPath` when set, else `hooks/`.
+fn hooks_dir(repo: &Path) -> PathBuf {
+    let configured = Repo::open(repo)
+        .ok()
+        .and_then(|view| view.config_string("core.hooksPath"));
+    match configured {
+        Some(path) => repo.join(path),
+        None => repo.join("hooks"),
+    }
+}
+
+/// The due time shown for a pull that is due now.
+pub fn shown_due_time(next: SystemTime, now: SystemTime) -> SystemTime {
+    if next == UNIX_EPOCH {
+        now
+    } else {
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Interval;
+    use crate::refs::RefPatterns;
+
+    const A: &str = "1111111111111111111111111111111111111111";
+    const B: &str = "2222222222222222222222222222222222222222";
+    const C: &str = "3333333333333333333333333333333333333333";
+
+    fn pull(overwrite_diverged: bool, prune: bool) -> Pull {
+        Pull {
+            url: crate::url::RemoteUrl::parse("/srv/git/up.git", Path::new("/")).unwrap(),
+            refs: RefPatterns::heads_and_tags(),
+            interval: Interval::Auto,
+            overwrite_diverged,
+            prune,
+            max_failures: 14,
+            auth: None,
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn refs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(n, id)| ((*n).to_owned(), (*id).to_owned()))
+            .collect()
+    }
+
+    fn lines(plan: &Plan) -> Vec<String> {
+        plan.updates.iter().map(command).collect()
+    }
+
+    #[test]
+    fn fast_forwards_creates_and_keeps_diverged_branches() {
+        let local = refs(&[
+            ("refs/heads/main", A),
+            ("refs/heads/topic", A),
+            ("refs/heads/local-only", A),
+        ]);
+        let upstream = refs(&[
+            ("refs/heads/main", B),
+            ("refs/heads/topic", C),
+            ("refs/heads/new", C),
+        ]);
+        // A is an ancestor of B, not of C.
+        let ancestor = |a: &str, d: &str| a == A && d == B;
+        let plan = plan(&local, &upstream, &pull(false, false), &ancestor);
+        assert_eq!(
+            lines(&plan),
+            [
+                format!("update refs/heads/main {B} {A}"),
+                format!("create refs/heads/new {C}"),
+            ]
+        );
+        assert_eq!(plan.divergent, ["refs/heads/topic"]);
+    }
+
+    #[test]
+    fn overwrite_prune_and_tags() {
+        let local = refs(&[
+            ("refs/heads/topic", A),
+            ("refs/heads/gone", A),
+            ("refs/tags/v1", A),
+        ]);
+        let upstream = refs(&[("refs/heads/topic", C), ("refs/tags/v1", B)]);
+        let never = |_: &str, _: &str| false;
+        let kept = plan(&local, &upstream, &pull(false, false), &never);
+        assert_eq!(lines(&kept), [format!("update refs/tags/v1 {B} {A}")]);
+        assert_eq!(kept.divergent, ["refs/heads/topic"]);
+
+        let forced = plan(&local, &upstream, &pull(true, true), &never);
+        assert_eq!(
+            lines(&forced),
+            [
+                format!("update refs/heads/topic {C} {A}"),
+                format!("update refs/tags/v1 {B} {A}"),
+                format!("delete refs/heads/gone {A}"),
+            ]
+        );
+        assert!(forced.divergent.is_empty());
+    }
+}
