@@ -198,12 +198,19 @@ pub fn status_report(repo: &Path, config: &Config) -> Result<StatusReport> {
         // resumed hard failure shows at once.
         let next = crate::pull::next_due(repo, config, pull, &record.state);
         record.state.next_update_at = next.map(|at| {
-            state::timestamp(crate::pull::shown_due_time(at, std::time::SystemTime::now()))
+            state::timestamp(crate::pull::shown_due_time(
+                at,
+                std::time::SystemTime::now(),
+            ))
         });
         mirrors.push(record);
     }
     for m in &config.push {
         mirrors.push(record(repo, &m.name, "push", &m.url)?);
+    }
+    for m in &mut mirrors {
+        // Bookkeeping, not status.
+        m.state.hard_failed_config = None;
     }
     Ok(StatusReport {
         repository: repo.display().to_string(),
@@ -211,7 +218,12 @@ pub fn status_report(repo: &Path, config: &Config) -> Result<StatusReport> {
     })
 }
 
-fn record(repo: &Path, name: &str, direction: &'static str, url: &RemoteUrl) -> Result<StatusRecord> {
+fn record(
+    repo: &Path,
+    name: &str,
+    direction: &'static str,
+    url: &RemoteUrl,
+) -> Result<StatusRecord> {
     let mut state = state::load(repo, name)?;
     let (mut queued_jobs, mut damaged_jobs) = (None, None);
     if direction == "push" {
@@ -487,6 +499,8 @@ fn describe_pull(report: &PullReport, repo: &Path) -> (String, bool) {
                     s.unchanged,
                     plural(s.unchanged)
                 )
+            } else if s.applied.is_empty() {
+                format!("no ref updated ({} unchanged)", s.unchanged)
             } else {
                 format!(
                     "updated {} ref{} ({} fetched, {} unchanged)",

@@ -23,6 +23,8 @@ pub struct Config {
     pub pull: Option<Pull>,
     pub push: Vec<PushMirror>,
     pub auth: BTreeMap<String, Auth>,
+    /// A hash of the file's text: a hard-failed pull resumes when it changes.
+    pub fingerprint: String,
 }
 
 /// `[upstream]`: the authoritative copy that pre-receive forwards pushes to.
@@ -345,6 +347,7 @@ impl Config {
             pull,
             push,
             auth,
+            fingerprint: crate::schedule::fingerprint(text.as_bytes()),
         })
     }
 }

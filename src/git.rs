@@ -84,13 +84,25 @@ impl RunOutput {
             ("returned error: 403", "access denied"),
             ("Permission denied (", "authentication refused"),
             ("Host key verification failed", "SSH host key not trusted"),
-            ("REMOTE HOST IDENTIFICATION HAS CHANGED", "SSH host key changed"),
+            (
+                "REMOTE HOST IDENTIFICATION HAS CHANGED",
+                "SSH host key changed",
+            ),
             ("Repository not found", "repository not found"),
             ("returned error: 404", "repository not found"),
-            ("does not appear to be a git repository", "repository not found"),
-            ("not found: did you run git update-server-info", "repository not found"),
+            (
+                "does not appear to be a git repository",
+                "repository not found",
+            ),
+            (
+                "not found: did you run git update-server-info",
+                "repository not found",
+            ),
             ("SSL certificate problem", "TLS certificate problem"),
-            ("server certificate verification failed", "TLS certificate problem"),
+            (
+                "server certificate verification failed",
+                "TLS certificate problem",
+            ),
         ];
         if self.timed_out {
             return None;

@@ -77,7 +77,12 @@ pub fn post_receive_main() -> i32 {
                 "mirror-hooks: warning: push mirrors not queued: {e:#}."
             )),
         }
-        for failure in chain::run(&repo, &chain::chain_dir(&repo, "post-receive"), &input, false)? {
+        for failure in chain::run(
+            &repo,
+            &chain::chain_dir(&repo, "post-receive"),
+            &input,
+            false,
+        )? {
             say(&format!(
                 "mirror-hooks: warning: the chained hook {} failed ({}).",
                 failure.program.display(),

@@ -77,20 +77,18 @@ impl PullSummary {
     }
 }
 
-/// When mirror.toml was last edited (an edit resumes a hard-failed pull).
-fn config_changed_at(config: &Config) -> Option<SystemTime> {
-    std::fs::metadata(&config.path)
-        .and_then(|m| m.modified())
-        .ok()
-}
-
 /// When the pull of `repo` is next due according to its record and `pull`; `UNIX_EPOCH`
 /// when due now (never run), `None` when hard-failed.
-pub fn next_due(repo: &Path, config: &Config, pull: &Pull, state: &MirrorState) -> Option<SystemTime> {
+pub fn next_due(
+    repo: &Path,
+    config: &Config,
+    pull: &Pull,
+    state: &MirrorState,
+) -> Option<SystemTime> {
     schedule::next_pull(
         state,
         pull,
-        config_changed_at(config),
+        &config.fingerprint,
         &repo.display().to_string(),
     )
 }
@@ -125,7 +123,7 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
     let mut summary = update(repo, &git, pull);
     let finished = SystemTime::now();
     let mut record = state::load(repo, RECORD).unwrap_or_default();
-    settle(&mut record, &mut summary, pull, finished);
+    settle(&mut record, &mut summary, config, pull, finished);
     summary.next_update_at = next_due(repo, config, pull, &record);
     record.next_update_at = summary
         .next_update_at
@@ -162,24 +160,29 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
 }
 
 /// Records the outcome of a pull in its status record.
-fn settle(s: &mut MirrorState, summary: &mut PullSummary, pull: &Pull, at: SystemTime) {
-    if let Some(error) = &summary.error {
+fn settle(
+    s: &mut MirrorState,
+    summary: &mut PullSummary,
+    config: &Config,
+    pull: &Pull,
+    at: SystemTime,
+) {
+    if let Some(error) = summary.error.clone() {
         let failures = s.consecutive_failures.saturating_add(1);
-        if let Some(why) = summary.lasting {
-            summary.hard_failed = true;
-            s.hard_failed(
-                at,
-                format!("{error} (retrying cannot fix this: {why}; fix it, then run `git mirror pull --now`)"),
-            );
-        } else if failures >= pull.max_failures {
-            summary.hard_failed = true;
-            s.hard_failed(
-                at,
-                format!("{error} (failed {failures} times in a row, so no longer retried; fix it, then run `git mirror pull --now`)"),
-            );
-        } else {
-            s.failed(at, error.clone());
-        }
+        let why = match summary.lasting {
+            Some(why) => format!("retrying cannot fix this: {why}"),
+            None if failures >= pull.max_failures => {
+                format!("failed {failures} times in a row, so no longer retried")
+            }
+            None => {
+                s.failed(at, error);
+                return;
+            }
+        };
+        let error = format!("{error} ({why}; fix it, then run `git mirror pull --now`)");
+        s.hard_failed(at, error.clone(), &config.fingerprint);
+        summary.hard_failed = true;
+        summary.error = Some(error);
         return;
     }
     if summary.fetched > 0 || !summary.applied.is_empty() || s.last_changed_at.is_none() {
@@ -392,9 +395,8 @@ fn plan(
                 continue;
             }
         };
-        let follow = name.starts_with("refs/tags/")
-            || pull.overwrite_diverged
-            || is_ancestor(ours, theirs);
+        let follow =
+            name.starts_with("refs/tags/") || pull.overwrite_diverged || is_ancestor(ours, theirs);
         if follow {
             plan.updates.push(RefUpdate {
                 old: ours.clone(),
@@ -459,14 +461,14 @@ fn apply(
             return;
         }
         let commands: Vec<String> = plan.updates.iter().map(command).collect();
-        let out = match git.update_refs(&commands, "mirror-hooks: pull from upstream", LOCAL_TIMEOUT)
-        {
-            Ok(out) => out,
-            Err(e) => {
-                summary.fail(format!("{e:#}"), None);
-                return;
-            }
-        };
+        let out =
+            match git.update_refs(&commands, "mirror-hooks: pull from upstream", LOCAL_TIMEOUT) {
+                Ok(out) => out,
+                Err(e) => {
+                    summary.fail(format!("{e:#}"), None);
+                    return;
+                }
+            };
         if out.success() {
             summary.applied = plan.updates;
             return;

@@ -61,6 +61,11 @@ pub fn jitter(delay: Duration, seed: &str) -> Duration {
     delay.mul_f64(1.0 - 0.2 * fraction)
 }
 
+/// A short hash of `bytes` that stays the same across builds and platforms.
+pub fn fingerprint(bytes: &[u8]) -> String {
+    format!("{:016x}", fnv1a(bytes))
+}
+
 /// FNV-1a: a small hash that stays the same across builds and platforms.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
@@ -70,21 +75,13 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// When the pull is next due, from what its record says and what the configuration is
 /// now (so a changed interval takes effect at once); `None` when it is hard-failed and
-/// waits for a person. `config_changed_at` is when mirror.toml was last modified; an
-/// edit after a hard failure resumes the schedule. `seed` spreads the retries of many
-/// repositories (the repository's path serves).
-pub fn next_pull(
-    state: &MirrorState,
-    pull: &Pull,
-    config_changed_at: Option<SystemTime>,
-    seed: &str,
-) -> Option<SystemTime> {
+/// waits for a person. `config` is the fingerprint of mirror.toml now: an edit after a
+/// hard failure resumes the schedule. `seed` spreads the retries of many repositories
+/// (the repository's path serves).
+pub fn next_pull(state: &MirrorState, pull: &Pull, config: &str, seed: &str) -> Option<SystemTime> {
     let last_run = parse_time(state.last_update_at.as_deref());
     if state.update_status == UpdateStatus::HardFailed {
-        let edited = match (config_changed_at, last_run) {
-            (Some(edit), Some(failure)) => edit >= failure,
-            _ => true,
-        };
+        let edited = state.hard_failed_config.as_deref() != Some(config);
         return edited.then_some(UNIX_EPOCH);
     }
     let Some(last_run) = last_run else {
@@ -126,7 +123,8 @@ mod tests {
 
     fn pull(interval: Interval) -> Pull {
         Pull {
-            url: crate::url::RemoteUrl::parse("/srv/git/upstream.git", std::path::Path::new("/")).unwrap(),
+            url: crate::url::RemoteUrl::parse("/srv/git/upstream.git", std::path::Path::new("/"))
+                .unwrap(),
             refs: RefPatterns::heads_and_tags(),
             interval,
             overwrite_diverged: false,
@@ -196,7 +194,7 @@ mod tests {
     fn next_pull_from_the_record() {
         let every = pull(Interval::Every(Duration::from_secs(1800)));
         let never_run = MirrorState::default();
-        assert_eq!(next_pull(&never_run, &every, None, "r"), Some(UNIX_EPOCH));
+        assert_eq!(next_pull(&never_run, &every, "c", "r"), Some(UNIX_EPOCH));
 
         let ok = MirrorState {
             update_status: UpdateStatus::Finished,
@@ -205,11 +203,11 @@ mod tests {
             ..MirrorState::default()
         };
         assert_eq!(
-            next_pull(&ok, &every, None, "r"),
+            next_pull(&ok, &every, "c", "r"),
             Some(at("2026-11-23T10:30:00Z"))
         );
         assert_eq!(
-            next_pull(&ok, &pull(Interval::Auto), None, "r"),
+            next_pull(&ok, &pull(Interval::Auto), "c", "r"),
             Some(at("2026-11-23T10:30:00Z")),
             "auto: half the hour since the last change"
         );
@@ -219,19 +217,17 @@ mod tests {
             consecutive_failures: 2,
             ..ok.clone()
         };
-        let next = next_pull(&failing, &every, None, "r").unwrap();
+        let next = next_pull(&failing, &every, "c", "r").unwrap();
         assert!(next > at("2026-11-23T10:47:00Z") && next <= at("2026-11-23T11:00:00Z"));
 
         let hard = MirrorState {
             update_status: UpdateStatus::HardFailed,
+            hard_failed_config: Some("c".into()),
             ..failing
         };
+        assert_eq!(next_pull(&hard, &every, "c", "r"), None);
         assert_eq!(
-            next_pull(&hard, &every, Some(at("2026-11-23T09:00:00Z")), "r"),
-            None
-        );
-        assert_eq!(
-            next_pull(&hard, &every, Some(at("2026-11-23T10:05:00Z")), "r"),
+            next_pull(&hard, &every, "edited", "r"),
             Some(UNIX_EPOCH),
             "an edit of mirror.toml resumes"
         );

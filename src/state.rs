@@ -38,6 +38,10 @@ pub struct MirrorState {
     /// `interval = "auto"` schedule polls an upstream that changed recently more often).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_changed_at: Option<String>,
+    /// Pull only, internal: the fingerprint of mirror.toml when the pull hard-failed; a
+    /// different one (the file was edited) resumes the schedule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hard_failed_config: Option<String>,
 }
 
 impl MirrorState {
@@ -55,6 +59,7 @@ impl MirrorState {
         self.last_successful_update_at = self.last_update_at.clone();
         self.consecutive_failures = 0;
         self.divergent_refs.clear();
+        self.hard_failed_config = None;
     }
 
     /// Records a failed update with the error a person should read.
@@ -63,10 +68,12 @@ impl MirrorState {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
     }
 
-    /// Records a failure that retrying cannot fix: no automatic retry until a person acts.
-    pub fn hard_failed(&mut self, at: SystemTime, error: String) {
+    /// Records a failure that retrying cannot fix: no automatic retry until a person acts
+    /// (`--now`) or edits the configuration whose fingerprint is `config`.
+    pub fn hard_failed(&mut self, at: SystemTime, error: String, config: &str) {
         self.failed(at, error);
         self.update_status = UpdateStatus::HardFailed;
+        self.hard_failed_config = Some(config.to_owned());
     }
 
     /// Records a failed update that does not count towards the backoff.

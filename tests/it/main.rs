@@ -4,5 +4,6 @@ mod cli;
 mod config;
 mod install;
 mod proxy;
+mod pull;
 mod push;
 mod util;
