@@ -101,19 +101,32 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
             config.path.display()
         );
     };
+    let waiting = || -> Option<PullReport> {
+        if options.now {
+            return None;
+        }
+        let state = state::load(repo, RECORD).unwrap_or_default();
+        let next = next_due(repo, config, pull, &state);
+        if schedule::pull_is_due(next, pull, SystemTime::now()) {
+            return None;
+        }
+        Some(match next {
+            Some(at) => PullReport::NotDue(at),
+            None => PullReport::HardFailed(state.last_error.unwrap_or_default()),
+        })
+    };
+    // Looking costs no write, so a sweep over many repositories that are not due is
+    // read-only.
+    if let Some(report) = waiting() {
+        return Ok(report);
+    }
     let Some(lock) = Lock::try_acquire(&lock::pull_lock(repo))? else {
         return Ok(PullReport::Busy);
     };
     lock.record_owner();
-    let state = state::load(repo, RECORD).unwrap_or_default();
-    if !options.now {
-        let next = next_due(repo, config, pull, &state);
-        if !schedule::pull_is_due(next, pull, SystemTime::now()) {
-            return Ok(match next {
-                Some(at) => PullReport::NotDue(at),
-                None => PullReport::HardFailed(state.last_error.unwrap_or_default()),
-            });
-        }
+    // Another run may have finished between the look and the lock.
+    if let Some(report) = waiting() {
+        return Ok(report);
     }
 
     let started = SystemTime::now();

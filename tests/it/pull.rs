@@ -569,3 +569,59 @@ fn pull_all_runs_every_repository_and_reports_the_broken_ones() {
         "{text}"
     );
 }
+
+#[test]
+fn pull_all_drains_push_queues_whose_retry_time_came() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.path("srv")).unwrap();
+    let mirror = env.path("mirror.git");
+    let toml = format!(
+        "[[push]]\nname = \"backup\"\nurl = {:?}\n",
+        mirror.to_str().unwrap()
+    );
+    let down = env.downstream("srv/down.git", &toml);
+    let work = env.work("work");
+    let one = env.commit(&work, "one");
+    // The mirror does not exist yet: the worker fails and backs off.
+    assert!(env.push(&work, &down, &["HEAD:refs/heads/main"]).success);
+    let record = down.join("mirror/state/backup.json");
+    let worker_lock = down.join("mirror/queue/backup/lock");
+    let failed = eventually(PATIENCE, || {
+        let done = std::fs::read_to_string(&record)
+            .is_ok_and(|r| r.contains("\"update_status\": \"failed\""));
+        // …and the worker has let go of its lock.
+        done && std::fs::File::open(&worker_lock).is_ok_and(|f| f.try_lock_shared().is_ok())
+    });
+    assert!(failed);
+    env.bare("mirror.git");
+
+    let sweep = || {
+        let out = env.git_mirror(&["pull", "--all", env.path("srv").to_str().unwrap()]);
+        (
+            out.status.code(),
+            env.normalize(&String::from_utf8_lossy(&out.stdout)),
+        )
+    };
+    let (code, text) = sweep();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.starts_with(
+            "[TMP]/srv/down.git: push backup: queued jobs wait for the retry at [TIME]"
+        ),
+        "{text}"
+    );
+    assert_eq!(env.rev(&mirror, "refs/heads/main"), None);
+
+    // The retry time comes (as if 30 seconds passed).
+    let text = std::fs::read_to_string(&record).unwrap();
+    let mut state: serde_json::Value = serde_json::from_str(&text).unwrap();
+    state["next_update_at"] = "2020-01-01T00:00:00Z".into();
+    std::fs::write(&record, state.to_string()).unwrap();
+    let (code, text) = sweep();
+    assert_eq!(code, Some(0), "{text}");
+    insta::assert_snapshot!(text, @"
+    [TMP]/srv/down.git: push backup: up to date (pushed 1, deleted 0, unchanged 0)
+    1 repositories with mirror.toml under [TMP]/srv: 0 pulled (0 updated), 0 not due, 1 push mirrors run, 0 failed
+    ");
+    assert_eq!(env.rev(&mirror, "refs/heads/main"), Some(one));
+}
