@@ -21,7 +21,7 @@ repository has none. Running it again changes nothing.
 Options:
   --prefix DIR    where the binaries go (DIR/bin); default /usr/local as root, else ~/.local
   --bin-dir DIR   install the binaries found in DIR instead of building them
-  --demo          build, then demonstrate the proxy in a temporary directory
+  --demo          build, then demonstrate the proxy, pull and push mirroring in a temporary directory
   -h, --help      this text
 EOF
 }
@@ -208,6 +208,8 @@ demo() {
 url = "$tmp/upstream.git"
 refs = ["refs/heads/*", "refs/tags/*"]
 
+[pull]                # pull from the upstream (its url) too: both directions
+
 [[push]]
 name = "backup"
 url = "$tmp/backup.git"
@@ -233,12 +235,35 @@ EOF
   run git -C bob push origin main
 
   step "5. Alice pushes again: refused, because the upstream moved; nothing diverges"
-  (cd alice && echo alice >>README && git commit -qam "alice's change")
+  (cd alice && echo alice >>NOTES && git add NOTES && git commit -qm "alice's change")
   run git -C alice push origin main || true
   say "upstream   main: $(git -C upstream.git rev-parse --short main)  (Bob's commit)"
-  say "downstream main: $(git -C downstream.git rev-parse --short main)  (unchanged)"
+  say "downstream main: unchanged by Alice's push; the refusal started a pull in the background:"
+  for i in $(seq 1 100); do
+    [[ $(git -C downstream.git rev-parse main) == $(git -C upstream.git rev-parse main) ]] && break
+    sleep 0.1
+  done
+  say "downstream main: $(git -C downstream.git rev-parse --short main)  (Bob's commit, pulled)"
 
-  step "6. What the server administrator sees"
+  step "6. Carol pushes to the upstream too; the scheduled pull (cron, systemd timer) brings it.
+   Here it is run by hand, at once:"
+  run git clone -q upstream.git carol
+  (cd carol && echo carol >>CREDITS && git add CREDITS && git commit -qm "carol's change")
+  run git -C carol push -q origin main
+  run "$tmp/prefix/bin/git-mirror" pull --now downstream.git
+  say "downstream main: $(git -C downstream.git rev-parse --short main)  (Carol's commit)"
+
+  step "7. Alice rebases onto what the downstream now has and pushes: accepted everywhere"
+  run git -C alice pull -q --rebase origin main
+  run git -C alice push origin main
+  say "upstream   main: $(git -C upstream.git rev-parse --short main)"
+  say "downstream main: $(git -C downstream.git rev-parse --short main)"
+
+  step "8. What the server administrator sees"
+  for i in $(seq 1 100); do
+    [[ $(git -C backup.git rev-parse -q --verify main 2>/dev/null) == $(git -C downstream.git rev-parse main) ]] && break
+    sleep 0.1
+  done
   run "$tmp/prefix/bin/git-mirror" status downstream.git
 
   step "Done"

@@ -321,6 +321,9 @@ pub fn status_table(report: &StatusReport) -> String {
                 mirror.name
             ));
         }
+        if let Some(next) = &mirror.state.next_update_at {
+            text.push_str(&format!("  next update: {next}\n"));
+        }
         if !mirror.state.divergent_refs.is_empty() {
             text.push_str(&format!(
                 "  divergent refs: {}\n",

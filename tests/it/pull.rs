@@ -130,6 +130,14 @@ fn the_first_pull_brings_everything_and_the_next_is_not_due() {
         Duration::from_secs(30 * 60)
     );
 
+    let out = env.git_mirror(&["status", s.down.to_str().unwrap()]);
+    insta::assert_snapshot!(env.normalize(&String::from_utf8_lossy(&out.stdout)), @"
+    repository: [TMP]/down.git
+    MIRROR  DIRECTION  STATUS    LAST SUCCESS          URL
+    pull    pull       finished  [TIME]  [TMP]/up.git
+      next update: [TIME]
+    ");
+
     // Not due: nothing happens, even though the upstream moved.
     let two = env.commit(&s.work, "three");
     s.push_up(&["HEAD:refs/heads/main"]);
