@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 /// Transports git may use for any remote we talk to (`ext::` and friends are never
 /// allowed, whatever a URL says).
 const ALLOWED_PROTOCOLS: &str = "file:git:http:https:ssh";
-/// How long ssh may take to establish a TCP connection before giving up.
-const SSH_CONNECT_TIMEOUT_SECS: u32 = 15;
 /// Variables a hook inherits from receive-pack that must not reach the git we run: the
 /// quarantine path makes a push from inside the quarantine fail ("ref updates forbidden
 /// inside quarantine environment"), and the others describe the incoming push, not ours.
@@ -31,6 +29,8 @@ const DROPPED_VARIABLES: [&str; 4] = [
 pub struct Git {
     program: PathBuf,
     git_dir: PathBuf,
+    /// What reaching the remote takes (credentials, ssh options); empty for local work.
+    access: crate::auth::Access,
 }
 
 /// What a finished (or killed) git process left behind.
@@ -135,6 +135,7 @@ impl Git {
         Ok(Git {
             program,
             git_dir: git_dir.to_owned(),
+            access: crate::auth::Access::default(),
         })
     }
 
@@ -161,6 +162,14 @@ impl Git {
         Ok(PathBuf::from(dir))
     }
 
+    /// This git, set up to reach one remote with `access`.
+    pub fn with_access(&self, access: crate::auth::Access) -> Git {
+        Git {
+            access,
+            ..self.clone()
+        }
+    }
+
     pub fn git_dir(&self) -> &Path {
         &self.git_dir
     }
@@ -180,13 +189,12 @@ impl Git {
         cmd.env("LC_ALL", "C")
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_ALLOW_PROTOCOL", ALLOWED_PROTOCOLS)
-            .env(
-                "GIT_SSH_COMMAND",
-                format!("ssh -o BatchMode=yes -o ConnectTimeout={SSH_CONNECT_TIMEOUT_SECS}"),
-            )
+            .env("GIT_SSH_COMMAND", crate::auth::ssh_command(None, None))
             .env_remove("GIT_SSH")
             .env_remove("SSH_ASKPASS")
+            .env_remove("GIT_ASKPASS")
             .stdin(Stdio::null());
+        cmd.envs(self.access.env());
         cmd
     }
 
@@ -308,7 +316,7 @@ impl Git {
             let expect = u.expect.as_deref().unwrap_or_default();
             args.push(format!("--force-with-lease={}:{expect}", u.name));
         }
-        args.push(url.expose().to_owned());
+        args.push(url.for_git());
         for u in updates {
             args.push(match &u.new {
                 None => format!(":{}", u.name),
@@ -326,7 +334,7 @@ impl Git {
         names: &[&str],
         timeout: Duration,
     ) -> Result<Result<std::collections::BTreeMap<String, String>, RunOutput>> {
-        let mut args = vec!["ls-remote".to_owned(), url.expose().to_owned()];
+        let mut args = vec!["ls-remote".to_owned(), url.for_git()];
         if !names.is_empty() && names.len() <= 50 {
             args.extend(names.iter().map(|n| (*n).to_owned()));
         }
@@ -354,6 +362,7 @@ impl Git {
         refspecs: &[(String, String)],
         timeout: Duration,
     ) -> Result<RunOutput> {
+        let url = url.for_git();
         let args = [
             "-c",
             "fetch.prune=false",
@@ -370,7 +379,7 @@ impl Git {
             "--no-show-forced-updates",
             "--quiet",
             "--stdin",
-            url.expose(),
+            &url,
         ];
         let input: String = refspecs
             .iter()

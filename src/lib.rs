@@ -2,6 +2,7 @@
 //! Git servers in both directions without races. The binaries (`pre-receive`,
 //! `post-receive`, `git-mirror`) are thin; everything real lives in these modules.
 
+pub mod auth;
 pub mod chain;
 pub mod cli;
 pub mod config;

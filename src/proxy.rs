@@ -104,7 +104,29 @@ pub fn pre_receive(repo: &Path, input: &[u8], out: &mut dyn Pusher) -> Verdict {
     if forwarded.is_empty() {
         return Verdict::Accept;
     }
-    forward(repo, upstream, config.pull.is_some(), &forwarded, out)
+    let access = match crate::auth::Access::new(
+        repo,
+        &config,
+        &upstream.url,
+        upstream.auth.as_deref(),
+    ) {
+        Ok(access) => access,
+        Err(e) => {
+            out.say(&format!(
+                "mirror-hooks: push refused: the upstream's credentials are not usable: {e:#}."
+            ));
+            out.say("mirror-hooks: nothing was forwarded or changed. A server administrator must fix it (`git mirror doctor` explains).");
+            return Verdict::Refuse;
+        }
+    };
+    forward(
+        repo,
+        upstream,
+        access,
+        config.pull.is_some(),
+        &forwarded,
+        out,
+    )
 }
 
 /// Git checks `receive.denyDeletes` and `receive.denyNonFastForwards` only after
@@ -178,13 +200,14 @@ enum Answer {
 fn forward(
     repo: &Path,
     upstream: &Upstream,
+    access: crate::auth::Access,
     pulls: bool,
     updates: &[&RefUpdate],
     out: &mut dyn Pusher,
 ) -> Verdict {
     let started = SystemTime::now();
     let git = match Git::new(repo) {
-        Ok(git) => git,
+        Ok(git) => git.with_access(access),
         Err(e) => {
             out.say(&format!("mirror-hooks: push refused: {e:#}."));
             return Verdict::Refuse;

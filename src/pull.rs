@@ -3,6 +3,7 @@
 //! differ, fetch only what is missing into a private namespace and apply one ref
 //! transaction whose old values are the ones read, so a concurrent push is never undone.
 
+use crate::auth::Access;
 use crate::config::{Config, Pull};
 use crate::git::Git;
 use crate::lock::{self, Lock};
@@ -133,7 +134,13 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
     let clock = Instant::now();
     let _ = state::update(repo, RECORD, |s| s.started(started));
     let git = Git::new(repo)?;
-    let mut summary = update(repo, &git, pull);
+    let mut summary = match Access::new(repo, config, &pull.url, pull.auth.as_deref()) {
+        Ok(access) => update(repo, &git.with_access(access), pull),
+        Err(e) => PullSummary {
+            error: Some(format!("{e:#}")),
+            ..PullSummary::default()
+        },
+    };
     let finished = SystemTime::now();
     let mut record = state::load(repo, RECORD).unwrap_or_default();
     settle(&mut record, &mut summary, config, pull, finished);

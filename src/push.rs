@@ -2,6 +2,7 @@
 //! every queued job into one push of the current local state of the mirror's refs,
 //! with per-ref leases, records the outcome, and backs off when the mirror fails.
 
+use crate::auth::Access;
 use crate::config::{Config, Prune, PushMirror};
 use crate::git::{Git, LeasedUpdate, PushSettings};
 use crate::porcelain::{Flag, PushReport};
@@ -107,7 +108,7 @@ pub fn run(
     std::thread::scope(|scope| {
         let workers: Vec<_> = mirrors
             .iter()
-            .map(|mirror| scope.spawn(|| work(repo, &git, mirror, options.now)))
+            .map(|mirror| scope.spawn(|| work(repo, &git, config, mirror, options.now)))
             .collect();
         mirrors
             .iter()
@@ -125,7 +126,13 @@ pub fn run(
 /// One mirror: take the lock, run while jobs are queued and the mirror is due, and
 /// look once more after letting go of the lock, so a job queued while we were finishing
 /// is never left behind.
-fn work(repo: &Path, git: &Git, mirror: &PushMirror, now: bool) -> Result<WorkerReport> {
+fn work(
+    repo: &Path,
+    git: &Git,
+    config: &Config,
+    mirror: &PushMirror,
+    now: bool,
+) -> Result<WorkerReport> {
     let queue = Queue::new(repo, &mirror.name);
     if !now && queue.pending() == 0 {
         return Ok(WorkerReport::Idle(None));
@@ -148,7 +155,7 @@ fn work(repo: &Path, git: &Git, mirror: &PushMirror, now: bool) -> Result<Worker
                 break;
             }
             let jobs = queue.claim(&lock)?;
-            let summary = run_once(repo, git, mirror, &queue, &jobs);
+            let summary = run_once(repo, git, config, mirror, &queue, &jobs);
             let failed = summary.error.is_some();
             force = false;
             last = Some(summary);
@@ -173,6 +180,7 @@ fn work(repo: &Path, git: &Git, mirror: &PushMirror, now: bool) -> Result<Worker
 fn run_once(
     repo: &Path,
     git: &Git,
+    config: &Config,
     mirror: &PushMirror,
     queue: &Queue,
     jobs: &[Claimed],
@@ -204,7 +212,13 @@ fn run_once(
         );
     }
 
-    let mut summary = sync(repo, git, mirror, &named);
+    let mut summary = match Access::new(repo, config, &mirror.url, mirror.auth.as_deref()) {
+        Ok(access) => sync(repo, &git.with_access(access), mirror, &named),
+        Err(e) => RunSummary {
+            error: Some(format!("{e:#}")),
+            ..RunSummary::default()
+        },
+    };
     summary.damaged_jobs = damaged.len();
     let finished = SystemTime::now();
     // Jobs go only once a push they were folded into reached the mirror; a refused or

@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::Path;
 
 /// A checked remote URL. `Display` masks credentials, so printing one never leaks a
-/// secret; only [`RemoteUrl::expose`] gives the real text, for handing to git.
+/// secret; [`RemoteUrl::for_git`] gives what git gets (no password: see [`crate::auth`]).
 #[derive(Clone, PartialEq, Eq)]
 pub struct RemoteUrl {
     raw: String,
@@ -119,6 +119,40 @@ impl RemoteUrl {
         self.kind
     }
 
+    /// The URL to hand to git: as configured, minus any password or token in it, which
+    /// reaches git through the environment instead (see [`crate::auth`]), so it never
+    /// stands on a command line. An http(s) URL loses its whole user part (a lone user
+    /// name there is usually a token); an ssh URL keeps its user name.
+    pub fn for_git(&self) -> String {
+        let Some((scheme, rest)) = self.raw.split_once("://") else {
+            return self.raw.clone();
+        };
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        let Some(at) = rest[..authority_end].rfind('@') else {
+            return self.raw.clone();
+        };
+        let info = &rest[..at];
+        let host_and_path = &rest[at + 1..];
+        match self.kind {
+            UrlKind::Http => format!("{scheme}://{host_and_path}"),
+            _ => match info.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}@{host_and_path}"),
+                None => self.raw.clone(),
+            },
+        }
+    }
+
+    /// The user name and password an http(s) URL carries (percent-decoded); a lone user
+    /// name comes with an empty password (GitHub-style token URLs).
+    pub fn embedded_credentials(&self) -> Option<(String, String)> {
+        if self.kind != UrlKind::Http {
+            return None;
+        }
+        let info = userinfo(&self.raw)?;
+        let (user, password) = info.split_once(':').unwrap_or((info, ""));
+        Some((percent_decode(user), percent_decode(password)))
+    }
+
     /// True when the URL itself carries a password or token.
     pub fn has_embedded_secret(&self) -> bool {
         userinfo(&self.raw).is_some_and(|u| u.contains(':') || self.kind == UrlKind::Http)
@@ -144,6 +178,26 @@ fn scp_parts(text: &str) -> Option<(&str, &str)> {
         return None;
     }
     Some((&text[..colon], &text[colon + 1..]))
+}
+
+/// Decodes `%XX` escapes (as in the user part of a URL); anything malformed is kept.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn userinfo(url: &str) -> Option<&str> {
@@ -202,6 +256,31 @@ mod tests {
 
     fn parse(text: &str) -> Result<RemoteUrl, String> {
         RemoteUrl::parse(text, Path::new("/srv/git/p.git"))
+    }
+
+    #[test]
+    fn secrets_leave_the_url_that_git_gets() {
+        let url = parse("https://oauth2:tok%40en@git.example.com/p.git").unwrap();
+        assert_eq!(url.for_git(), "https://git.example.com/p.git");
+        assert_eq!(
+            url.embedded_credentials(),
+            Some(("oauth2".to_owned(), "tok@en".to_owned()))
+        );
+        let token_only = parse("https://ghp_secret@github.com/o/p.git").unwrap();
+        assert_eq!(token_only.for_git(), "https://github.com/o/p.git");
+        assert_eq!(
+            token_only.embedded_credentials(),
+            Some(("ghp_secret".to_owned(), String::new()))
+        );
+        let ssh = parse("ssh://git:pw@host:2222/p.git").unwrap();
+        assert_eq!(ssh.for_git(), "ssh://git@host:2222/p.git");
+        assert_eq!(ssh.embedded_credentials(), None);
+        let plain = parse("git@host:group/p.git").unwrap();
+        assert_eq!(plain.for_git(), "git@host:group/p.git");
+        assert_eq!(
+            parse("https://host/p.git").unwrap().embedded_credentials(),
+            None
+        );
     }
 
     #[test]

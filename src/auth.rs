@@ -1,0 +1,220 @@
+//! Credentials and transports: what a git process needs to reach one remote. An HTTPS
+//! user and password (from `[auth.NAME]` or the URL) reach git through a credential
+//! helper that reads them from its environment; an SSH key and known hosts through
+//! `GIT_SSH_COMMAND`. No secret is ever put on a command line or in a message.
+
+use crate::config::{Auth, Config, Secret};
+use crate::url::{RemoteUrl, UrlKind};
+use anyhow::{bail, Context, Result};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// How long ssh may take to establish a TCP connection before giving up.
+pub const SSH_CONNECT_TIMEOUT_SECS: u32 = 15;
+
+/// Variables the credential helper reads; set only in the environment of the git that
+/// talks to the remote (and the helper git starts), never exported further.
+const USERNAME_VARIABLE: &str = "MIRROR_HOOKS_USERNAME";
+const PASSWORD_VARIABLE: &str = "MIRROR_HOOKS_PASSWORD";
+
+/// A credential helper (git runs `!…` helpers through the shell) that answers `get` with
+/// the user name and password from its environment and ignores `store` and `erase`. Its
+/// text holds no secret, so it may stand on any command line.
+const HELPER: &str = "!f() { test \"$1\" = get || exit 0; printf 'username=%s\\npassword=%s\\n' \"$MIRROR_HOOKS_USERNAME\" \"$MIRROR_HOOKS_PASSWORD\"; }; f";
+
+/// The environment a git process needs to reach one remote.
+#[derive(Clone, Default)]
+pub struct Access {
+    env: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values may be secrets: show names only.
+        let names: Vec<&str> = self.env.iter().map(|(n, _)| n.as_str()).collect();
+        write!(f, "Access({names:?})")
+    }
+}
+
+impl Access {
+    /// What reaching `url` takes, with the `[auth.NAME]` table `auth` names (if any) of
+    /// the configuration in `repo`. Fails, naming the table and key, when a secret cannot
+    /// be read or its file or key is open to other users.
+    pub fn new(
+        repo: &Path,
+        config: &Config,
+        url: &RemoteUrl,
+        auth: Option<&str>,
+    ) -> Result<Access> {
+        let table = match auth {
+            Some(name) => Some((
+                name,
+                config.auth.get(name).with_context(|| {
+                    format!("{} has no [auth.{name}] table", config.path.display())
+                })?,
+            )),
+            None => None,
+        };
+        let mut access = Access::default();
+        let mut key = None;
+        let mut known_hosts = None;
+        if let Some((name, table)) = table {
+            if let Some(password) = &table.password {
+                let secret = read_secret(repo, name, password)?;
+                let username = table.username.clone().unwrap_or_default();
+                access.credentials(name, &username, &secret)?;
+            }
+            if let Some(path) = &table.ssh_key {
+                let path = repo.join(path);
+                check_private(&path, &format!("[auth.{name}] ssh_key"))?;
+                key = Some(path);
+            }
+            known_hosts = table.known_hosts.as_ref().map(|p| repo.join(p));
+        }
+        if access.env.is_empty() {
+            if let Some((username, password)) = url.embedded_credentials() {
+                access.credentials("the URL", &username, &password)?;
+            }
+        }
+        if url.kind() == UrlKind::Ssh {
+            let known_hosts = known_hosts.or_else(|| {
+                let trusted = default_known_hosts(repo);
+                trusted.is_file().then_some(trusted)
+            });
+            access.env.push((
+                "GIT_SSH_COMMAND".to_owned(),
+                ssh_command(key.as_deref(), known_hosts.as_deref()),
+            ));
+        }
+        Ok(access)
+    }
+
+    fn credentials(&mut self, source: &str, username: &str, password: &str) -> Result<()> {
+        if username.contains(['\n', '\0']) || password.contains(['\n', '\0']) {
+            bail!("the user name or password from {source} contains a line break, which git's credential protocol cannot carry");
+        }
+        for (key, value) in [
+            // An empty value first empties the list of helpers configured elsewhere.
+            ("GIT_CONFIG_KEY_0", "credential.helper"),
+            ("GIT_CONFIG_VALUE_0", ""),
+            ("GIT_CONFIG_KEY_1", "credential.helper"),
+            ("GIT_CONFIG_VALUE_1", HELPER),
+            ("GIT_CONFIG_COUNT", "2"),
+            (USERNAME_VARIABLE, username),
+            (PASSWORD_VARIABLE, password),
+        ] {
+            self.env.push((key.to_owned(), value.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// The variables to set on the git process, values included.
+    pub fn env(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.env.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+}
+
+/// Where `git-mirror keygen` and `host-keys --trust` keep their files.
+pub fn keys_dir(repo: &Path) -> PathBuf {
+    repo.join("mirror").join("keys")
+}
+
+/// The known_hosts file `host-keys --trust` writes, used for every ssh remote of the
+/// repository that does not name its own.
+pub fn default_known_hosts(repo: &Path) -> PathBuf {
+    keys_dir(repo).join("known_hosts")
+}
+
+/// The `GIT_SSH_COMMAND` for one remote: batch mode (never a prompt), a connect timeout,
+/// strict host key checking, and the key and known hosts given, each path quoted for the
+/// shell git runs the command with.
+pub fn ssh_command(key: Option<&Path>, known_hosts: Option<&Path>) -> String {
+    let mut command = String::from("ssh");
+    if let Some(key) = key {
+        command.push_str(&format!(" -i {} -o IdentitiesOnly=yes", shell_quote(key)));
+    }
+    if let Some(known_hosts) = known_hosts {
+        // ssh splits this option's value at spaces unless it is in double quotes.
+        let option = format!("UserKnownHostsFile=\"{}\"", known_hosts.display());
+        command.push_str(&format!(" -o {}", shell_quote(Path::new(&option))));
+    }
+    command.push_str(&format!(
+        " -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout={SSH_CONNECT_TIMEOUT_SECS}"
+    ));
+    command
+}
+
+/// `'text'` with every `'` written as `'\''`: one word for a POSIX shell, whatever it holds.
+fn shell_quote(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', "'\\''"))
+}
+
+fn read_secret(repo: &Path, table: &str, secret: &Secret) -> Result<String> {
+    match secret {
+        Secret::Env(variable) => std::env::var(variable).with_context(|| {
+            format!(
+                "[auth.{table}] password_env names the environment variable {variable}, which is not set (or not UTF-8) for this process; set it where git-mirror and the hooks run, or use password_file"
+            )
+        }),
+        Secret::File(path) => {
+            let path = repo.join(path);
+            check_private(&path, &format!("[auth.{table}] password_file"))?;
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!("cannot read {} ([auth.{table}] password_file)", path.display())
+            })?;
+            // Editors end files with a line break; it is not part of the token.
+            Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+        }
+    }
+}
+
+/// Refuses a secret file that users other than its owner may read.
+fn check_private(path: &Path, key: &str) -> Result<()> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {} ({key})", path.display()))?;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "{} ({key}) can be read by other users (mode {:o}); run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Checks that the secrets of every `[auth]` table in use can be read, for `doctor`.
+pub fn check_table(repo: &Path, name: &str, table: &Auth) -> Result<()> {
+    if let Some(password) = &table.password {
+        read_secret(repo, name, password)?;
+    }
+    if let Some(key) = &table.ssh_key {
+        check_private(&repo.join(key), &format!("[auth.{name}] ssh_key"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_command_quotes_paths_and_never_prompts() {
+        assert_eq!(
+            ssh_command(None, None),
+            "ssh -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=15"
+        );
+        assert_eq!(
+            ssh_command(
+                Some(Path::new("/srv/git/my repo.git/mirror/keys/id_ed25519")),
+                Some(Path::new("/srv/git/it's.git/known_hosts"))
+            ),
+            concat!(
+                "ssh -i '/srv/git/my repo.git/mirror/keys/id_ed25519' -o IdentitiesOnly=yes",
+                r#" -o 'UserKnownHostsFile="/srv/git/it'\''s.git/known_hosts"'"#,
+                " -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=15"
+            )
+        );
+    }
+}
