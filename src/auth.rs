@@ -58,6 +58,7 @@ impl Access {
         let mut access = Access::default();
         let mut key = None;
         let mut known_hosts = None;
+        let mut ssh_config = None;
         if let Some((name, table)) = table {
             if let Some(password) = &table.password {
                 let secret = read_secret(repo, name, password)?;
@@ -70,6 +71,7 @@ impl Access {
                 key = Some(path);
             }
             known_hosts = table.known_hosts.as_ref().map(|p| repo.join(p));
+            ssh_config = table.ssh_config.as_ref().map(|p| repo.join(p));
         }
         if access.env.is_empty() {
             if let Some((username, password)) = url.embedded_credentials() {
@@ -83,7 +85,11 @@ impl Access {
             });
             access.env.push((
                 "GIT_SSH_COMMAND".to_owned(),
-                ssh_command(key.as_deref(), known_hosts.as_deref()),
+                ssh_command(SshOptions {
+                    key: key.as_deref(),
+                    known_hosts: known_hosts.as_deref(),
+                    config: ssh_config.as_deref(),
+                }),
             ));
         }
         Ok(access)
@@ -125,11 +131,27 @@ pub fn default_known_hosts(repo: &Path) -> PathBuf {
     keys_dir(repo).join("known_hosts")
 }
 
+/// What ssh is told about one remote.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SshOptions<'a> {
+    pub key: Option<&'a Path>,
+    pub known_hosts: Option<&'a Path>,
+    pub config: Option<&'a Path>,
+}
+
 /// The `GIT_SSH_COMMAND` for one remote: batch mode (never a prompt), a connect timeout,
-/// strict host key checking, and the key and known hosts given, each path quoted for the
-/// shell git runs the command with.
-pub fn ssh_command(key: Option<&Path>, known_hosts: Option<&Path>) -> String {
+/// strict host key checking, and the key, known hosts and ssh_config given, each path
+/// quoted for the shell git runs the command with.
+pub fn ssh_command(options: SshOptions) -> String {
+    let SshOptions {
+        key,
+        known_hosts,
+        config,
+    } = options;
     let mut command = String::from("ssh");
+    if let Some(config) = config {
+        command.push_str(&format!(" -F {}", shell_quote(config)));
+    }
     if let Some(key) = key {
         command.push_str(&format!(" -i {} -o IdentitiesOnly=yes", shell_quote(key)));
     }
@@ -202,14 +224,15 @@ mod tests {
     #[test]
     fn ssh_command_quotes_paths_and_never_prompts() {
         assert_eq!(
-            ssh_command(None, None),
+            ssh_command(SshOptions::default()),
             "ssh -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=15"
         );
         assert_eq!(
-            ssh_command(
-                Some(Path::new("/srv/git/my repo.git/mirror/keys/id_ed25519")),
-                Some(Path::new("/srv/git/it's.git/known_hosts"))
-            ),
+            ssh_command(SshOptions {
+                key: Some(Path::new("/srv/git/my repo.git/mirror/keys/id_ed25519")),
+                known_hosts: Some(Path::new("/srv/git/it's.git/known_hosts")),
+                config: None,
+            }),
             concat!(
                 "ssh -i '/srv/git/my repo.git/mirror/keys/id_ed25519' -o IdentitiesOnly=yes",
                 r#" -o 'UserKnownHostsFile="/srv/git/it'\''s.git/known_hosts"'"#,

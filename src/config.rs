@@ -97,6 +97,9 @@ pub struct Auth {
     pub password: Option<Secret>,
     pub ssh_key: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
+    /// An ssh_config file for this remote (`ssh -F`): host aliases, ports for scp-style
+    /// URLs, ProxyJump.
+    pub ssh_config: Option<PathBuf>,
 }
 
 /// Where a password or token comes from; never the value itself.
@@ -323,7 +326,11 @@ impl Config {
                     "has a password but no username; add username = \"…\" (for a token, hosts accept e.g. \"oauth2\")".into(),
                 ));
             }
-            if password.is_none() && a.ssh_key.is_none() && a.known_hosts.is_none() {
+            if password.is_none()
+                && a.ssh_key.is_none()
+                && a.known_hosts.is_none()
+                && a.ssh_config.is_none()
+            {
                 return Err(at(
                     spanned.span(),
                     key,
@@ -337,6 +344,7 @@ impl Config {
                     password,
                     ssh_key: a.ssh_key.as_ref().map(|p| repo.join(p)),
                     known_hosts: a.known_hosts.as_ref().map(|p| repo.join(p)),
+                    ssh_config: a.ssh_config.as_ref().map(|p| repo.join(p)),
                 },
             );
         }
@@ -492,6 +500,7 @@ struct RawAuth {
     password_file: Option<PathBuf>,
     ssh_key: Option<PathBuf>,
     known_hosts: Option<PathBuf>,
+    ssh_config: Option<PathBuf>,
 }
 
 impl<'de> Deserialize<'de> for Prune {

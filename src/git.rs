@@ -189,7 +189,10 @@ impl Git {
         cmd.env("LC_ALL", "C")
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_ALLOW_PROTOCOL", ALLOWED_PROTOCOLS)
-            .env("GIT_SSH_COMMAND", crate::auth::ssh_command(None, None))
+            .env(
+                "GIT_SSH_COMMAND",
+                crate::auth::ssh_command(Default::default()),
+            )
             .env_remove("GIT_SSH")
             .env_remove("SSH_ASKPASS")
             .env_remove("GIT_ASKPASS")

@@ -6,4 +6,6 @@ mod install;
 mod proxy;
 mod pull;
 mod push;
+mod servers;
+mod transports;
 mod util;

@@ -1,0 +1,239 @@
+//! The same scenario over every transport, against real servers on 127.0.0.1: a push
+//! proxied to the upstream, a commit pulled from it, a push mirror filled — and no
+//! secret on a command line, in output, status, log or queue files.
+
+use crate::servers::{self, Server, Ssh};
+use crate::util::{eventually, TestEnv};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+const PASSWORD: &str = "s3cr3t-t0ken-4711";
+
+/// Repositories served by one transport, and how mirror.toml reaches them.
+struct Served {
+    /// Where the served bare repositories live.
+    root: PathBuf,
+    /// The URL of a served repository, by name.
+    url: Box<dyn Fn(&str) -> String>,
+    /// `[auth.remote]` table to append to mirror.toml, if the transport needs one.
+    auth: String,
+    _http: Option<Server>,
+    _daemon: Option<Server>,
+    _ssh: Option<Ssh>,
+}
+
+impl Served {
+    fn auth_key(&self) -> &'static str {
+        if self.auth.is_empty() {
+            ""
+        } else {
+            "auth = \"remote\"\n"
+        }
+    }
+}
+
+fn served_root(env: &TestEnv) -> PathBuf {
+    let root = env.path("served");
+    std::fs::create_dir_all(&root).unwrap();
+    for name in ["up.git", "mirror.git"] {
+        env.git_ok(&root, &["init", "-q", "--bare", "-b", "main", name]);
+    }
+    root
+}
+
+fn private_file(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn local(env: &TestEnv) -> Served {
+    let root = served_root(env);
+    let base = root.clone();
+    Served {
+        root,
+        url: Box::new(move |name| format!("file://{}", base.join(name).display())),
+        auth: String::new(),
+        _http: None,
+        _daemon: None,
+        _ssh: None,
+    }
+}
+
+fn git_daemon(env: &TestEnv) -> Served {
+    let root = served_root(env);
+    let daemon = servers::git_daemon(env, &root);
+    let port = daemon.port;
+    Served {
+        root,
+        url: Box::new(move |name| format!("git://127.0.0.1:{port}/{name}")),
+        auth: String::new(),
+        _http: None,
+        _daemon: Some(daemon),
+        _ssh: None,
+    }
+}
+
+fn http(env: &TestEnv, password_in_file: &str, delay: Duration) -> Served {
+    let root = served_root(env);
+    let server = servers::http(env, &root, "mirror", PASSWORD, delay);
+    let port = server.port;
+    let token = env.path("token");
+    private_file(&token, &format!("{password_in_file}\n"));
+    Served {
+        root,
+        url: Box::new(move |name| format!("http://127.0.0.1:{port}/git/{name}")),
+        auth: format!(
+            "[auth.remote]\nusername = \"mirror\"\npassword_file = {:?}\n",
+            token.to_str().unwrap()
+        ),
+        _http: Some(server),
+        _daemon: None,
+        _ssh: None,
+    }
+}
+
+fn ssh(env: &TestEnv, scp_style: bool) -> Served {
+    let root = served_root(env);
+    let key = env.path("deploy_key");
+    servers::keygen(env, &key);
+    let ssh = servers::sshd(env, &key.with_extension("pub"));
+    let known_hosts = env.path("known_hosts");
+    std::fs::write(&known_hosts, ssh.known_hosts_line()).unwrap();
+    let (port, user, base) = (ssh.server.port, ssh.user.clone(), root.clone());
+    // scp-style URLs carry no port: an ssh_config alias gives it.
+    let ssh_config = env.path("ssh_config");
+    std::fs::write(
+        &ssh_config,
+        format!("Host mirror-test\n  HostName 127.0.0.1\n  Port {port}\n  HostKeyAlias [127.0.0.1]:{port}\n"),
+    )
+    .unwrap();
+    let url: Box<dyn Fn(&str) -> String> = if scp_style {
+        Box::new(move |name| format!("{user}@mirror-test:{}", base.join(name).display()))
+    } else {
+        Box::new(move |name| format!("ssh://{user}@127.0.0.1:{port}{}", base.join(name).display()))
+    };
+    Served {
+        root,
+        url,
+        auth: format!(
+            "[auth.remote]\nssh_key = {:?}\nknown_hosts = {:?}\nssh_config = {:?}\n",
+            key.to_str().unwrap(),
+            known_hosts.to_str().unwrap(),
+            ssh_config.to_str().unwrap()
+        ),
+        _http: None,
+        _daemon: None,
+        _ssh: Some(ssh),
+    }
+}
+
+/// The downstream: proxied to `up.git`, pulling from it, push-mirrored to `mirror.git`.
+fn downstream(env: &TestEnv, served: &Served) -> PathBuf {
+    let auth = served.auth_key();
+    let toml = format!(
+        "[upstream]\nurl = {up:?}\n{auth}\n[pull]\n\n[[push]]\nname = \"backup\"\nurl = {mirror:?}\n{auth}\n{table}",
+        up = (served.url)("up.git"),
+        mirror = (served.url)("mirror.git"),
+        table = served.auth,
+    );
+    env.downstream("down.git", &toml)
+}
+
+/// Everything a person or another user could read that must not hold the secret.
+fn assert_no_secret(env: &TestEnv, down: &Path, outputs: &[&str]) {
+    for text in outputs {
+        assert!(!text.contains(PASSWORD), "the secret is in output: {text}");
+    }
+    let mut pending = vec![down.join("mirror")];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                let text = String::from_utf8_lossy(&bytes);
+                assert!(
+                    !text.contains(PASSWORD),
+                    "the secret is in {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    let status = env.git_mirror(&["status", "--json", down.to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&status.stdout).contains(PASSWORD));
+}
+
+/// The scenario every transport must pass.
+fn scenario(env: &TestEnv, served: &Served) {
+    let down = downstream(env, served);
+    let up = served.root.join("up.git");
+    let mirror = served.root.join("mirror.git");
+    let work = env.work("work");
+
+    // 1. A push here goes to the upstream first, then to the push mirror.
+    let one = env.commit(&work, "one");
+    let pushed = env.push(&work, &down, &["HEAD:refs/heads/main"]);
+    assert!(pushed.success, "{}", pushed.stderr);
+    assert!(
+        pushed.stderr.contains("mirror-hooks: the upstream")
+            && pushed.stderr.contains("accepted refs/heads/main"),
+        "{}",
+        pushed.stderr
+    );
+    assert_eq!(env.rev(&up, "refs/heads/main"), Some(one.clone()));
+    assert_eq!(env.rev(&down, "refs/heads/main"), Some(one.clone()));
+
+    // 2. A commit made upstream directly arrives with a pull.
+    let two = env.commit(&work, "two");
+    assert!(env.push(&work, &up, &["HEAD:refs/heads/main"]).success);
+    let pulled = env.git_mirror(&["pull", "--now", down.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&pulled.stdout).into_owned();
+    assert!(
+        pulled.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    assert_eq!(env.rev(&down, "refs/heads/main"), Some(two.clone()));
+
+    // 3. The push mirror ends with everything.
+    let arrived = eventually(PATIENCE, || {
+        env.rev(&mirror, "refs/heads/main") == Some(two.clone())
+    });
+    let status = env.git_mirror(&["status", down.to_str().unwrap()]);
+    assert!(arrived, "{}", String::from_utf8_lossy(&status.stdout));
+    assert_no_secret(env, &down, &[&pushed.stderr, &said]);
+}
+
+#[test]
+fn over_a_local_path() {
+    let env = TestEnv::new();
+    scenario(&env, &local(&env));
+}
+
+#[test]
+fn over_git_daemon() {
+    let env = TestEnv::new();
+    scenario(&env, &git_daemon(&env));
+}
+
+#[test]
+fn over_http_with_basic_auth() {
+    let env = TestEnv::new();
+    scenario(&env, &http(&env, PASSWORD, Duration::ZERO));
+}
+
+#[test]
+fn over_ssh_with_a_deploy_key() {
+    let env = TestEnv::new();
+    scenario(&env, &ssh(&env, false));
+}
+
+#[test]
+fn over_ssh_with_an_scp_style_url() {
+    let env = TestEnv::new();
+    scenario(&env, &ssh(&env, true));
+}
