@@ -45,6 +45,86 @@ pub struct RunOutput {
     pub stderr: String,
 }
 
+/// A failure people meet often when mirroring (GitLab's troubleshooting page lists
+/// them), recognised by what git or ssh print.
+struct Diagnosis {
+    signs: &'static [&'static str],
+    /// Retrying cannot fix it (a person must act): why, in a few words.
+    lasting: Option<&'static str>,
+    /// What it means and what to do.
+    advice: &'static str,
+}
+
+/// In order: the first that matches wins (a changed host key also prints "Host key
+/// verification failed"; a refused ssh key also "does not appear to be a git repository").
+const DIAGNOSES: &[Diagnosis] = &[
+    Diagnosis {
+        signs: &["REMOTE HOST IDENTIFICATION HAS CHANGED"],
+        lasting: Some("SSH host key changed"),
+        advice: "the server's SSH host key is not the one trusted in known_hosts (the server was reinstalled, or someone is in between); compare its fingerprints (`git mirror host-keys URL`) with what its administrator publishes, and if they match, re-trust it with `git mirror host-keys --trust URL`",
+    },
+    Diagnosis {
+        signs: &["Host key verification failed"],
+        lasting: Some("SSH host key not trusted"),
+        advice: "the server's SSH host key is not trusted yet; check its fingerprints with `git mirror host-keys URL`, then trust it with `git mirror host-keys --trust URL`",
+    },
+    Diagnosis {
+        signs: &["Permission denied ("],
+        lasting: Some("authentication refused"),
+        advice: "the SSH server refused the key; add the public key (`git mirror keygen` prints it) to the remote repository as a deploy key, with write access where this server pushes",
+    },
+    Diagnosis {
+        signs: &["terminal prompts disabled", "could not read Username", "could not read Password"],
+        lasting: Some("authentication required"),
+        advice: "the remote asks for a user name and password and none is configured; add an [auth] table with username and password_file or password_env",
+    },
+    Diagnosis {
+        signs: &["Authentication failed", "HTTP Basic: Access denied", "returned error: 401"],
+        lasting: Some("authentication refused"),
+        advice: "the remote refused the user name and password; check them in the [auth] table (a token may have expired or lack the scope)",
+    },
+    Diagnosis {
+        signs: &["returned error: 403"],
+        lasting: Some("access denied"),
+        advice: "the remote denied access (HTTP 403): these credentials may not read, or push to, this repository",
+    },
+    Diagnosis {
+        signs: &["did you run git update-server-info"],
+        lasting: Some("dumb HTTP server"),
+        advice: "the server speaks only git's old \"dumb\" HTTP protocol, which cannot take pushes; serve the repository with git http-backend (smart HTTP)",
+    },
+    Diagnosis {
+        signs: &["returned error: 301", "returned error: 302", "returned error: 308"],
+        lasting: Some("redirected"),
+        advice: "the server redirects this URL; use the address it redirects to (often the same URL ending in .git)",
+    },
+    Diagnosis {
+        signs: &["Repository not found", "returned error: 404", "does not appear to be a git repository", "' not found", "No such repository"],
+        lasting: Some("repository not found"),
+        advice: "there is no repository at this URL (or these credentials may not see it); check the URL",
+    },
+    Diagnosis {
+        signs: &["SSL certificate problem", "server certificate verification failed"],
+        lasting: Some("TLS certificate problem"),
+        advice: "the server's TLS certificate is not trusted here; install its CA certificate in the system's store (or set http.sslCAInfo)",
+    },
+    Diagnosis {
+        signs: &["Connection refused"],
+        lasting: None,
+        advice: "nothing answers at that host and port (connection refused): is the server up, and the port right?",
+    },
+    Diagnosis {
+        signs: &["Could not resolve host", "Name or service not known", "Temporary failure in name resolution"],
+        lasting: None,
+        advice: "the host name does not resolve (DNS); check the URL, or the server's DNS",
+    },
+    Diagnosis {
+        signs: &["Connection timed out", "Operation timed out", "No route to host", "Network is unreachable"],
+        lasting: None,
+        advice: "the server cannot be reached over the network (timed out or no route): a firewall, or the server is down",
+    },
+];
+
 impl RunOutput {
     pub fn success(&self) -> bool {
         !self.timed_out && self.status.is_some_and(|s| s.success())
@@ -54,9 +134,13 @@ impl RunOutput {
         self.status.and_then(|s| s.code())
     }
 
-    /// What git said went wrong, on one line with credentials masked (its hints left
-    /// out); how it ended when it said nothing.
+    /// What went wrong, on one line with credentials masked: for a failure people meet
+    /// often, what it means and what to do, with the line of git's that shows it;
+    /// otherwise what git said (its hints left out); how it ended when it said nothing.
     pub fn complaint(&self) -> String {
+        if let Some((diagnosis, line)) = self.diagnosis() {
+            return crate::url::mask_text(&format!("{} (git: {line})", diagnosis.advice));
+        }
         let said: Vec<&str> = self
             .stderr
             .lines()
@@ -74,43 +158,22 @@ impl RunOutput {
     /// the remote refused our credentials, the repository does not exist there, or its
     /// TLS certificate or SSH host key does not check out.
     pub fn lasting_failure(&self) -> Option<&'static str> {
-        const KNOWN: [(&str, &str); 16] = [
-            ("Authentication failed", "authentication refused"),
-            ("could not read Username", "authentication required"),
-            ("could not read Password", "authentication required"),
-            ("terminal prompts disabled", "authentication required"),
-            ("HTTP Basic: Access denied", "authentication refused"),
-            ("returned error: 401", "authentication refused"),
-            ("returned error: 403", "access denied"),
-            ("Permission denied (", "authentication refused"),
-            ("Host key verification failed", "SSH host key not trusted"),
-            (
-                "REMOTE HOST IDENTIFICATION HAS CHANGED",
-                "SSH host key changed",
-            ),
-            ("Repository not found", "repository not found"),
-            ("returned error: 404", "repository not found"),
-            (
-                "does not appear to be a git repository",
-                "repository not found",
-            ),
-            (
-                "not found: did you run git update-server-info",
-                "repository not found",
-            ),
-            ("SSL certificate problem", "TLS certificate problem"),
-            (
-                "server certificate verification failed",
-                "TLS certificate problem",
-            ),
-        ];
+        self.diagnosis().and_then(|(d, _)| d.lasting)
+    }
+
+    /// The known failure git's stderr shows, and the line that shows it.
+    fn diagnosis(&self) -> Option<(&'static Diagnosis, &str)> {
         if self.timed_out {
             return None;
         }
-        KNOWN
-            .iter()
-            .find(|(said, _)| self.stderr.contains(said))
-            .map(|(_, why)| *why)
+        DIAGNOSES.iter().find_map(|d| {
+            d.signs.iter().find_map(|sign| {
+                self.stderr
+                    .lines()
+                    .find(|l| l.contains(sign))
+                    .map(|l| (d, l.trim().trim_matches('@').trim()))
+            })
+        })
     }
 
     /// A one-line description of how the process ended, for messages.

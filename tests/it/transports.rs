@@ -237,3 +237,167 @@ fn over_ssh_with_an_scp_style_url() {
     let env = TestEnv::new();
     scenario(&env, &ssh(&env, true));
 }
+
+/// Command lines of every process, sampled until `stop` is set.
+fn watch_command_lines(stop: &std::sync::atomic::AtomicBool) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(bytes) = std::fs::read(entry.path().join("cmdline")) {
+                if !bytes.is_empty() {
+                    seen.insert(String::from_utf8_lossy(&bytes).replace('\0', " "));
+                }
+            }
+        }
+    }
+    seen.into_iter().collect()
+}
+
+#[test]
+fn secrets_never_stand_on_a_command_line() {
+    let env = TestEnv::new();
+    // Each HTTP request waits a little, so the clients are caught while they run.
+    let served = http(&env, PASSWORD, Duration::from_millis(300));
+    let up = served.root.join("up.git");
+    let work = env.work("work");
+    env.commit(&work, "one");
+    assert!(env.push(&work, &up, &["HEAD:refs/heads/main"]).success);
+    // The password comes once from the URL (as people paste them) and once from an
+    // environment variable; neither may show.
+    let port = served._http.as_ref().unwrap().port;
+    let toml = format!(
+        "[pull]\nurl = \"http://mirror:{PASSWORD}@127.0.0.1:{port}/git/up.git\"\n\n\
+         [[push]]\nname = \"backup\"\nurl = \"http://127.0.0.1:{port}/git/mirror.git\"\nauth = \"env\"\n\n\
+         [auth.env]\nusername = \"mirror\"\npassword_env = \"MIRROR_TOKEN\"\n"
+    );
+    let down = env.downstream("down.git", &toml);
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (seen, pulled, pushed) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| watch_command_lines(&stop));
+        let pulled = env.git_mirror(&["pull", "--now", down.to_str().unwrap()]);
+        let pushed = env
+            .command(crate::util::GIT_MIRROR)
+            .args(["push", "--now", down.to_str().unwrap()])
+            .env("MIRROR_TOKEN", PASSWORD)
+            .output()
+            .unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (watcher.join().unwrap(), pulled, pushed)
+    });
+    let said = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    assert!(pulled.status.success(), "{}", said(&pulled));
+    assert!(pushed.status.success(), "{}", said(&pushed));
+    assert_eq!(
+        env.rev(&served.root.join("mirror.git"), "refs/heads/main"),
+        env.rev(&up, "refs/heads/main")
+    );
+    // The watcher did see the transfers (so it was looking at the right moment)…
+    let url = format!("http://127.0.0.1:{port}/git/");
+    assert!(
+        seen.iter()
+            .any(|c| c.contains("remote-http") && c.contains(&url)),
+        "{seen:#?}"
+    );
+    // …and never the secret.
+    for line in &seen {
+        assert!(!line.contains(PASSWORD), "on a command line: {line}");
+    }
+    assert_no_secret(&env, &down, &[&said(&pulled), &said(&pushed)]);
+    // Shown to people, the URL is masked.
+    let status = env.git_mirror(&["status", down.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&status.stdout)
+        .contains(&format!("http://*****:*****@127.0.0.1:{port}/git/up.git")));
+}
+
+#[test]
+fn a_wrong_password_fails_with_an_authentication_error() {
+    let env = TestEnv::new();
+    let served = http(&env, "not-the-password", Duration::ZERO);
+    let down = downstream(&env, &served);
+    let pulled = env.git_mirror(&["pull", "--now", down.to_str().unwrap()]);
+    assert_eq!(pulled.status.code(), Some(1));
+    let said = env.normalize(&String::from_utf8_lossy(&pulled.stdout));
+    assert!(
+        said.starts_with("pull: hard failed: cannot list the upstream's refs:"),
+        "{said}"
+    );
+    assert!(said.contains("Authentication failed"), "{said}");
+    assert!(
+        said.contains("(retrying cannot fix this: authentication refused;"),
+        "{said}"
+    );
+
+    let pushed = env.git_mirror(&["push", "--now", down.to_str().unwrap()]);
+    assert_eq!(pushed.status.code(), Some(1));
+    let out = env.git_mirror(&["status", "--json", down.to_str().unwrap()]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let backup = &status["mirrors"][2];
+    assert_eq!(backup["name"], "backup");
+    assert_eq!(backup["update_status"], "failed");
+    assert!(
+        backup["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("Authentication failed"),
+        "{backup}"
+    );
+    assert_no_secret(&env, &down, &[]);
+}
+
+#[test]
+fn a_password_file_others_can_read_is_refused() {
+    let env = TestEnv::new();
+    let served = http(&env, PASSWORD, Duration::ZERO);
+    let token = env.path("token");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let down = downstream(&env, &served);
+    let pulled = env.git_mirror(&["pull", "--now", down.to_str().unwrap()]);
+    assert_eq!(pulled.status.code(), Some(1));
+    let said = env.normalize(&String::from_utf8_lossy(&pulled.stdout));
+    insta::assert_snapshot!(said, @"pull: failed: [TMP]/token ([auth.remote] password_file) can be read by other users (mode 644); run `chmod 600 [TMP]/token`; next try at [TIME]");
+}
+
+#[test]
+fn an_unknown_or_changed_host_key_is_refused_without_waiting() {
+    let env = TestEnv::new();
+    let served = ssh(&env, false);
+    let down = downstream(&env, &served);
+    let known_hosts = env.path("known_hosts");
+    let port = served._ssh.as_ref().unwrap().server.port;
+
+    // Nobody trusted this server yet.
+    std::fs::write(&known_hosts, "").unwrap();
+    let started = std::time::Instant::now();
+    let pulled = env.git_mirror(&["pull", "--now", down.to_str().unwrap()]);
+    assert_eq!(pulled.status.code(), Some(1));
+    assert!(started.elapsed() < PATIENCE, "it waited for something");
+    let said = env.normalize(&String::from_utf8_lossy(&pulled.stdout));
+    assert!(said.contains("Host key verification failed"), "{said}");
+    assert!(
+        said.contains("retrying cannot fix this: SSH host key not trusted"),
+        "{said}"
+    );
+
+    // Someone else answers on that address now (another key).
+    let other = env.path("other_host_key");
+    servers::keygen(&env, &other);
+    let public = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let mut parts = public.split_whitespace();
+    let line = format!(
+        "[127.0.0.1]:{port} {} {}\n",
+        parts.next().unwrap(),
+        parts.next().unwrap()
+    );
+    std::fs::write(&known_hosts, line).unwrap();
+    let pulled = env.git_mirror(&["pull", "--now", down.to_str().unwrap()]);
+    assert_eq!(pulled.status.code(), Some(1));
+    let said = env.normalize(&String::from_utf8_lossy(&pulled.stdout));
+    insta::assert_snapshot!(said, @"pull: hard failed: cannot list the upstream's refs: the server's SSH host key is not the one trusted in known_hosts (the server was reinstalled, or someone is in between); compare its fingerprints (`git mirror host-keys URL`) with what its administrator publishes, and if they match, re-trust it with `git mirror host-keys --trust URL` (git: WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!) (retrying cannot fix this: SSH host key changed; fix it, then run `git mirror pull --now`)");
+}
