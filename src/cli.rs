@@ -86,6 +86,38 @@ pub enum Command {
         /// The bare repository (default: the repository of the current directory).
         repo: Option<PathBuf>,
     },
+    /// Make the repository's SSH deploy key (ed25519) and print its public key.
+    #[command(
+        long_about = "Make the repository's SSH deploy key: an ed25519 key pair in mirror/keys/ (the private key \
+            readable only by its owner). Prints the public key line: add it to the remote repository as a deploy key \
+            (with write access where this server pushes), and name the key in mirror.toml:\n\n\
+            [auth.NAME]\nssh_key = \"mirror/keys/id_ed25519\""
+    )]
+    Keygen {
+        /// Replace an existing key (the old one stops working wherever it was added).
+        #[arg(long)]
+        force: bool,
+        /// The bare repository (default: the repository of the current directory).
+        repo: Option<PathBuf>,
+    },
+    /// Show an SSH server's host keys and their fingerprints; with --trust, trust them.
+    #[command(
+        name = "host-keys",
+        long_about = "Show an SSH server's host keys with their SHA256 and MD5 fingerprints (as `ssh-keygen -l` \
+            prints them), so they can be compared with what the server's administrator publishes. With --trust, \
+            record them in the known_hosts file of the remote's [auth] table, or in mirror/keys/known_hosts, which \
+            every SSH remote of the repository uses. SSH always runs with strict host key checking: an unknown or \
+            changed host key is refused."
+    )]
+    HostKeys {
+        /// Record the keys as trusted (replacing what was trusted for that host before).
+        #[arg(long)]
+        trust: bool,
+        /// The SSH URL (ssh://host:port/path or host:path), as in mirror.toml.
+        url: String,
+        /// The bare repository (default: the repository of the current directory).
+        repo: Option<PathBuf>,
+    },
     /// Check mirror.toml and the installed hooks, and explain each problem.
     Doctor {
         /// The bare repository (default: the repository of the current directory).
@@ -110,6 +142,8 @@ pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Status { json, repo } => status(repo.as_deref(), json),
         Command::Doctor { repo } => doctor(repo.as_deref()),
+        Command::Keygen { force, repo } => keygen(repo.as_deref(), force),
+        Command::HostKeys { trust, url, repo } => host_keys(&url, repo.as_deref(), trust),
         Command::Pull {
             now,
             all,
@@ -627,6 +661,83 @@ fn describe(report: &WorkerReport) -> (String, bool) {
             (format!("failed: {}", parts.join("; ")), true)
         }
     }
+}
+
+fn keygen(repo: Option<&Path>, force: bool) -> Result<i32, Failure> {
+    let repo = repository(repo)?;
+    let (path, public) = crate::keys::keygen(&repo, force)?;
+    println!("{public}");
+    eprintln!(
+        "git-mirror: wrote {} (private) and {}.pub.",
+        path.display(),
+        path.display()
+    );
+    eprintln!("git-mirror: add the line above to the remote repository as a deploy key (with write access where this server pushes), then name it in mirror.toml:");
+    eprintln!(
+        "git-mirror:   [auth.NAME]\ngit-mirror:   ssh_key = \"mirror/keys/{}\"",
+        crate::keys::DEPLOY_KEY
+    );
+    Ok(0)
+}
+
+fn host_keys(url: &str, repo: Option<&Path>, trust: bool) -> Result<i32, Failure> {
+    // Showing fingerprints needs no repository; trusting them does.
+    let repo = match (repository(repo), trust) {
+        (Ok(repo), _) => Some(repo),
+        (Err(e), true) => return Err(e.into()),
+        (Err(_), false) => None,
+    };
+    let base = repo.clone().unwrap_or_else(|| PathBuf::from("."));
+    let url = RemoteUrl::parse(url, &base)
+        .map_err(|why| anyhow::anyhow!("the URL {}: {why}", crate::url::mask(url)))?;
+    // The remote's [auth] table, when mirror.toml has this URL, says which ssh_config
+    // and known_hosts it uses.
+    let config = repo.as_deref().and_then(|r| Config::load(r).ok().flatten());
+    let auth = config.as_ref().and_then(|c| {
+        let name = c
+            .upstream
+            .iter()
+            .filter(|u| u.url == url)
+            .map(|u| u.auth.clone())
+            .chain(
+                c.pull
+                    .iter()
+                    .filter(|p| p.url == url)
+                    .map(|p| p.auth.clone()),
+            )
+            .chain(
+                c.push
+                    .iter()
+                    .filter(|m| m.url == url)
+                    .map(|m| m.auth.clone()),
+            )
+            .flatten()
+            .next()?;
+        c.auth.get(&name).cloned()
+    });
+    let ssh_config = auth.as_ref().and_then(|a| a.ssh_config.clone());
+    let target = crate::keys::resolve(&url, ssh_config.as_deref())?;
+    let keys = crate::keys::scan(&target)?;
+    for key in &keys {
+        for line in crate::keys::fingerprint_lines(key, &target.known_as) {
+            println!("{line}");
+        }
+    }
+    let Some(repo) = repo.filter(|_| trust) else {
+        println!("not trusted yet: compare these with the fingerprints the server's administrator publishes, then run `git mirror host-keys --trust {url}` in the repository");
+        return Ok(0);
+    };
+    let known_hosts = auth
+        .and_then(|a| a.known_hosts)
+        .unwrap_or_else(|| crate::auth::default_known_hosts(&repo));
+    let count = crate::keys::trust(&repo, &known_hosts, &target, &keys)?;
+    println!(
+        "trusted: {count} host key{} of {} written to {}",
+        if count == 1 { "" } else { "s" },
+        target.known_as,
+        known_hosts.display()
+    );
+    Ok(0)
 }
 
 fn doctor(repo: Option<&Path>) -> Result<i32, Failure> {

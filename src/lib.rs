@@ -9,6 +9,7 @@ pub mod config;
 pub mod fleet;
 pub mod git;
 pub mod hook;
+pub mod keys;
 pub mod lock;
 pub mod porcelain;
 pub mod proxy;

@@ -153,6 +153,30 @@ impl RemoteUrl {
         Some((percent_decode(user), percent_decode(password)))
     }
 
+    /// For an SSH URL, the host (as written: it may be an ssh_config alias) and the port
+    /// it names, if any.
+    pub fn ssh_host(&self) -> Option<(String, Option<u16>)> {
+        if self.kind != UrlKind::Ssh {
+            return None;
+        }
+        let authority = match self.raw.split_once("://") {
+            Some((_, rest)) => rest.split('/').next().unwrap_or_default(),
+            None => scp_parts(&self.raw)?.0,
+        };
+        let host_port = authority.rsplit('@').next().unwrap_or_default();
+        if let Some(rest) = host_port.strip_prefix('[') {
+            let (host, after) = rest.split_once(']')?;
+            let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+            return Some((host.to_owned(), port));
+        }
+        if self.raw.contains("://") {
+            if let Some((host, port)) = host_port.rsplit_once(':') {
+                return Some((host.to_owned(), port.parse().ok()));
+            }
+        }
+        Some((host_port.to_owned(), None))
+    }
+
     /// True when the URL itself carries a password or token.
     pub fn has_embedded_secret(&self) -> bool {
         userinfo(&self.raw).is_some_and(|u| u.contains(':') || self.kind == UrlKind::Http)
@@ -256,6 +280,22 @@ mod tests {
 
     fn parse(text: &str) -> Result<RemoteUrl, String> {
         RemoteUrl::parse(text, Path::new("/srv/git/p.git"))
+    }
+
+    #[test]
+    fn ssh_hosts_and_ports() {
+        let host = |t: &str| parse(t).unwrap().ssh_host();
+        assert_eq!(
+            host("ssh://git@host:2222/p.git"),
+            Some(("host".into(), Some(2222)))
+        );
+        assert_eq!(host("ssh://host/p.git"), Some(("host".into(), None)));
+        assert_eq!(
+            host("git@gitlab.example.com:group/p.git"),
+            Some(("gitlab.example.com".into(), None))
+        );
+        assert_eq!(host("ssh://[::1]:22/p.git"), Some(("::1".into(), Some(22))));
+        assert_eq!(host("https://host/p.git"), None);
     }
 
     #[test]

@@ -21,6 +21,14 @@ fn help_texts() {
         help(&env, GIT_MIRROR, &["pull", "--help"])
     );
     insta::assert_snapshot!(
+        "git-mirror keygen",
+        help(&env, GIT_MIRROR, &["keygen", "--help"])
+    );
+    insta::assert_snapshot!(
+        "git-mirror host-keys",
+        help(&env, GIT_MIRROR, &["host-keys", "--help"])
+    );
+    insta::assert_snapshot!(
         "git-mirror status",
         help(&env, GIT_MIRROR, &["status", "--help"])
     );

@@ -273,17 +273,21 @@ fn secrets_never_stand_on_a_command_line() {
     let down = env.downstream("down.git", &toml);
 
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let (seen, pulled, pushed) = std::thread::scope(|scope| {
+    let mirror = served.root.join("mirror.git");
+    let (seen, pulled) = std::thread::scope(|scope| {
         let watcher = scope.spawn(|| watch_command_lines(&stop));
-        let pulled = env.git_mirror(&["pull", "--now", down.to_str().unwrap()]);
-        let pushed = env
+        // The pull queues the push mirror and starts its worker, which inherits the
+        // variable (as a worker started by a hook inherits the server's environment).
+        let pulled = env
             .command(crate::util::GIT_MIRROR)
-            .args(["push", "--now", down.to_str().unwrap()])
+            .args(["pull", "--now", down.to_str().unwrap()])
             .env("MIRROR_TOKEN", PASSWORD)
             .output()
             .unwrap();
+        let mirrored = eventually(PATIENCE, || env.rev(&mirror, "refs/heads/main").is_some());
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        (watcher.join().unwrap(), pulled, pushed)
+        assert!(mirrored, "the push mirror was not filled");
+        (watcher.join().unwrap(), pulled)
     });
     let said = |o: &std::process::Output| {
         format!(
@@ -293,9 +297,8 @@ fn secrets_never_stand_on_a_command_line() {
         )
     };
     assert!(pulled.status.success(), "{}", said(&pulled));
-    assert!(pushed.status.success(), "{}", said(&pushed));
     assert_eq!(
-        env.rev(&served.root.join("mirror.git"), "refs/heads/main"),
+        env.rev(&mirror, "refs/heads/main"),
         env.rev(&up, "refs/heads/main")
     );
     // The watcher did see the transfers (so it was looking at the right moment)…
@@ -309,7 +312,7 @@ fn secrets_never_stand_on_a_command_line() {
     for line in &seen {
         assert!(!line.contains(PASSWORD), "on a command line: {line}");
     }
-    assert_no_secret(&env, &down, &[&said(&pulled), &said(&pushed)]);
+    assert_no_secret(&env, &down, &[&said(&pulled)]);
     // Shown to people, the URL is masked.
     let status = env.git_mirror(&["status", down.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&status.stdout)
@@ -400,4 +403,102 @@ fn an_unknown_or_changed_host_key_is_refused_without_waiting() {
     assert_eq!(pulled.status.code(), Some(1));
     let said = env.normalize(&String::from_utf8_lossy(&pulled.stdout));
     insta::assert_snapshot!(said, @"pull: hard failed: cannot list the upstream's refs: the server's SSH host key is not the one trusted in known_hosts (the server was reinstalled, or someone is in between); compare its fingerprints (`git mirror host-keys URL`) with what its administrator publishes, and if they match, re-trust it with `git mirror host-keys --trust URL` (git: WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!) (retrying cannot fix this: SSH host key changed; fix it, then run `git mirror pull --now`)");
+}
+
+#[test]
+fn a_deploy_key_from_keygen_and_host_keys_trusted_by_host_keys() {
+    let env = TestEnv::new();
+    let root = served_root(&env);
+    let up = root.join("up.git");
+    let work = env.work("work");
+    let one = env.commit(&work, "one");
+    assert!(env.push(&work, &up, &["HEAD:refs/heads/main"]).success);
+    let down = env.downstream("down.git", "");
+
+    let out = env.git_mirror(&["keygen", down.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = String::from_utf8(out.stdout).unwrap();
+    assert!(public.starts_with("ssh-ed25519 "), "{public}");
+    let key = down.join("mirror/keys/id_ed25519");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        std::fs::read_to_string(key.with_extension("pub")).unwrap(),
+        public
+    );
+    // Once made, a key is not silently replaced.
+    let again = env.git_mirror(&["keygen", down.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("`git mirror keygen --force` replaces it")
+    );
+
+    let ssh = servers::sshd(&env, &key.with_extension("pub"));
+    let url = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        ssh.user,
+        ssh.server.port,
+        up.display()
+    );
+    std::fs::write(
+        down.join("mirror.toml"),
+        format!("[pull]\nurl = {url:?}\nauth = \"deploy\"\n\n[auth.deploy]\nssh_key = \"mirror/keys/id_ed25519\"\n"),
+    )
+    .unwrap();
+
+    // The server is not trusted yet.
+    let pulled = env.git_mirror(&["pull", "--now", down.to_str().unwrap()]);
+    assert_eq!(pulled.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&pulled.stdout).contains("`git mirror host-keys --trust URL`"));
+
+    // host-keys shows what ssh-keygen -l shows for the server's key.
+    let shown = env.git_mirror(&["host-keys", &url, down.to_str().unwrap()]);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let shown = String::from_utf8(shown.stdout).unwrap();
+    let name = format!("[127.0.0.1]:{}", ssh.server.port);
+    for hash in ["sha256", "md5"] {
+        let out = env
+            .command("ssh-keygen")
+            .args(["-l", "-E", hash, "-f"])
+            .arg(ssh.host_key.with_extension("pub"))
+            .output()
+            .unwrap();
+        let line = String::from_utf8(out.stdout).unwrap();
+        let fingerprint = line.split_whitespace().nth(1).unwrap();
+        assert!(
+            shown.contains(&format!("256 {fingerprint} {name} (ED25519)")),
+            "{shown} lacks {fingerprint}"
+        );
+    }
+    assert!(shown.contains("not trusted yet"), "{shown}");
+    assert!(!down.join("mirror/keys/known_hosts").exists());
+
+    let trusted = env.git_mirror(&["host-keys", "--trust", &url, down.to_str().unwrap()]);
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    let said = env.normalize(&String::from_utf8_lossy(&trusted.stdout));
+    assert!(
+        said.ends_with(&format!(
+            "trusted: 1 host key of {name} written to [TMP]/down.git/mirror/keys/known_hosts"
+        )),
+        "{said}"
+    );
+    let pulled = env.git_mirror(&["pull", "--now", down.to_str().unwrap()]);
+    assert!(
+        pulled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pulled.stdout)
+    );
+    assert_eq!(env.rev(&down, "refs/heads/main"), Some(one));
 }
