@@ -740,21 +740,55 @@ fn host_keys(url: &str, repo: Option<&Path>, trust: bool) -> Result<i32, Failure
     Ok(0)
 }
 
+/// How long `doctor` waits for each remote.
+const DOCTOR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn doctor(repo: Option<&Path>) -> Result<i32, Failure> {
     let repo = repository(repo)?;
     let config = load(&repo)?;
     let mut problems = 0;
     println!("mirror.toml: {}: valid", config.path.display());
-    let urls = config
+    let remotes = config
         .upstream
         .iter()
-        .map(|u| ("upstream", &u.url))
-        .chain(config.pull.iter().map(|p| ("pull", &p.url)))
-        .chain(config.push.iter().map(|m| (m.name.as_str(), &m.url)));
-    for (name, url) in urls {
+        .map(|u| ("upstream", &u.url, u.auth.as_deref()))
+        .chain(
+            config
+                .pull
+                .iter()
+                .map(|p| ("pull", &p.url, p.auth.as_deref())),
+        )
+        .chain(
+            config
+                .push
+                .iter()
+                .map(|m| (m.name.as_str(), &m.url, m.auth.as_deref())),
+        );
+    let git = Git::new(&repo)?;
+    for (name, url, auth) in remotes {
         println!("{name}: {url}");
         if url.has_embedded_secret() {
             println!("  note: the URL embeds a password or token; move it to an [auth] table (password_file or password_env) so it is not stored in the URL");
+        }
+        // End to end: list the remote's refs the way the mirroring will.
+        let access = match crate::auth::Access::new(&repo, &config, url, auth) {
+            Ok(access) => access,
+            Err(e) => {
+                problems += 1;
+                println!("  problem: {e:#}");
+                continue;
+            }
+        };
+        match git.with_access(access).ls_remote(url, &[], DOCTOR_TIMEOUT) {
+            Ok(Ok(refs)) => println!("  reachable: {} refs", refs.len()),
+            Ok(Err(out)) => {
+                problems += 1;
+                println!("  problem: cannot list its refs: {}", out.complaint());
+            }
+            Err(e) => {
+                problems += 1;
+                println!("  problem: {e:#}");
+            }
         }
     }
     for hook in ["pre-receive", "post-receive"] {

@@ -502,3 +502,35 @@ fn a_deploy_key_from_keygen_and_host_keys_trusted_by_host_keys() {
     );
     assert_eq!(env.rev(&down, "refs/heads/main"), Some(one));
 }
+
+#[test]
+fn doctor_reaches_every_remote_and_explains_what_fails() {
+    let env = TestEnv::new();
+    let served = http(&env, PASSWORD, Duration::ZERO);
+    let port = served._http.as_ref().unwrap().port;
+    let closed = crate::util::closed_port();
+    let toml = format!(
+        "[upstream]\nurl = {up:?}\nauth = \"remote\"\n\n\
+         [[push]]\nname = \"gone\"\nurl = \"git://127.0.0.1:{closed}/gone.git\"\n\n\
+         [[push]]\nname = \"stranger\"\nurl = {mirror:?}\n\n{table}",
+        up = (served.url)("up.git"),
+        mirror = (served.url)("mirror.git"),
+        table = served.auth,
+    );
+    let down = env.downstream("down.git", &toml);
+    let out = env.git_mirror(&["doctor", down.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = env
+        .normalize(&String::from_utf8_lossy(&out.stdout))
+        .replace(&port.to_string(), "[PORT]")
+        .replace(&closed.to_string(), "[CLOSED]");
+    insta::assert_snapshot!(said, @"
+    mirror.toml: [TMP]/down.git/mirror.toml: valid
+    upstream: http://127.0.0.1:[PORT]/git/up.git
+      reachable: 0 refs
+    gone: git://127.0.0.1:[CLOSED]/gone.git
+      problem: cannot list its refs: nothing answers at that host and port (connection refused): is the server up, and the port right? (git: 127.0.0.1[0: 127.0.0.1]: errno=Connection refused)
+    stranger: http://127.0.0.1:[PORT]/git/mirror.git
+      problem: cannot list its refs: the remote asks for a user name and password and none is configured; add an [auth] table with username and password_file or password_env (git: fatal: could not read Username for 'http://127.0.0.1:[PORT]': terminal prompts disabled)
+    ");
+}
