@@ -99,18 +99,32 @@ impl Access {
         if username.contains(['\n', '\0']) || password.contains(['\n', '\0']) {
             bail!("the user name or password from {source} contains a line break, which git's credential protocol cannot carry");
         }
-        for (key, value) in [
+        // Configuration passed this way by whoever runs us (GIT_CONFIG_COUNT and its
+        // pairs) is kept; ours goes after it, so it wins.
+        let base: usize = std::env::var("GIT_CONFIG_COUNT")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let entries = [
             // An empty value first empties the list of helpers configured elsewhere.
-            ("GIT_CONFIG_KEY_0", "credential.helper"),
-            ("GIT_CONFIG_VALUE_0", ""),
-            ("GIT_CONFIG_KEY_1", "credential.helper"),
-            ("GIT_CONFIG_VALUE_1", HELPER),
-            ("GIT_CONFIG_COUNT", "2"),
-            (USERNAME_VARIABLE, username),
-            (PASSWORD_VARIABLE, password),
-        ] {
-            self.env.push((key.to_owned(), value.to_owned()));
+            ("credential.helper", ""),
+            ("credential.helper", HELPER),
+        ];
+        for (i, (key, value)) in entries.iter().enumerate() {
+            let n = base + i;
+            self.env
+                .push((format!("GIT_CONFIG_KEY_{n}"), (*key).to_owned()));
+            self.env
+                .push((format!("GIT_CONFIG_VALUE_{n}"), (*value).to_owned()));
         }
+        self.env.push((
+            "GIT_CONFIG_COUNT".to_owned(),
+            (base + entries.len()).to_string(),
+        ));
+        self.env
+            .push((USERNAME_VARIABLE.to_owned(), username.to_owned()));
+        self.env
+            .push((PASSWORD_VARIABLE.to_owned(), password.to_owned()));
         Ok(())
     }
 

@@ -77,7 +77,7 @@ impl PushReport {
             let (Some(flag), None) = (chars.next().and_then(Flag::from_char), chars.next()) else {
                 continue;
             };
-            let Some((_, name)) = refspec.rsplit_once(':') else {
+            let Some((_, name)) = refspec.rsplit_once(':').filter(|(_, n)| !n.is_empty()) else {
                 continue;
             };
             let summary = summary.unwrap_or_default();

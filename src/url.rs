@@ -258,9 +258,12 @@ pub fn mask_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find("://") {
+        // The scheme starts after the last character that cannot be part of one (which
+        // may be several bytes long).
         let start = rest[..pos]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rfind(|(_, c)| !(c.is_ascii_alphanumeric() || "+-.".contains(*c)))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let end = pos
             + 3
             + rest[pos + 3..]
@@ -280,6 +283,14 @@ mod tests {
 
     fn parse(text: &str) -> Result<RemoteUrl, String> {
         RemoteUrl::parse(text, Path::new("/srv/git/p.git"))
+    }
+
+    #[test]
+    fn masking_text_with_multibyte_characters_before_a_url() {
+        assert_eq!(
+            mask_text("Òhttps://u:p@host/x and ésh://x"),
+            "Òhttps://*****:*****@host/x and ésh://x"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod inputs;
 mod install;
 mod proxy;
 mod pull;
