@@ -264,6 +264,13 @@ fn update(repo: &Path, git: &Git, pull: &Pull) -> PullSummary {
             return summary;
         }
     };
+    // A run killed between its fetch and its transaction left fetched refs behind.
+    if view.refs_under(PRIVATE_REFS).is_ok_and(|r| !r.is_empty()) {
+        if let Err(e) = forget_fetched(repo, git) {
+            summary.fail(format!("{e:#}"), None);
+            return summary;
+        }
+    }
 
     // The cheap path, and the common one: nothing changed upstream.
     let differs: Vec<&String> = remote
@@ -287,11 +294,6 @@ fn update(repo: &Path, git: &Git, pull: &Pull) -> PullSummary {
     drop(view);
     let mut upstream = remote;
     if !missing.is_empty() {
-        // A run that died may have left fetched refs behind.
-        if let Err(e) = forget_fetched(repo, git) {
-            summary.fail(format!("{e:#}"), None);
-            return summary;
-        }
         let fetched = fetch(repo, git, pull, &missing);
         match fetched {
             Ok(values) => {

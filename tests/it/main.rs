@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod crashes;
 mod inputs;
 mod install;
 mod proxy;
