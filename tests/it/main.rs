@@ -9,5 +9,6 @@ mod proxy;
 mod pull;
 mod push;
 mod servers;
+mod torture;
 mod transports;
 mod util;
