@@ -258,7 +258,11 @@ fn record(
     direction: &'static str,
     url: &RemoteUrl,
 ) -> Result<StatusRecord> {
-    let mut state = state::load(repo, name)?;
+    // A damaged record must not hide the others; the next run of that mirror rewrites it.
+    let mut state = state::load(repo, name).unwrap_or_else(|e| MirrorState {
+        last_error: Some(format!("{e:#}")),
+        ..MirrorState::default()
+    });
     let (mut queued_jobs, mut damaged_jobs) = (None, None);
     if direction == "push" {
         let queue = Queue::new(repo, name);

@@ -633,3 +633,20 @@ fn pull_all_drains_push_queues_whose_retry_time_came() {
     ");
     assert_eq!(env.rev(&mirror, "refs/heads/main"), Some(one));
 }
+
+#[test]
+fn a_damaged_status_record_is_reported_and_rewritten() {
+    let s = setup("");
+    s.env.commit(&s.work, "one");
+    s.push_up(&["HEAD:refs/heads/main"]);
+    let record = s.down.join("mirror/state/pull.json");
+    std::fs::create_dir_all(record.parent().unwrap()).unwrap();
+    std::fs::write(&record, "{\"update_status\": \"fini").unwrap();
+    let error = s.record()["last_error"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.env.normalize(&error),
+        "the status record [TMP]/down.git/mirror/state/pull.json is damaged; delete it to start afresh: EOF while parsing a string at line 1 column 23"
+    );
+    assert_eq!(s.pull_expect(&[], 0), "pull: updated 1 ref (1 fetched, 0 unchanged)");
+    assert_eq!(s.record()["update_status"], "finished");
+}
