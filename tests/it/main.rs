@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod crashes;
+mod faults;
 mod inputs;
 mod install;
 mod proxy;

@@ -647,6 +647,9 @@ fn a_damaged_status_record_is_reported_and_rewritten() {
         s.env.normalize(&error),
         "the status record [TMP]/down.git/mirror/state/pull.json is damaged; delete it to start afresh: EOF while parsing a string at line 1 column 23"
     );
-    assert_eq!(s.pull_expect(&[], 0), "pull: updated 1 ref (1 fetched, 0 unchanged)");
+    assert_eq!(
+        s.pull_expect(&[], 0),
+        "pull: updated 1 ref (1 fetched, 0 unchanged)"
+    );
     assert_eq!(s.record()["update_status"], "finished");
 }
