@@ -63,7 +63,7 @@ impl Access {
             if let Some(password) = &table.password {
                 let secret = read_secret(repo, name, password)?;
                 let username = table.username.clone().unwrap_or_default();
-                access.credentials(name, &username, &secret)?;
+                access.credentials(url, name, &username, &secret)?;
             }
             if let Some(path) = &table.ssh_key {
                 let path = repo.join(path);
@@ -75,19 +75,25 @@ impl Access {
         }
         if access.env.is_empty() {
             if let Some((username, password)) = url.embedded_credentials() {
-                access.credentials("the URL", &username, &password)?;
+                access.credentials(url, "the URL", &username, &password)?;
             }
         }
         if url.kind() == UrlKind::Ssh {
-            let known_hosts = known_hosts.or_else(|| {
-                let trusted = default_known_hosts(repo);
-                trusted.is_file().then_some(trusted)
-            });
+            // A table's own known_hosts is the whole truth for its remote; the one that
+            // `host-keys --trust` fills is added to the user's, never in place of it.
+            let (known_hosts, and_users) = match known_hosts {
+                Some(file) => (Some(file), false),
+                None => {
+                    let trusted = default_known_hosts(repo);
+                    (trusted.is_file().then_some(trusted), true)
+                }
+            };
             access.env.push((
                 "GIT_SSH_COMMAND".to_owned(),
                 ssh_command(SshOptions {
                     key: key.as_deref(),
                     known_hosts: known_hosts.as_deref(),
+                    and_users_known_hosts: and_users,
                     config: ssh_config.as_deref(),
                 }),
             ));
@@ -95,7 +101,18 @@ impl Access {
         Ok(access)
     }
 
-    fn credentials(&mut self, source: &str, username: &str, password: &str) -> Result<()> {
+    fn credentials(
+        &mut self,
+        url: &RemoteUrl,
+        source: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<()> {
+        // Only for this server: if it redirects elsewhere, the other host gets nothing.
+        let Some(origin) = url.origin() else {
+            bail!("{source} gives a user name and password, but {url} is not an http(s) URL, which is the only kind they serve");
+        };
+        let helper_key = format!("credential.{origin}.helper");
         if username.contains(['\n', '\0']) || password.contains(['\n', '\0']) {
             bail!("the user name or password from {source} contains a line break, which git's credential protocol cannot carry");
         }
@@ -108,7 +125,7 @@ impl Access {
         let entries = [
             // An empty value first empties the list of helpers configured elsewhere.
             ("credential.helper", ""),
-            ("credential.helper", HELPER),
+            (helper_key.as_str(), HELPER),
         ];
         for (i, (key, value)) in entries.iter().enumerate() {
             let n = base + i;
@@ -150,6 +167,8 @@ pub fn default_known_hosts(repo: &Path) -> PathBuf {
 pub struct SshOptions<'a> {
     pub key: Option<&'a Path>,
     pub known_hosts: Option<&'a Path>,
+    /// Consult the user's `~/.ssh/known_hosts` too.
+    pub and_users_known_hosts: bool,
     pub config: Option<&'a Path>,
 }
 
@@ -160,6 +179,7 @@ pub fn ssh_command(options: SshOptions) -> String {
     let SshOptions {
         key,
         known_hosts,
+        and_users_known_hosts,
         config,
     } = options;
     let mut command = String::from("ssh");
@@ -167,17 +187,29 @@ pub fn ssh_command(options: SshOptions) -> String {
         command.push_str(&format!(" -F {}", shell_quote(config)));
     }
     if let Some(key) = key {
-        command.push_str(&format!(" -i {} -o IdentitiesOnly=yes", shell_quote(key)));
+        let key = ssh_path(key);
+        command.push_str(&format!(
+            " -i {} -o IdentitiesOnly=yes",
+            shell_quote(Path::new(&key))
+        ));
     }
     if let Some(known_hosts) = known_hosts {
         // ssh splits this option's value at spaces unless it is in double quotes.
-        let option = format!("UserKnownHostsFile=\"{}\"", known_hosts.display());
+        let mut option = format!("UserKnownHostsFile=\"{}\"", ssh_path(known_hosts));
+        if and_users_known_hosts {
+            option.push_str(" ~/.ssh/known_hosts");
+        }
         command.push_str(&format!(" -o {}", shell_quote(Path::new(&option))));
     }
     command.push_str(&format!(
         " -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout={SSH_CONNECT_TIMEOUT_SECS}"
     ));
     command
+}
+
+/// A path as ssh reads it in IdentityFile and UserKnownHostsFile, which expand `%`.
+fn ssh_path(path: &Path) -> String {
+    path.display().to_string().replace('%', "%%")
 }
 
 /// `'text'` with every `'` written as `'\''`: one word for a POSIX shell, whatever it holds.
@@ -244,12 +276,13 @@ mod tests {
         assert_eq!(
             ssh_command(SshOptions {
                 key: Some(Path::new("/srv/git/my repo.git/mirror/keys/id_ed25519")),
-                known_hosts: Some(Path::new("/srv/git/it's.git/known_hosts")),
+                known_hosts: Some(Path::new("/srv/git/it's 100%.git/known_hosts")),
+                and_users_known_hosts: true,
                 config: None,
             }),
             concat!(
                 "ssh -i '/srv/git/my repo.git/mirror/keys/id_ed25519' -o IdentitiesOnly=yes",
-                r#" -o 'UserKnownHostsFile="/srv/git/it'\''s.git/known_hosts"'"#,
+                r#" -o 'UserKnownHostsFile="/srv/git/it'\''s 100%%.git/known_hosts" ~/.ssh/known_hosts'"#,
                 " -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=15"
             )
         );

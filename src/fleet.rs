@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 /// Every bare repository under `root` (or `root` itself) with a `mirror.toml`, sorted.
 /// Repositories are not descended into, and symlinked directories are not followed.
 pub fn repositories(root: &Path) -> Result<Vec<PathBuf>> {
+    // Absolute paths: hooks and workers run with the repository as their directory.
+    let root =
+        &std::fs::canonicalize(root).with_context(|| format!("cannot find {}", root.display()))?;
     let mut found = Vec::new();
     let mut pending = vec![root.to_owned()];
     while let Some(dir) = pending.pop() {
@@ -18,7 +21,7 @@ pub fn repositories(root: &Path) -> Result<Vec<PathBuf>> {
         }
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
-            Err(e) if dir == root => {
+            Err(e) if &dir == root => {
                 return Err(e).with_context(|| format!("cannot list {}", root.display()))
             }
             // A directory we may not read is not ours to mirror.

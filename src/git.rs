@@ -166,10 +166,13 @@ impl RunOutput {
         if self.timed_out {
             return None;
         }
+        // Lines the remote sends (`remote: …`) are its own words, which anyone running
+        // that server chooses; only git's and ssh's own say what went wrong here.
         DIAGNOSES.iter().find_map(|d| {
             d.signs.iter().find_map(|sign| {
                 self.stderr
                     .lines()
+                    .filter(|l| !l.trim_start().starts_with("remote:"))
                     .find(|l| l.contains(sign))
                     .map(|l| (d, l.trim().trim_matches('@').trim()))
             })

@@ -87,6 +87,17 @@ pub fn pre_receive(repo: &Path, input: &[u8], out: &mut dyn Pusher) -> Verdict {
             return Verdict::ConfigError;
         }
     };
+    if let Some(reserved) = updates
+        .iter()
+        .find(|u| u.name.starts_with(crate::repo::PRIVATE_REFS))
+    {
+        out.say(&format!(
+            "mirror-hooks: push refused: {} is under {}, which mirror-hooks keeps for its own use; push it under another name.",
+            reserved.name,
+            crate::repo::PRIVATE_REFS
+        ));
+        return Verdict::Refuse;
+    }
     let Some(upstream) = &config.upstream else {
         return Verdict::Accept;
     };

@@ -284,11 +284,12 @@ fn update(repo: &Path, git: &Git, pull: &Pull) -> PullSummary {
         return summary;
     }
 
-    // Fetch only refs whose objects are not here yet: a diverged branch or a commit
-    // that reached us by a push costs no transfer.
+    // Fetch every ref that differs. When its objects are already here (a diverged
+    // branch, a commit that arrived by a push) git sees that the history is complete
+    // and transfers nothing; the mere presence of the tip would not prove that (a
+    // killed fetch can leave a commit without its trees).
     let missing: Vec<(String, String)> = differs
         .iter()
-        .filter(|name| !view.has_object(&remote[**name]))
         .map(|name| ((*name).clone(), format!("{FETCHED}{name}")))
         .collect();
     drop(view);
@@ -357,9 +358,11 @@ fn fetch(
     let fetched = Repo::open(repo)
         .and_then(|view| view.refs_under(FETCHED))
         .map_err(|e| (format!("{e:#}"), None))?;
-    Ok(fetched
-        .into_iter()
-        .filter_map(|(name, id)| Some((name.strip_prefix(FETCHED)?.to_owned(), id)))
+    // Only the refs asked for: anything else under the namespace was not fetched by us
+    // (a push here can write there) and must never become a real ref.
+    Ok(refspecs
+        .iter()
+        .filter_map(|(name, private)| Some((name.clone(), fetched.get(private)?.clone())))
         .collect())
 }
 

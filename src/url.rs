@@ -142,6 +142,16 @@ impl RemoteUrl {
         }
     }
 
+    /// `scheme://host[:port]` of a URL with a scheme (without any user name): what git's
+    /// `credential.<url>.*` settings are matched against.
+    pub fn origin(&self) -> Option<String> {
+        let given = self.for_git();
+        let (scheme, rest) = given.split_once("://")?;
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host = authority.rsplit('@').next().unwrap_or_default();
+        Some(format!("{scheme}://{host}"))
+    }
+
     /// The user name and password an http(s) URL carries (percent-decoded); a lone user
     /// name comes with an empty password (GitHub-style token URLs).
     pub fn embedded_credentials(&self) -> Option<(String, String)> {
@@ -323,6 +333,7 @@ mod tests {
             token_only.embedded_credentials(),
             Some(("ghp_secret".to_owned(), String::new()))
         );
+        assert_eq!(url.origin().as_deref(), Some("https://git.example.com"));
         let ssh = parse("ssh://git:pw@host:2222/p.git").unwrap();
         assert_eq!(ssh.for_git(), "ssh://git@host:2222/p.git");
         assert_eq!(ssh.embedded_credentials(), None);
