@@ -397,6 +397,7 @@ struct Tally {
     not_due: usize,
     pushed: usize,
     failed: usize,
+    hard_failed: usize,
 }
 
 fn pull_all(root: &Path, options: PullOptions, jobs: usize, quiet: bool) -> Result<i32, Failure> {
@@ -426,19 +427,25 @@ fn pull_all(root: &Path, options: PullOptions, jobs: usize, quiet: bool) -> Resu
                 total.not_due += mine.not_due;
                 total.pushed += mine.pushed;
                 total.failed += mine.failed;
+                total.hard_failed += mine.hard_failed;
             });
         }
     });
     let t = tally.into_inner().unwrap_or_else(|e| e.into_inner());
     println!(
-        "{} repositories with mirror.toml under {}: {} pulled ({} updated), {} not due, {} push mirrors run, {} failed",
+        "{} repositories with mirror.toml under {}: {} pulled ({} updated), {} not due, {} push mirrors run, {} failed{}",
         t.repositories,
         root.display(),
         t.pulled,
         t.updated,
         t.not_due,
         t.pushed,
-        t.failed
+        t.failed,
+        if t.hard_failed > 0 {
+            format!(", {} hard-failed pulls skipped (see git mirror status)", t.hard_failed)
+        } else {
+            String::new()
+        }
     );
     Ok(i32::from(t.failed > 0))
 }
@@ -468,7 +475,13 @@ fn sweep(repo: &Path, options: PullOptions, tally: &mut Tally) -> String {
                     _ => {}
                 }
                 let (line, bad) = describe_pull(&report, repo);
-                failed |= bad;
+                if let PullReport::HardFailed(_) = report {
+                    // Said once, by the run that hard-failed; saying it (and failing the
+                    // sweep) every minute after would bury everything else.
+                    tally.hard_failed += 1;
+                } else {
+                    failed |= bad;
+                }
                 parts.push(format!("pull: {line}"));
             }
             Err(e) => {

@@ -446,6 +446,9 @@ impl Git {
             "--no-write-fetch-head",
             "--no-recurse-submodules",
             "--no-show-forced-updates",
+            // Housekeeping must not inherit the remote's credentials: the pull runs it
+            // afterwards with a plain environment.
+            "--no-auto-maintenance",
             "--quiet",
             "--stdin",
             &url,

@@ -40,11 +40,14 @@ pub fn keygen(repo: &Path, force: bool) -> Result<(PathBuf, String)> {
         .to_openssh()
         .context("cannot encode the public key")?;
     let public_path = path.with_extension("pub");
-    std::fs::write(&public_path, format!("{public}\n"))
-        .with_context(|| format!("cannot write {}", public_path.display()))?;
-    give_to_owner(repo, &public_path)?;
+    let public_tmp = dir.join(format!(".{DEPLOY_KEY}.pub.tmp"));
+    std::fs::write(&public_tmp, format!("{public}\n"))
+        .with_context(|| format!("cannot write {}", public_tmp.display()))?;
+    give_to_owner(repo, &public_tmp)?;
     give_to_owner(repo, &tmp)?;
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::rename(&public_tmp, &public_path)
+        .with_context(|| format!("cannot write {}", public_path.display()))?;
     Ok((path, public))
 }
 

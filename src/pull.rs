@@ -12,7 +12,7 @@ use crate::repo::{Repo, PRIVATE_REFS};
 use crate::schedule;
 use crate::state::{self, MirrorState, UpdateStatus};
 use anyhow::Result;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -89,9 +89,37 @@ pub fn next_due(
     schedule::next_pull(
         state,
         pull,
-        &config.fingerprint,
+        &setup_fingerprint(repo, config, pull),
         &repo.display().to_string(),
     )
+}
+
+/// What a person changes to fix a pull: mirror.toml, and the files its credentials
+/// live in (a rotated token, a re-trusted host key). A hard-failed pull resumes by
+/// itself when this changes.
+fn setup_fingerprint(repo: &Path, config: &Config, pull: &Pull) -> String {
+    let mut files = vec![crate::auth::default_known_hosts(repo)];
+    if let Some(auth) = pull.auth.as_ref().and_then(|name| config.auth.get(name)) {
+        if let Some(crate::config::Secret::File(path)) = &auth.password {
+            files.push(path.clone());
+        }
+        files.extend(
+            [&auth.ssh_key, &auth.known_hosts, &auth.ssh_config]
+                .into_iter()
+                .flatten()
+                .cloned(),
+        );
+    }
+    let mut text = config.fingerprint.clone();
+    for file in files {
+        let changed = std::fs::metadata(repo.join(&file))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        text.push_str(&format!(" {changed}"));
+    }
+    schedule::fingerprint(text.as_bytes())
 }
 
 /// Runs the pull of `repo` if it is due (or at once with `--now`).
@@ -135,7 +163,12 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
     let _ = state::update(repo, RECORD, |s| s.started(started));
     let git = Git::new(repo)?;
     let mut summary = match Access::new(repo, config, &pull.url, pull.auth.as_deref()) {
-        Ok(access) => update(repo, &git.with_access(access), pull),
+        Ok(access) => update(
+            repo,
+            &git.with_access(access),
+            pull,
+            &untouchable(repo, config),
+        ),
         Err(e) => PullSummary {
             error: Some(format!("{e:#}")),
             ..PullSummary::default()
@@ -143,7 +176,7 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
     };
     let finished = SystemTime::now();
     let mut record = state::load(repo, RECORD).unwrap_or_default();
-    settle(&mut record, &mut summary, config, pull, finished);
+    settle(repo, &mut record, &mut summary, config, pull, finished);
     summary.next_update_at = next_due(repo, config, pull, &record);
     record.next_update_at = summary
         .next_update_at
@@ -152,6 +185,10 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
 
     if !summary.applied.is_empty() {
         summary.hook_failures = announce(repo, &summary.applied);
+    }
+    if summary.fetched > 0 {
+        // What `git fetch` would have run itself (it detaches when there is work).
+        let _ = git.output(&["gc", "--auto", "--quiet"], LOCAL_TIMEOUT);
     }
     state::log(
         repo,
@@ -181,6 +218,7 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
 
 /// Records the outcome of a pull in its status record.
 fn settle(
+    repo: &Path,
     s: &mut MirrorState,
     summary: &mut PullSummary,
     config: &Config,
@@ -200,7 +238,7 @@ fn settle(
             }
         };
         let error = format!("{error} ({why}; fix it, then run `git mirror pull --now`)");
-        s.hard_failed(at, error.clone(), &config.fingerprint);
+        s.hard_failed(at, error.clone(), &setup_fingerprint(repo, config, pull));
         summary.hard_failed = true;
         summary.error = Some(error);
         return;
@@ -227,7 +265,19 @@ fn settle(
 }
 
 /// Lists, compares, fetches what is missing, and applies the difference.
-fn update(repo: &Path, git: &Git, pull: &Pull) -> PullSummary {
+/// What this pull must leave alone, as the repository and the proxy's record say now.
+fn untouchable(repo: &Path, config: &Config) -> Untouchable {
+    let unforwarded = match &config.upstream {
+        Some(_) => state::load(repo, crate::proxy::RECORD)
+            .map(|s| s.divergent_refs.into_iter().collect())
+            .unwrap_or_default(),
+        None => BTreeSet::new(),
+    };
+    let head = Repo::open(repo).ok().and_then(|view| view.head_ref());
+    Untouchable { unforwarded, head }
+}
+
+fn update(repo: &Path, git: &Git, pull: &Pull, untouchable: &Untouchable) -> PullSummary {
     let mut summary = PullSummary::default();
     let remote = match git.ls_remote(&pull.url, &[], pull.timeout) {
         Ok(Ok(refs)) => refs
@@ -278,7 +328,24 @@ fn update(repo: &Path, git: &Git, pull: &Pull) -> PullSummary {
         .filter(|(name, id)| local.get(*name) != Some(id))
         .map(|(name, _)| name)
         .collect();
-    let gone = pull.prune && local.keys().any(|name| !remote.contains_key(name));
+    if pull.prune && remote.is_empty() && !local.is_empty() {
+        // An upstream that lists nothing is more often a wrong URL or a re-created
+        // repository than a wish to delete everything here.
+        summary.fail(
+            format!(
+                "the upstream lists none of the refs [pull] refs matches, so prune would delete all {} of them here; nothing was changed. Check the url; to empty this repository, delete the refs by hand",
+                local.len()
+            ),
+            None,
+        );
+        return summary;
+    }
+    let gone = pull.prune
+        && local.keys().any(|name| {
+            !remote.contains_key(name)
+                && !untouchable.unforwarded.contains(name)
+                && untouchable.head.as_deref() != Some(name.as_str())
+        });
     if differs.is_empty() && !gone {
         summary.unchanged = remote.len();
         return summary;
@@ -311,7 +378,7 @@ fn update(repo: &Path, git: &Git, pull: &Pull) -> PullSummary {
             }
         }
     }
-    apply(repo, git, pull, &upstream, &mut summary);
+    apply(repo, git, pull, &upstream, untouchable, &mut summary);
     if !missing.is_empty() {
         if let Err(e) = forget_fetched(repo, git) {
             state::log(
@@ -394,6 +461,17 @@ struct Plan {
     unchanged: usize,
 }
 
+/// What a pull must leave alone besides diverged branches.
+#[derive(Debug, Default)]
+struct Untouchable {
+    /// Refs accepted here while the upstream could not be reached (the proxy's
+    /// `divergent_refs` under `on_unreachable = "accept"`): the upstream has never seen
+    /// them, so its values must not replace or delete them.
+    unforwarded: BTreeSet<String>,
+    /// The branch HEAD points to: never pruned (git refuses to delete it, too).
+    head: Option<String>,
+}
+
 /// Decides, ref by ref, what the upstream's values mean here: new refs are created,
 /// fast-forwards applied, tags follow the upstream, diverged branches wait (unless
 /// `overwrite_diverged`), refs gone upstream are deleted only with `prune`.
@@ -401,6 +479,7 @@ fn plan(
     local: &BTreeMap<String, String>,
     upstream: &BTreeMap<String, String>,
     pull: &Pull,
+    untouchable: &Untouchable,
     is_ancestor: &dyn Fn(&str, &str) -> bool,
 ) -> Plan {
     let mut plan = Plan::default();
@@ -420,8 +499,10 @@ fn plan(
                 continue;
             }
         };
-        let follow =
-            name.starts_with("refs/tags/") || pull.overwrite_diverged || is_ancestor(ours, theirs);
+        let follow = !untouchable.unforwarded.contains(name)
+            && (name.starts_with("refs/tags/")
+                || pull.overwrite_diverged
+                || is_ancestor(ours, theirs));
         if follow {
             plan.updates.push(RefUpdate {
                 old: ours.clone(),
@@ -433,7 +514,12 @@ fn plan(
         }
     }
     if pull.prune {
-        for (name, ours) in local.iter().filter(|(n, _)| !upstream.contains_key(*n)) {
+        let gone = local.iter().filter(|(n, _)| {
+            !upstream.contains_key(*n)
+                && !untouchable.unforwarded.contains(*n)
+                && untouchable.head.as_deref() != Some(n.as_str())
+        });
+        for (name, ours) in gone {
             plan.updates.push(RefUpdate {
                 old: ours.clone(),
                 new: zero_like(ours),
@@ -459,19 +545,23 @@ fn command(u: &RefUpdate) -> String {
 
 /// Applies the plan in one transaction. When a concurrent push moved a ref after we
 /// read it, the transaction fails as a whole; read again and plan again, so the push
-/// wins and its ref is judged anew (usually: now diverged, or already equal).
+/// wins and its ref is judged anew (usually: now diverged, or already equal). When
+/// nothing moved and it still fails, some ref cannot take its update (a name that
+/// clashes with an existing ref, say): then each ref goes alone, so the others arrive.
 fn apply(
     repo: &Path,
     git: &Git,
     pull: &Pull,
     upstream: &BTreeMap<String, String>,
+    untouchable: &Untouchable,
     summary: &mut PullSummary,
 ) {
-    for attempt in 1..=APPLY_ATTEMPTS {
+    let mut previous: Option<Vec<RefUpdate>> = None;
+    for _ in 0..APPLY_ATTEMPTS {
         let planned = Repo::open(repo).and_then(|view| {
             let local = matching_refs(&view, pull)?;
             let ancestor = |a: &str, d: &str| view.is_ancestor(a, d).unwrap_or(false);
-            Ok(plan(&local, upstream, pull, &ancestor))
+            Ok(plan(&local, upstream, pull, untouchable, &ancestor))
         });
         let plan = match planned {
             Ok(plan) => plan,
@@ -485,28 +575,52 @@ fn apply(
         if plan.updates.is_empty() {
             return;
         }
+        if previous.as_ref() == Some(&plan.updates) {
+            apply_one_by_one(git, plan.updates, summary);
+            return;
+        }
         let commands: Vec<String> = plan.updates.iter().map(command).collect();
-        let out =
-            match git.update_refs(&commands, "mirror-hooks: pull from upstream", LOCAL_TIMEOUT) {
-                Ok(out) => out,
-                Err(e) => {
-                    summary.fail(format!("{e:#}"), None);
-                    return;
-                }
-            };
+        let out = match git.update_refs(&commands, REFLOG_MESSAGE, LOCAL_TIMEOUT) {
+            Ok(out) => out,
+            Err(e) => {
+                summary.fail(format!("{e:#}"), None);
+                return;
+            }
+        };
         if out.success() {
             summary.applied = plan.updates;
             return;
         }
-        if attempt == APPLY_ATTEMPTS {
-            summary.fail(
-                format!(
-                    "cannot update the local refs (they kept changing under concurrent pushes, or the repository refused): {}",
-                    out.complaint()
-                ),
-                None,
-            );
+        previous = Some(plan.updates);
+    }
+    summary.fail(
+        format!("cannot update the local refs: they kept changing under concurrent pushes ({APPLY_ATTEMPTS} tries); the next run tries again"),
+        None,
+    );
+}
+
+const REFLOG_MESSAGE: &str = "mirror-hooks: pull from upstream";
+
+/// Applies each update in its own transaction, deletions first (so `a` can give way to
+/// `a/b`); records what went through and what did not.
+fn apply_one_by_one(git: &Git, mut updates: Vec<RefUpdate>, summary: &mut PullSummary) {
+    updates.sort_by_key(|u| u.kind() != refs::UpdateKind::Delete);
+    let mut failures = Vec::new();
+    for u in updates {
+        match git.update_refs(&[command(&u)], REFLOG_MESSAGE, LOCAL_TIMEOUT) {
+            Ok(out) if out.success() => summary.applied.push(u),
+            Ok(out) => failures.push(format!("{} ({})", u.name, out.complaint())),
+            Err(e) => failures.push(format!("{} ({e:#})", u.name)),
         }
+    }
+    if !failures.is_empty() {
+        summary.fail(
+            format!(
+                "some refs could not be updated here: {}",
+                failures.join("; ")
+            ),
+            None,
+        );
     }
 }
 
@@ -605,7 +719,13 @@ mod tests {
         ]);
         // A is an ancestor of B, not of C.
         let ancestor = |a: &str, d: &str| a == A && d == B;
-        let plan = plan(&local, &upstream, &pull(false, false), &ancestor);
+        let plan = plan(
+            &local,
+            &upstream,
+            &pull(false, false),
+            &Untouchable::default(),
+            &ancestor,
+        );
         assert_eq!(
             lines(&plan),
             [
@@ -625,11 +745,12 @@ mod tests {
         ]);
         let upstream = refs(&[("refs/heads/topic", C), ("refs/tags/v1", B)]);
         let never = |_: &str, _: &str| false;
-        let kept = plan(&local, &upstream, &pull(false, false), &never);
+        let none = Untouchable::default();
+        let kept = plan(&local, &upstream, &pull(false, false), &none, &never);
         assert_eq!(lines(&kept), [format!("update refs/tags/v1 {B} {A}")]);
         assert_eq!(kept.divergent, ["refs/heads/topic"]);
 
-        let forced = plan(&local, &upstream, &pull(true, true), &never);
+        let forced = plan(&local, &upstream, &pull(true, true), &none, &never);
         assert_eq!(
             lines(&forced),
             [
@@ -639,5 +760,14 @@ mod tests {
             ]
         );
         assert!(forced.divergent.is_empty());
+
+        // Refs accepted here without forwarding, and HEAD's branch, stay.
+        let guarded = Untouchable {
+            unforwarded: ["refs/heads/topic".to_owned()].into(),
+            head: Some("refs/heads/gone".to_owned()),
+        };
+        let careful = plan(&local, &upstream, &pull(true, true), &guarded, &never);
+        assert_eq!(lines(&careful), [format!("update refs/tags/v1 {B} {A}")]);
+        assert_eq!(careful.divergent, ["refs/heads/topic"]);
     }
 }

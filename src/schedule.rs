@@ -13,7 +13,9 @@ pub const PUSH_MAX_RETRY: Duration = Duration::from_secs(60 * 60);
 
 /// A failed pull waits this long per consecutive failure (GitLab's step)…
 pub const PULL_RETRY_STEP: Duration = Duration::from_secs(30 * 60);
-/// …but never longer than this.
+/// …or the interval, when that is shorter, but at least this…
+pub const PULL_MIN_RETRY_STEP: Duration = Duration::from_secs(5 * 60);
+/// …and never longer than this.
 pub const PULL_MAX_RETRY: Duration = Duration::from_secs(5 * 60 * 60);
 /// `interval = "auto"` polls no more often than this…
 pub const AUTO_MIN: Duration = Duration::from_secs(45);
@@ -39,10 +41,12 @@ pub fn is_due(state: &MirrorState, now: SystemTime, longest_wait: Duration) -> b
 }
 
 /// Delay before retrying a pull after `failures` consecutive failures: one step per
-/// failure (the interval, if shorter than 30 min), capped at 5 h.
+/// failure (the interval, if shorter than 30 min, but at least 5 min), capped at 5 h.
 pub fn pull_backoff(failures: u32, interval: Interval) -> Duration {
+    // Never under 5 minutes a step, so that max_failures in a row spans hours, not the
+    // length of a short outage.
     let step = match interval {
-        Interval::Every(every) => every.min(PULL_RETRY_STEP),
+        Interval::Every(every) => every.clamp(PULL_MIN_RETRY_STEP, PULL_RETRY_STEP),
         Interval::Auto => PULL_RETRY_STEP,
     };
     step.saturating_mul(failures.max(1)).min(PULL_MAX_RETRY)
@@ -168,7 +172,8 @@ mod tests {
         assert_eq!(minutes(1, half_hour), 30);
         assert_eq!(minutes(4, half_hour), 120);
         assert_eq!(minutes(13, half_hour), 300, "capped at 5 h");
-        assert_eq!(minutes(3, Interval::Every(Duration::from_secs(60))), 3);
+        assert_eq!(minutes(3, Interval::Every(Duration::from_secs(60))), 15);
+        assert_eq!(minutes(2, Interval::Every(Duration::from_secs(600))), 20);
         assert_eq!(minutes(2, Interval::Auto), 60);
     }
 

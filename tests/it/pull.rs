@@ -653,3 +653,48 @@ fn a_damaged_status_record_is_reported_and_rewritten() {
     );
     assert_eq!(s.record()["update_status"], "finished");
 }
+
+#[test]
+fn a_ref_that_cannot_be_created_here_holds_back_no_other() {
+    let s = setup("");
+    let env = &s.env;
+    let one = env.commit(&s.work, "one");
+    s.push_up(&["HEAD:refs/heads/main", "HEAD:refs/heads/foo"]);
+    s.pull_expect(&[], 0);
+    // Upstream, foo becomes foo/bar, which cannot exist beside foo here (prune is off).
+    s.push_up(&[":refs/heads/foo"]);
+    s.push_up(&["HEAD:refs/heads/foo/bar"]);
+    let two = env.commit(&s.work, "two");
+    s.push_up(&["HEAD:refs/heads/main"]);
+
+    let said = s.pull_expect(&["--now"], 1);
+    assert!(
+        said.starts_with("pull: failed: some refs could not be updated here: refs/heads/foo/bar ("),
+        "{said}"
+    );
+    assert_eq!(
+        env.rev(&s.down, "refs/heads/main"),
+        Some(two),
+        "main still arrived"
+    );
+    assert_eq!(env.rev(&s.down, "refs/heads/foo"), Some(one));
+    // With prune, foo gives way and foo/bar arrives.
+    s.write_toml("prune = true");
+    s.pull_expect(&["--now"], 0);
+    assert_eq!(heads_and_tags(env, &s.down), heads_and_tags(env, &s.up));
+}
+
+#[test]
+fn prune_never_empties_the_repository_because_the_upstream_lists_nothing() {
+    let s = setup("prune = true");
+    let env = &s.env;
+    env.commit(&s.work, "one");
+    s.push_up(&["HEAD:refs/heads/main", "HEAD:refs/heads/topic"]);
+    s.pull_expect(&[], 0);
+    // The upstream is re-created empty (or the url now points at an empty repository).
+    std::fs::remove_dir_all(&s.up).unwrap();
+    env.bare("up.git");
+    let said = s.pull_expect(&["--now"], 1);
+    assert_eq!(said.lines().next().unwrap().split("; next try").next().unwrap(), "pull: failed: the upstream lists none of the refs [pull] refs matches, so prune would delete all 2 of them here; nothing was changed. Check the url; to empty this repository, delete the refs by hand");
+    assert_eq!(heads_and_tags(env, &s.down).len(), 2);
+}
