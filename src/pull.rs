@@ -163,12 +163,7 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
     let _ = state::update(repo, RECORD, |s| s.started(started));
     let git = Git::new(repo)?;
     let mut summary = match Access::new(repo, config, &pull.url, pull.auth.as_deref()) {
-        Ok(access) => update(
-            repo,
-            &git.with_access(access),
-            pull,
-            &untouchable(repo, config),
-        ),
+        Ok(access) => update(repo, &git.with_access(access), config, pull),
         Err(e) => PullSummary {
             error: Some(format!("{e:#}")),
             ..PullSummary::default()
@@ -277,7 +272,7 @@ fn untouchable(repo: &Path, config: &Config) -> Untouchable {
     Untouchable { unforwarded, head }
 }
 
-fn update(repo: &Path, git: &Git, pull: &Pull, untouchable: &Untouchable) -> PullSummary {
+fn update(repo: &Path, git: &Git, config: &Config, pull: &Pull) -> PullSummary {
     let mut summary = PullSummary::default();
     let remote = match git.ls_remote(&pull.url, &[], pull.timeout) {
         Ok(Ok(refs)) => refs
@@ -340,16 +335,12 @@ fn update(repo: &Path, git: &Git, pull: &Pull, untouchable: &Untouchable) -> Pul
         );
         return summary;
     }
-    let gone = pull.prune
-        && local.keys().any(|name| {
-            !remote.contains_key(name)
-                && !untouchable.unforwarded.contains(name)
-                && untouchable.head.as_deref() != Some(name.as_str())
-        });
+    let gone = pull.prune && local.keys().any(|name| !remote.contains_key(name));
     if differs.is_empty() && !gone {
         summary.unchanged = remote.len();
         return summary;
     }
+    let untouchable = &untouchable(repo, config);
 
     // Fetch every ref that differs. When its objects are already here (a diverged
     // branch, a commit that arrived by a push) git sees that the history is complete
