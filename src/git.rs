@@ -346,7 +346,63 @@ impl Git {
     /// Pushes `updates` to `url` in one `git push --porcelain`, each ref with a lease
     /// (`--force-with-lease=REF:EXPECT`), never with `+`: a `+` would override the lease
     /// and silently clobber the remote, while a lease also permits a forced update.
+    ///
+    /// A non-atomic push too large for one command line goes in several, one after the
+    /// other, and their outputs are joined; an atomic one that does not fit is an error
+    /// (check [`push_fits`] first).
     pub fn push(
+        &self,
+        url: &crate::url::RemoteUrl,
+        updates: &[LeasedUpdate],
+        settings: &PushSettings,
+        timeout: Duration,
+        on_stderr: &mut dyn FnMut(&str),
+    ) -> Result<RunOutput> {
+        if push_fits(updates) {
+            return self.push_once(url, updates, settings, timeout, on_stderr);
+        }
+        if settings.atomic {
+            anyhow::bail!(
+                "{} ref updates are more than one atomic push can carry on this system's command line",
+                updates.len()
+            );
+        }
+        let budget = argument_budget();
+        let mut joined: Option<RunOutput> = None;
+        let mut start = 0;
+        while start < updates.len() {
+            let mut bytes = 0;
+            let mut end = start;
+            while end < updates.len()
+                && (end == start || bytes + update_bytes(&updates[end]) < budget)
+            {
+                bytes += update_bytes(&updates[end]);
+                end += 1;
+            }
+            let out = self.push_once(url, &updates[start..end], settings, timeout, on_stderr)?;
+            // Unreachable or timed out: the rest would fare no better.
+            let hopeless = out.timed_out || !out.stdout.lines().any(|l| l == "Done");
+            joined = Some(match joined {
+                None => out,
+                Some(mut all) => {
+                    all.stdout.push_str(&out.stdout);
+                    all.stderr.push_str(&out.stderr);
+                    all.timed_out |= out.timed_out;
+                    if all.success() {
+                        all.status = out.status;
+                    }
+                    all
+                }
+            });
+            if hopeless {
+                break;
+            }
+            start = end;
+        }
+        joined.ok_or_else(|| anyhow::anyhow!("nothing to push"))
+    }
+
+    fn push_once(
         &self,
         url: &crate::url::RemoteUrl,
         updates: &[LeasedUpdate],
@@ -478,6 +534,28 @@ impl Git {
         let args = ["update-ref", "-m", message, "--stdin"];
         self.run_with_input(&args, Some(input.into_bytes()), timeout, &mut |_| {})
     }
+}
+
+/// How many bytes of arguments one command may have here: half the system's limit,
+/// leaving the other half to the environment and git's own arguments.
+fn argument_budget() -> usize {
+    // SAFETY: sysconf(3) only reads a system limit.
+    let limit = unsafe { libc::sysconf(libc::_SC_ARG_MAX) };
+    usize::try_from(limit).map_or(128 * 1024, |l| (l / 2).max(128 * 1024))
+}
+
+/// The bytes one ref adds to a push's command line: its lease, its refspec, and the
+/// pointers to both.
+fn update_bytes(u: &LeasedUpdate) -> usize {
+    let lease =
+        "--force-with-lease=:".len() + u.name.len() + u.expect.as_ref().map_or(0, String::len);
+    let refspec = 1 + u.name.len() + u.new.as_ref().map_or(0, String::len);
+    lease + refspec + 2 * (std::mem::size_of::<usize>() + 1)
+}
+
+/// True when `updates` fit in one push's command line.
+pub fn push_fits(updates: &[LeasedUpdate]) -> bool {
+    updates.iter().map(update_bytes).sum::<usize>() < argument_budget()
 }
 
 /// Removes from `cmd`'s environment the inherited variables in `names` and every

@@ -236,6 +236,14 @@ fn forward(
             new: (u.kind() != UpdateKind::Delete).then(|| u.new.clone()),
         })
         .collect();
+    if !crate::git::push_fits(&leased) {
+        out.say(&format!(
+            "mirror-hooks: push refused: it updates {} refs at once, more than one atomic push to the upstream can carry on this server's command line.",
+            leased.len()
+        ));
+        out.say("mirror-hooks: nothing was forwarded or changed. Push them in smaller groups (for example a few thousand tags at a time).");
+        return Verdict::Refuse;
+    }
     // Only what the upstream itself says is relayed; our git client's own complaints
     // are summarised below in words that fit the pusher's situation.
     let mut relay = |line: &str| {

@@ -19,7 +19,13 @@ pub struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // The whole process group: `git daemon` and sshd leave children of their own.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on the process group this test started; no memory involved.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
         let _ = self.child.wait();
     }
 }
@@ -44,7 +50,9 @@ fn start(env: &TestEnv, name: &str, make: impl Fn(u16) -> Command) -> Server {
         let port = free_port();
         let mut cmd = make(port);
         let err = std::fs::File::create(&log).expect("create server log");
+        use std::os::unix::process::CommandExt;
         let child = cmd
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err)
