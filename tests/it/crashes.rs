@@ -168,3 +168,51 @@ fn a_proxy_killed_mid_push_leaves_both_sides_reconcilable() {
     settle_and_check(env, &u.up, &down);
     env.git_ok(&u.up, &["fsck", "--no-progress", "--no-dangling"]);
 }
+
+#[test]
+fn an_upstream_that_vanishes_mid_push_changes_nothing_here_and_a_pull_reconciles() {
+    let env = TestEnv::new();
+    let root = env.path("served");
+    std::fs::create_dir_all(&root).unwrap();
+    env.git_ok(&root, &["init", "-q", "--bare", "-b", "main", "up.git"]);
+    let up = root.join("up.git");
+    let server = servers::http(&env, &root, "mirror", "pw", Duration::from_millis(400));
+    let toml = |port: u16| {
+        format!("[upstream]\nurl = \"http://mirror:pw@127.0.0.1:{port}/git/up.git\"\n\n[pull]\n")
+    };
+    let down = env.downstream("down.git", &toml(server.port));
+    let work = env.work("work");
+    let base = env.commit(&work, "base");
+    assert!(env.push(&work, &down, &["HEAD:refs/heads/main"]).success);
+
+    env.commit(&work, "while the upstream goes away");
+    let mut pusher = env
+        .command("git")
+        .arg("-C")
+        .arg(&work)
+        .args(["push", down.to_str().unwrap(), "HEAD:refs/heads/main"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let forwarding = eventually(PATIENCE, || {
+        !processes_with(&["push", "--force-with-lease", "--porcelain"]).is_empty()
+    });
+    assert!(forwarding);
+    drop(server);
+    let out = pusher.wait_with_output().unwrap();
+    assert!(
+        !out.status.success(),
+        "a push the upstream never confirmed was accepted"
+    );
+    assert_eq!(
+        env.rev(&down, "refs/heads/main"),
+        Some(base),
+        "nothing changed here"
+    );
+
+    // The upstream comes back (on another port); a pull makes both sides equal.
+    let server = servers::http(&env, &root, "mirror", "pw", Duration::ZERO);
+    std::fs::write(down.join("mirror.toml"), toml(server.port)).unwrap();
+    settle_and_check(&env, &up, &down);
+}

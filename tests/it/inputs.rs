@@ -354,3 +354,32 @@ fn a_push_too_large_for_one_forwarding_push_is_refused_clearly() {
     );
     assert!(env.refs(&up).is_empty() && env.refs(&proxied).is_empty());
 }
+
+#[test]
+fn a_ref_name_that_is_not_utf8_is_refused() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = crate::util::TestEnv::new();
+    let up = env.bare("up.git");
+    let down = env.downstream(
+        "down.git",
+        &format!("[upstream]\nurl = {:?}\n", up.to_str().unwrap()),
+    );
+    let work = env.work("work");
+    env.commit(&work, "one");
+    let out = env
+        .command("git")
+        .arg("-C")
+        .arg(&work)
+        .arg("push")
+        .arg(&down)
+        .arg(std::ffi::OsStr::from_bytes(b"HEAD:refs/heads/caf\xe9"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("remote: mirror-hooks: push refused: the ref updates on standard input are not valid UTF-8"),
+        "{said}"
+    );
+    assert!(env.refs(&up).is_empty() && env.refs(&down).is_empty());
+}
