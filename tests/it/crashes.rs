@@ -186,7 +186,7 @@ fn an_upstream_that_vanishes_mid_push_changes_nothing_here_and_a_pull_reconciles
     assert!(env.push(&work, &down, &["HEAD:refs/heads/main"]).success);
 
     env.commit(&work, "while the upstream goes away");
-    let mut pusher = env
+    let pusher = env
         .command("git")
         .arg("-C")
         .arg(&work)
