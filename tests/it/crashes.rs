@@ -74,12 +74,7 @@ fn settle_and_check(env: &TestEnv, up: &Path, down: &Path) {
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{said}");
     assert!(!said.contains("already being updated"), "{said}");
-    let heads = |repo: &Path| {
-        let mut refs = env.refs(repo);
-        refs.retain(|n, _| n.starts_with("refs/heads/") || n.starts_with("refs/tags/"));
-        refs
-    };
-    assert_eq!(heads(down), heads(up));
+    assert_eq!(env.heads_and_tags(down), env.heads_and_tags(up));
     assert!(env
         .refs(down)
         .keys()

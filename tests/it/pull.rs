@@ -80,11 +80,8 @@ impl Setup {
     }
 }
 
-/// The refs of `repo` under `refs/heads/` and `refs/tags/`.
 fn heads_and_tags(env: &TestEnv, repo: &Path) -> BTreeMap<String, String> {
-    let mut refs = env.refs(repo);
-    refs.retain(|name, _| name.starts_with("refs/heads/") || name.starts_with("refs/tags/"));
-    refs
+    env.heads_and_tags(repo)
 }
 
 fn time(value: &serde_json::Value) -> std::time::SystemTime {

@@ -22,9 +22,7 @@ fn scale() -> usize {
 }
 
 fn heads(env: &TestEnv, repo: &Path) -> BTreeMap<String, String> {
-    let mut refs = env.refs(repo);
-    refs.retain(|n, _| n.starts_with("refs/heads/") || n.starts_with("refs/tags/"));
-    refs
+    env.heads_and_tags(repo)
 }
 
 #[test]

@@ -171,6 +171,13 @@ impl TestEnv {
             .collect()
     }
 
+    /// The branches and tags of `repo` (what mirroring makes equal) and their values.
+    pub fn heads_and_tags(&self, repo: &Path) -> BTreeMap<String, String> {
+        let mut refs = self.refs(repo);
+        refs.retain(|n, _| n.starts_with("refs/heads/") || n.starts_with("refs/tags/"));
+        refs
+    }
+
     pub fn git_mirror(&self, args: &[&str]) -> Output {
         self.command(GIT_MIRROR)
             .args(args)
