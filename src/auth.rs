@@ -3,7 +3,7 @@
 //! helper that reads them from its environment; an SSH key and known hosts through
 //! `GIT_SSH_COMMAND`. No secret is ever put on a command line or in a message.
 
-use crate::config::{Auth, Config, Secret};
+use crate::config::{Config, Secret};
 use crate::url::{RemoteUrl, UrlKind};
 use anyhow::{bail, Context, Result};
 use std::os::unix::fs::PermissionsExt;
@@ -248,17 +248,6 @@ fn check_private(path: &Path, key: &str) -> Result<()> {
             mode & 0o777,
             path.display()
         );
-    }
-    Ok(())
-}
-
-/// Checks that the secrets of every `[auth]` table in use can be read, for `doctor`.
-pub fn check_table(repo: &Path, name: &str, table: &Auth) -> Result<()> {
-    if let Some(password) = &table.password {
-        read_secret(repo, name, password)?;
-    }
-    if let Some(key) = &table.ssh_key {
-        check_private(&repo.join(key), &format!("[auth.{name}] ssh_key"))?;
     }
     Ok(())
 }

@@ -43,12 +43,6 @@ impl Lock {
     }
 }
 
-/// The pid the holder of the lock at `path` wrote (for people and tests); it may be
-/// stale when nobody holds the lock.
-pub fn owner(path: &Path) -> Option<u32> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
 /// Where the lock of the pull of `repo` lives.
 pub fn pull_lock(repo: &Path) -> PathBuf {
     repo.join("mirror").join("pull.lock")

@@ -132,11 +132,6 @@ impl Queue {
         crate::lock::Lock::try_acquire(&self.dir.join("lock"))
     }
 
-    /// The pid of the worker holding the lock, as it wrote it (for people and tests).
-    pub fn lock_owner(&self) -> Option<u32> {
-        crate::lock::owner(&self.dir.join("lock"))
-    }
-
     /// Jobs a dead worker left in `running/` go back to `waiting/`. Call with the lock.
     pub fn recover(&self, _lock: &WorkerLock) -> Result<usize> {
         let mut moved = 0;
