@@ -712,25 +712,11 @@ fn host_keys(url: &str, repo: Option<&Path>, trust: bool) -> Result<i32, Failure
     let config = repo.as_deref().and_then(|r| Config::load(r).ok().flatten());
     let auth = config.as_ref().and_then(|c| {
         let name = c
-            .upstream
-            .iter()
-            .filter(|u| u.url == url)
-            .map(|u| u.auth.clone())
-            .chain(
-                c.pull
-                    .iter()
-                    .filter(|p| p.url == url)
-                    .map(|p| p.auth.clone()),
-            )
-            .chain(
-                c.push
-                    .iter()
-                    .filter(|m| m.url == url)
-                    .map(|m| m.auth.clone()),
-            )
-            .flatten()
-            .next()?;
-        c.auth.get(&name).cloned()
+            .remotes()
+            .into_iter()
+            .find(|r| *r.url == url && r.auth.is_some())?
+            .auth?;
+        c.auth.get(name).cloned()
     });
     let ssh_config = auth.as_ref().and_then(|a| a.ssh_config.clone());
     let target = crate::keys::resolve(&url, ssh_config.as_deref())?;
@@ -765,24 +751,9 @@ fn doctor(repo: Option<&Path>) -> Result<i32, Failure> {
     let config = load(&repo)?;
     let mut problems = 0;
     println!("mirror.toml: {}: valid", config.path.display());
-    let remotes = config
-        .upstream
-        .iter()
-        .map(|u| ("upstream", &u.url, u.auth.as_deref()))
-        .chain(
-            config
-                .pull
-                .iter()
-                .map(|p| ("pull", &p.url, p.auth.as_deref())),
-        )
-        .chain(
-            config
-                .push
-                .iter()
-                .map(|m| (m.name.as_str(), &m.url, m.auth.as_deref())),
-        );
     let git = Git::new(&repo)?;
-    for (name, url, auth) in remotes {
+    for remote in config.remotes() {
+        let (name, url, auth) = (remote.name, remote.url, remote.auth);
         println!("{name}: {url}");
         if url.has_embedded_secret() {
             println!("  note: the URL embeds a password or token; move it to an [auth] table (password_file or password_env) so it is not stored in the URL");

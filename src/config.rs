@@ -143,7 +143,36 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// One remote of a configuration, whatever its direction: its record name, URL and the
+/// `[auth]` table it names.
+#[derive(Debug, Clone, Copy)]
+pub struct Remote<'a> {
+    pub name: &'a str,
+    pub url: &'a RemoteUrl,
+    pub auth: Option<&'a str>,
+}
+
 impl Config {
+    /// Every remote: the upstream, the pull, then the push mirrors in file order.
+    pub fn remotes(&self) -> Vec<Remote<'_>> {
+        let upstream = self.upstream.iter().map(|u| Remote {
+            name: crate::proxy::RECORD,
+            url: &u.url,
+            auth: u.auth.as_deref(),
+        });
+        let pull = self.pull.iter().map(|p| Remote {
+            name: crate::pull::RECORD,
+            url: &p.url,
+            auth: p.auth.as_deref(),
+        });
+        let push = self.push.iter().map(|m| Remote {
+            name: &m.name,
+            url: &m.url,
+            auth: m.auth.as_deref(),
+        });
+        upstream.chain(pull).chain(push).collect()
+    }
+
     /// Loads `REPO/mirror.toml`. `Ok(None)` when there is no such file: the repository
     /// has no mirrors.
     pub fn load(repo: &Path) -> Result<Option<Config>, ConfigError> {
