@@ -34,9 +34,13 @@ pub fn push_backoff(failures: u32) -> Duration {
 /// True when the mirror may run at `now`: no retry time is set, it has passed, or it
 /// lies further ahead than any backoff could put it (the clock went backwards).
 pub fn is_due(state: &MirrorState, now: SystemTime, longest_wait: Duration) -> bool {
-    let Some(next) = parse_time(state.next_update_at.as_deref()) else {
-        return true;
-    };
+    parse_time(state.next_update_at.as_deref())
+        .is_none_or(|next| reached(next, now, longest_wait))
+}
+
+/// `next` has come, or lies further ahead than `longest_wait` could have put it (the
+/// clock went backwards since it was set).
+fn reached(next: SystemTime, now: SystemTime, longest_wait: Duration) -> bool {
     next <= now || next > now + longest_wait
 }
 
@@ -113,7 +117,7 @@ pub fn pull_is_due(next: Option<SystemTime>, pull: &Pull, now: SystemTime) -> bo
         Interval::Every(every) => every.max(PULL_MAX_RETRY),
         Interval::Auto => AUTO_MAX,
     };
-    next.is_some_and(|next| next <= now || next > now + longest)
+    next.is_some_and(|next| reached(next, now, longest))
 }
 
 #[cfg(test)]
