@@ -196,8 +196,7 @@ impl Git {
     /// Finds `git` on `PATH` (inside a hook, git has put its own exec path first, so
     /// this is the same git that runs receive-pack).
     pub fn new(git_dir: &Path) -> Result<Git> {
-        let program = which::which("git")
-            .context("cannot find the `git` program on PATH; install git or fix PATH")?;
+        let program = program()?;
         Ok(Git {
             program,
             git_dir: git_dir.to_owned(),
@@ -208,8 +207,7 @@ impl Git {
     /// The repository `start` is in (or is), as git finds it: `git rev-parse
     /// --absolute-git-dir` run there.
     pub fn discover(start: &Path) -> Result<PathBuf> {
-        let program = which::which("git")
-            .context("cannot find the `git` program on PATH; install git or fix PATH")?;
+        let program = program()?;
         let out = Command::new(program)
             .arg("-C")
             .arg(start)
@@ -321,6 +319,11 @@ impl Git {
     pub fn output<S: AsRef<str>>(&self, args: &[S], timeout: Duration) -> Result<RunOutput> {
         self.run(args, timeout, &mut |_| {})
     }
+}
+
+/// The `git` on PATH.
+fn program() -> Result<PathBuf> {
+    which::which("git").context("cannot find the `git` program on PATH; install git or fix PATH")
 }
 
 /// One ref of a push, guarded by a lease on the value the remote is expected to have.

@@ -34,8 +34,7 @@ pub fn push_backoff(failures: u32) -> Duration {
 /// True when the mirror may run at `now`: no retry time is set, it has passed, or it
 /// lies further ahead than any backoff could put it (the clock went backwards).
 pub fn is_due(state: &MirrorState, now: SystemTime, longest_wait: Duration) -> bool {
-    parse_time(state.next_update_at.as_deref())
-        .is_none_or(|next| reached(next, now, longest_wait))
+    parse_time(state.next_update_at.as_deref()).is_none_or(|next| reached(next, now, longest_wait))
 }
 
 /// `next` has come, or lies further ahead than `longest_wait` could have put it (the
