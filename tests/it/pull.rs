@@ -2,8 +2,7 @@
 //! was pushed here is never undone, and the schedule does what status says.
 
 use crate::util::{closed_port, eventually, TestEnv};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
@@ -80,10 +79,6 @@ impl Setup {
     }
 }
 
-fn heads_and_tags(env: &TestEnv, repo: &Path) -> BTreeMap<String, String> {
-    env.heads_and_tags(repo)
-}
-
 fn time(value: &serde_json::Value) -> std::time::SystemTime {
     humantime::parse_rfc3339(value.as_str().unwrap_or_else(|| panic!("{value}"))).unwrap()
 }
@@ -103,7 +98,7 @@ fn the_first_pull_brings_everything_and_the_next_is_not_due() {
 
     let said = s.pull_expect(&[], 0);
     assert_eq!(said, "pull: updated 3 refs (3 fetched, 0 unchanged)");
-    assert_eq!(heads_and_tags(env, &s.down), heads_and_tags(env, &s.up));
+    assert_eq!(env.heads_and_tags(&s.down), env.heads_and_tags(&s.up));
     assert_eq!(
         env.git_ok(&s.down, &["cat-file", "-t", "refs/tags/v1"]),
         "tag",
@@ -254,7 +249,7 @@ fn prune_decides_whether_refs_deleted_upstream_go_and_tags_follow_the_upstream()
     s.write_toml("prune = true");
     s.pull_expect(&["--now"], 0);
     assert_eq!(env.rev(&s.down, "refs/heads/old"), None, "prune is on");
-    assert_eq!(heads_and_tags(env, &s.down), heads_and_tags(env, &s.up));
+    assert_eq!(env.heads_and_tags(&s.down), env.heads_and_tags(&s.up));
 }
 
 #[test]
@@ -678,7 +673,7 @@ fn a_ref_that_cannot_be_created_here_holds_back_no_other() {
     // With prune, foo gives way and foo/bar arrives.
     s.write_toml("prune = true");
     s.pull_expect(&["--now"], 0);
-    assert_eq!(heads_and_tags(env, &s.down), heads_and_tags(env, &s.up));
+    assert_eq!(env.heads_and_tags(&s.down), env.heads_and_tags(&s.up));
 }
 
 #[test]
@@ -693,5 +688,5 @@ fn prune_never_empties_the_repository_because_the_upstream_lists_nothing() {
     env.bare("up.git");
     let said = s.pull_expect(&["--now"], 1);
     assert_eq!(said.lines().next().unwrap().split("; next try").next().unwrap(), "pull: failed: the upstream lists none of the refs [pull] refs matches, so prune would delete all 2 of them here; nothing was changed. Check the url; to empty this repository, delete the refs by hand");
-    assert_eq!(heads_and_tags(env, &s.down).len(), 2);
+    assert_eq!(env.heads_and_tags(&s.down).len(), 2);
 }

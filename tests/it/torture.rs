@@ -6,8 +6,6 @@
 //! MIRROR_HOOKS_TORTURE_SCALE=10 runs it ten times longer (by hand).
 
 use crate::util::{eventually, TestEnv};
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -19,10 +17,6 @@ fn scale() -> usize {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1)
-}
-
-fn heads(env: &TestEnv, repo: &Path) -> BTreeMap<String, String> {
-    env.heads_and_tags(repo)
 }
 
 #[test]
@@ -118,10 +112,10 @@ fn racing_writers_pulls_and_mirrors_lose_nothing_and_converge() {
         String::from_utf8_lossy(&out.stdout)
     );
     let pushed = env.git_mirror(&["push", "--now", down.to_str().unwrap()]);
-    let final_refs = heads(&env, &up);
-    let converged = heads(&env, &down) == final_refs
+    let final_refs = env.heads_and_tags(&up);
+    let converged = env.heads_and_tags(&down) == final_refs
         && eventually(Duration::from_secs(30), || {
-            heads(&env, &mirror) == final_refs
+            env.heads_and_tags(&mirror) == final_refs
         });
     eprintln!(
         "torture: {} pushes acknowledged, {} lost, {} refused and retried, {} pulls alongside, converged: {converged}",
@@ -135,8 +129,8 @@ fn racing_writers_pulls_and_mirrors_lose_nothing_and_converge() {
     assert!(
         converged,
         "up {final_refs:#?}\ndown {:#?}\nmirror {:#?}\n{}",
-        heads(&env, &down),
-        heads(&env, &mirror),
+        env.heads_and_tags(&down),
+        env.heads_and_tags(&mirror),
         String::from_utf8_lossy(&pushed.stdout)
     );
     for repo in [&up, &down, &mirror] {
