@@ -5,14 +5,9 @@
 #   floor  - a plain push to a hookless downstream plus a plain push to the upstream
 #   sample - a shell pre-receive forwarding one ref per `git push`, like GitLab's sample
 set -euo pipefail
-cd "$(dirname "$0")/.."
 REPEAT=${1:-7}
-cargo build --release --quiet
-BIN=$PWD/target/release
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mirror-hooks-bench.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 GIT_AUTHOR_NAME=b GIT_AUTHOR_EMAIL=b@b \
-  GIT_COMMITTER_NAME=b GIT_COMMITTER_EMAIL=b@b
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
 
 git init -q "$TMP/work"
 for i in $(seq 1 100); do
@@ -30,7 +25,6 @@ done
 HOOK
 chmod +x "$TMP/sample-hook"
 
-now() { date +%s%N; }
 # fresh KIND: makes $TMP/up.git and $TMP/down.git for one measurement.
 fresh() {
   rm -rf "$TMP/up.git" "$TMP/down.git"
@@ -64,13 +58,12 @@ run() {
   [[ $(git -C "$TMP/up.git" for-each-ref refs/heads | wc -l) -eq $2 ]] || { echo "$1: upstream incomplete" >&2; exit 1; }
   echo $(((end - start) / 1000000))
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 printf '%-6s %10s %10s %10s %14s %15s\n' refs "floor ms" "proxy ms" "sample ms" "proxy/floor" "sample/proxy"
 for n in 1 100; do
   declare -A t=()
   for kind in floor proxy sample; do
-    t[$kind]=$(for _ in $(seq 1 "$REPEAT"); do run "$kind" "$n"; done | median)
+    t[$kind]=$(median $(for _ in $(seq 1 "$REPEAT"); do run "$kind" "$n"; done))
   done
   printf '%-6s %10s %10s %10s %14s %15s\n' "$n" "${t[floor]}" "${t[proxy]}" "${t[sample]}" \
     "$(awk -v a="${t[proxy]}" -v b="${t[floor]}" 'BEGIN {printf "%.2fx", a / b}')" \

@@ -7,15 +7,10 @@
 # - peak memory (max RSS) of the sweep over REPOS/4 and REPOS repositories: it must not
 #   grow with the number of repositories.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 REPOS=${1:-200}
 REPEAT=${2:-3}
-cargo build --release --quiet
-BIN=$PWD/target/release
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mirror-hooks-bench.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 GIT_AUTHOR_NAME=b GIT_AUTHOR_EMAIL=b@b \
-  GIT_COMMITTER_NAME=b GIT_COMMITTER_EMAIL=b@b
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
 
 # An upstream with some history: 20 branches and 10 tags.
 git init -q -b main "$TMP/work"
@@ -39,9 +34,6 @@ make_root "$TMP/root" "$REPOS"
 make_root "$TMP/quarter" $((REPOS / 4))
 "$BIN/git-mirror" pull --all "$TMP/root" --now --quiet >/dev/null
 
-now() { date +%s%N; }
-ms() { echo $((($2 - $1) / 1000000)); }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
 fetch_loop=() serial=() parallel=() idle=()

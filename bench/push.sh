@@ -4,18 +4,11 @@
 #   same push to a hookless repository (the pusher must not wait for the mirrors);
 # - end to end: time from the start of the push until all 3 mirrors hold the commit.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 REPEAT=${1:-9}
-cargo build --release --quiet
-BIN=$PWD/target/release
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mirror-hooks-bench.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 GIT_AUTHOR_NAME=b GIT_AUTHOR_EMAIL=b@b \
-  GIT_COMMITTER_NAME=b GIT_COMMITTER_EMAIL=b@b
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
 
 git init -q "$TMP/work"
-now() { date +%s%N; }
-ms() { echo $((($2 - $1) / 1000000)); }
 
 fresh() {
   rm -rf "$TMP"/*.git
@@ -54,7 +47,6 @@ for i in $(seq 1 "$REPEAT"); do
   done
   e2e+=("$(ms "$t0" "$(now)")")
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 p=$(median "${plain[@]}") n=$(median "${noop[@]}") h=$(median "${hooked[@]}") e=$(median "${e2e[@]}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a / b}'; }
 echo "push to a hookless repository:           ${p} ms"
