@@ -118,6 +118,24 @@ pub enum Command {
         /// The bare repository (default: the repository of the current directory).
         repo: Option<PathBuf>,
     },
+    /// Settle a ref that diverged from the upstream by keeping one side.
+    #[command(
+        long_about = "Settle a ref on which this repository and the upstream disagree for real: commits on \
+            both sides that the other never had (the pull reports it as diverged), or a ref accepted here while \
+            the upstream was away that the upstream moved meanwhile. `--take upstream` makes the ref here what \
+            the upstream holds; `--take here` pushes this repository's value to the upstream (a forced update \
+            there). Either way with a lease: if the other side moves meanwhile, nothing changes."
+    )]
+    Resolve {
+        /// The full ref name, e.g. refs/heads/main.
+        #[arg(value_name = "REF")]
+        name: String,
+        /// Which side's value to keep.
+        #[arg(long, value_enum)]
+        take: crate::resolve::Take,
+        /// The bare repository (default: the repository of the current directory).
+        repo: Option<PathBuf>,
+    },
     /// Check mirror.toml and the installed hooks, and explain each problem.
     Doctor {
         /// The bare repository (default: the repository of the current directory).
@@ -142,6 +160,7 @@ pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Status { json, repo } => status(repo.as_deref(), json),
         Command::Doctor { repo } => doctor(repo.as_deref()),
+        Command::Resolve { name, take, repo } => resolve(repo.as_deref(), &name, take),
         Command::Keygen { force, repo } => keygen(repo.as_deref(), force),
         Command::HostKeys { trust, url, repo } => host_keys(&url, repo.as_deref(), trust),
         Command::Pull {
@@ -212,6 +231,10 @@ pub struct StatusRecord {
     /// Push mirrors only: job files that could not be read, set aside for inspection.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub damaged_jobs: Option<Vec<String>>,
+    /// The upstream only: refs accepted here while it could not be reached, not yet
+    /// forwarded (`on_unreachable = "accept"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unforwarded_refs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -224,7 +247,14 @@ pub struct StatusReport {
 pub fn status_report(repo: &Path, config: &Config) -> Result<StatusReport> {
     let mut mirrors = Vec::new();
     if let Some(up) = &config.upstream {
-        mirrors.push(record(repo, crate::proxy::RECORD, "proxy", &up.url)?);
+        let mut record = record(repo, crate::proxy::RECORD, "proxy", &up.url)?;
+        match crate::ledger::load(repo) {
+            Ok(ledger) => {
+                record.unforwarded_refs = Some(ledger.unforwarded.into_keys().collect());
+            }
+            Err(damaged) => record.state.last_error = Some(damaged.to_string()),
+        }
+        mirrors.push(record);
     }
     if let Some(pull) = &config.pull {
         let mut record = record(repo, crate::pull::RECORD, "pull", &pull.url)?;
@@ -285,6 +315,7 @@ fn record(
         state,
         queued_jobs,
         damaged_jobs,
+        unforwarded_refs: None,
     })
 }
 
@@ -368,6 +399,12 @@ pub fn status_table(report: &StatusReport) -> String {
                 mirror.state.divergent_refs.join(", ")
             ));
         }
+        if let Some(refs) = mirror.unforwarded_refs.as_ref().filter(|r| !r.is_empty()) {
+            text.push_str(&format!(
+                "  accepted here while the upstream was away, not yet forwarded: {}\n",
+                refs.join(", ")
+            ));
+        }
     }
     text
 }
@@ -375,10 +412,15 @@ pub fn status_table(report: &StatusReport) -> String {
 fn pull(repo: Option<&Path>, options: PullOptions) -> Result<i32, Failure> {
     let repo = repository(repo)?;
     let config = load(&repo)?;
-    if config.pull.is_none() {
+    if config.pull.is_none() && (config.upstream.is_none() || !options.now) {
         println!(
-            "{}: mirror.toml has no [pull] table; add one to pull from the upstream (an empty [pull] uses the [upstream] url)",
-            repo.display()
+            "{}: mirror.toml has no [pull] table; add one to pull from the upstream on a schedule (an empty [pull] uses the [upstream] url){}",
+            repo.display(),
+            if config.upstream.is_some() {
+                "; `--now` brings the upstream's refs (upstream.refs) here once"
+            } else {
+                ""
+            }
         );
         return Ok(0);
     }
@@ -463,6 +505,33 @@ fn sweep(repo: &Path, options: PullOptions, tally: &mut Tally) -> String {
     };
     let mut parts = Vec::new();
     let mut failed = false;
+    if config.pull.is_none() {
+        // Without a [pull] table, refs accepted while the upstream was away are still
+        // forwarded once it is back.
+        match crate::offline::forward(repo, &config) {
+            Ok(f) if f.forwarded.is_empty() && f.diverged.is_empty() => {}
+            Ok(f) => {
+                failed |= !f.diverged.is_empty();
+                let mut line = format!(
+                    "forwarded {} ref(s) accepted while the upstream was away",
+                    f.forwarded.len()
+                );
+                if !f.diverged.is_empty() {
+                    line.push_str(&format!(
+                        "; failed: {}",
+                        crate::offline::diverged_message(&f.diverged)
+                    ));
+                }
+                parts.push(line);
+            }
+            Err(e) => {
+                failed = true;
+                parts.push(format!(
+                    "forwarding refs accepted while the upstream was away failed: {e:#}"
+                ));
+            }
+        }
+    }
     if config.pull.is_some() {
         match crate::pull::run(repo, &config, options) {
             Ok(report) => {
@@ -564,11 +633,22 @@ fn describe_pull(report: &PullReport, repo: &Path) -> (String, bool) {
                     s.unchanged
                 )
             };
+            if !s.forwarded.is_empty() {
+                line.push_str(&format!(
+                    "; forwarded to the upstream (accepted here while it was away): {}",
+                    s.forwarded.join(", ")
+                ));
+            }
             if s.error.is_none() && !s.divergent.is_empty() {
                 line.push_str(&format!(
-                    "; failed: {} diverged from the upstream and {} left alone (reconcile by hand, or set overwrite_diverged = true)",
-                    s.divergent.join(", "),
-                    if s.divergent.len() == 1 { "was" } else { "were" }
+                    "; failed: {}",
+                    crate::pull::divergence_message(&s.divergent)
+                ));
+            }
+            if !s.unforwarded.is_empty() {
+                line.push_str(&format!(
+                    "; failed: {}",
+                    crate::offline::diverged_message(&s.unforwarded)
                 ));
             }
             if !s.hook_failures.is_empty() {
@@ -580,6 +660,14 @@ fn describe_pull(report: &PullReport, repo: &Path) -> (String, bool) {
             (line, !s.ok())
         }
     }
+}
+
+fn resolve(repo: Option<&Path>, name: &str, take: crate::resolve::Take) -> Result<i32, Failure> {
+    let repo = repository(repo)?;
+    let config = load(&repo)?;
+    let said = crate::resolve::resolve(&repo, &config, name, take)?;
+    println!("resolve: {said}");
+    Ok(0)
 }
 
 fn push(repo: Option<&Path>, options: &WorkerOptions) -> Result<i32, Failure> {

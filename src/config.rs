@@ -55,7 +55,9 @@ pub struct Pull {
     pub refs: RefPatterns,
     pub interval: Interval,
     pub overwrite_diverged: bool,
-    pub prune: bool,
+    /// `true` ([`Prune::Deleted`]): delete refs the upstream had and deleted; `"all"`:
+    /// also refs that were never upstream (an exact copy within `refs`).
+    pub prune: Prune,
     pub max_failures: u32,
     pub auth: Option<String>,
     pub timeout: Duration,
@@ -88,6 +90,28 @@ pub enum Prune {
     Deleted,
     /// Make the mirror an exact copy: also delete matching refs only the mirror has.
     All,
+}
+
+impl Config {
+    /// The pull settings: `[pull]`, or when there is none but an `[upstream]`, the
+    /// settings of a one-off catch-up from the upstream (its url, refs and credentials;
+    /// nothing pruned or overwritten; never scheduled).
+    pub fn pull_or_catch_up(&self) -> Option<std::borrow::Cow<'_, Pull>> {
+        if let Some(pull) = &self.pull {
+            return Some(std::borrow::Cow::Borrowed(pull));
+        }
+        let upstream = self.upstream.as_ref()?;
+        Some(std::borrow::Cow::Owned(Pull {
+            url: upstream.url.clone(),
+            refs: upstream.refs.clone(),
+            interval: Interval::Every(DEFAULT_INTERVAL),
+            overwrite_diverged: false,
+            prune: Prune::Off,
+            max_failures: DEFAULT_MAX_FAILURES,
+            auth: upstream.auth.clone(),
+            timeout: DEFAULT_TRANSFER_TIMEOUT,
+        }))
+    }
 }
 
 /// One `[auth.NAME]` table.
@@ -300,7 +324,7 @@ impl Config {
                     refs: refs(&p.refs, "pull.refs".into())?,
                     interval,
                     overwrite_diverged: p.overwrite_diverged,
-                    prune: p.prune,
+                    prune: p.prune.unwrap_or(Prune::Off),
                     max_failures,
                     auth: check_auth(&p.auth, "pull.auth".into())?.or(inherited_auth),
                     timeout: duration(&p.timeout, "pull.timeout".into(), DEFAULT_TRANSFER_TIMEOUT)?,
@@ -501,8 +525,7 @@ struct RawPull {
     interval: Option<Spanned<String>>,
     #[serde(default)]
     overwrite_diverged: bool,
-    #[serde(default)]
-    prune: bool,
+    prune: Option<Prune>,
     max_failures: Option<Spanned<i64>>,
     auth: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,

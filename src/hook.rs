@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 /// Text embedded in every hook binary; install.sh and `git-mirror doctor` look for it to
 /// tell our hooks from a site's own.
@@ -182,6 +182,28 @@ const BACKGROUND_NICENESS: libc::c_int = 10;
 /// no standard streams, so the pusher's connection is not held open; it is not waited
 /// for.
 pub fn spawn_detached(repo: &Path, args: &[&str]) -> Result<()> {
+    companion(repo, args)?;
+    Ok(())
+}
+
+/// Runs `git-mirror ARGS… REPO` as [`spawn_detached`] does, and waits for it up to
+/// `timeout`: `Some(success)` when it ended, `None` when it is still running (it goes on
+/// by itself).
+pub fn run_companion(repo: &Path, args: &[&str], timeout: Duration) -> Result<Option<bool>> {
+    let mut child = companion(repo, args)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().context("cannot wait for git-mirror")? {
+            return Ok(Some(status.success()));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn companion(repo: &Path, args: &[&str]) -> Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("cannot find this program's own path")?;
     let program = exe.with_file_name("git-mirror");
@@ -204,8 +226,7 @@ pub fn spawn_detached(repo: &Path, args: &[&str]) -> Result<()> {
         });
     }
     cmd.spawn()
-        .with_context(|| format!("cannot start {}", program.display()))?;
-    Ok(())
+        .with_context(|| format!("cannot start {}", program.display()))
 }
 
 impl HookArgs {

@@ -98,6 +98,35 @@ impl PushReport {
     }
 }
 
+/// Why git or the remote refused one ref, parsed once from the porcelain reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// The lease failed: the remote does not hold the value we expected (`stale info`).
+    StaleInfo,
+    /// Not applied because another ref of the same atomic push was refused (git's
+    /// client says `atomic push failed`, receive-pack `atomic push failure`).
+    AtomicPushFailed,
+    /// Anything else, in the remote's (or git's) own words.
+    Other(String),
+}
+
+impl Reason {
+    pub fn parse(text: &str) -> Reason {
+        match text {
+            "stale info" => Reason::StaleInfo,
+            "atomic push failed" | "atomic push failure" => Reason::AtomicPushFailed,
+            other => Reason::Other(other.to_owned()),
+        }
+    }
+}
+
+impl RefStatus {
+    /// Why the ref was refused, as a [`Reason`] (the summary when git gave no reason).
+    pub fn refusal(&self) -> Reason {
+        Reason::parse(self.reason.as_deref().unwrap_or(&self.summary))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 use crate::chain;
 use crate::config::{Config, OnUnreachable, Upstream};
 use crate::git::{Git, LeasedUpdate, PushSettings, RunOutput};
-use crate::porcelain::{Flag, PushReport};
+use crate::porcelain::{Flag, PushReport, Reason};
 use crate::refs::{self, RefUpdate, UpdateKind};
 use crate::repo::Repo;
 use crate::state;
@@ -130,14 +130,7 @@ pub fn pre_receive(repo: &Path, input: &[u8], out: &mut dyn Pusher) -> Verdict {
             return Verdict::Refuse;
         }
     };
-    forward(
-        repo,
-        upstream,
-        access,
-        config.pull.is_some(),
-        &forwarded,
-        out,
-    )
+    forward(repo, upstream, access, &forwarded, out)
 }
 
 /// Git checks `receive.denyDeletes` and `receive.denyNonFastForwards` only after
@@ -200,20 +193,63 @@ fn check_local_rules(repo: &Path, updates: &[RefUpdate]) -> Result<(), String> {
 #[derive(Debug)]
 enum Answer {
     Accepted,
-    /// Refused refs and why, in the upstream's words.
-    Refused(BTreeMap<String, String>),
-    /// No connection (or no permission): nothing was pushed.
-    Unreachable(String),
+    /// Refused refs and why. `maybe_late`: we gave up waiting and the upstream still
+    /// held the old values, but it may yet apply the push.
+    Refused {
+        reasons: BTreeMap<String, Reason>,
+        maybe_late: bool,
+    },
+    /// No connection (or no permission): nothing was pushed. `lasting`: retrying
+    /// cannot help (a refused key, no such repository), in a few words.
+    Unreachable {
+        why: String,
+        lasting: Option<&'static str>,
+    },
     /// We cannot tell whether the push landed.
     Unknown(String),
+}
+
+impl Answer {
+    fn refused(reasons: BTreeMap<String, Reason>) -> Answer {
+        Answer::Refused {
+            reasons,
+            maybe_late: false,
+        }
+    }
+}
+
+/// The pushed updates as the upstream sees them: a ref accepted here while the upstream
+/// was away has, on the upstream, the value it was last seen to hold there, and that
+/// is what its lease must name.
+fn upstream_view(repo: &Path, updates: &[&RefUpdate]) -> Vec<RefUpdate> {
+    let ledger = crate::ledger::load(repo).unwrap_or_else(|damaged| {
+        state::log(repo, SystemTime::now(), &format!("pre-receive: {damaged}"));
+        crate::ledger::Ledger::default()
+    });
+    updates
+        .iter()
+        .map(|u| {
+            let old = match ledger.unforwarded.get(&u.name) {
+                Some(crate::ledger::Unforwarded {
+                    upstream: Some(basis),
+                    ..
+                }) => basis.clone(),
+                _ => u.old.clone(),
+            };
+            RefUpdate {
+                old,
+                new: u.new.clone(),
+                name: u.name.clone(),
+            }
+        })
+        .collect()
 }
 
 fn forward(
     repo: &Path,
     upstream: &Upstream,
     access: crate::auth::Access,
-    pulls: bool,
-    updates: &[&RefUpdate],
+    local: &[&RefUpdate],
     out: &mut dyn Pusher,
 ) -> Verdict {
     let started = SystemTime::now();
@@ -224,18 +260,10 @@ fn forward(
             return Verdict::Refuse;
         }
     };
-    let settings = PushSettings {
-        atomic: true,
-        options: forwarded_push_options(upstream, out),
-    };
-    let leased: Vec<LeasedUpdate> = updates
-        .iter()
-        .map(|u| LeasedUpdate {
-            name: u.name.clone(),
-            expect: (u.kind() != UpdateKind::Create).then(|| u.old.clone()),
-            new: (u.kind() != UpdateKind::Delete).then(|| u.new.clone()),
-        })
-        .collect();
+    let view = upstream_view(repo, local);
+    let updates: Vec<&RefUpdate> = view.iter().collect();
+    let updates = &updates[..];
+    let leased: Vec<LeasedUpdate> = updates.iter().map(|u| leased(u)).collect();
     if !crate::git::push_fits(&leased) {
         out.say(&format!(
             "mirror-hooks: push refused: it updates {} refs at once, more than one atomic push to the upstream can carry on this server's command line.",
@@ -244,49 +272,14 @@ fn forward(
         out.say("mirror-hooks: nothing was forwarded or changed. Push them in smaller groups (for example a few thousand tags at a time).");
         return Verdict::Refuse;
     }
-    // Only what the upstream itself says is relayed; our git client's own complaints
-    // are summarised below in words that fit the pusher's situation.
-    let mut relay = |line: &str| {
-        if let Some(text) = line.strip_prefix("remote:") {
-            out.say(&format!(
-                "upstream:{}",
-                crate::url::mask_text(text.trim_end())
-            ));
-        }
-    };
-    let answer = match git.push(
-        &upstream.url,
-        &leased,
-        &settings,
-        upstream.timeout,
-        &mut relay,
-    ) {
+    let answer = match push_upstream(&git, upstream, &leased, out) {
         Ok(output) => judge(&output, updates, upstream.timeout),
-        Err(e) => Answer::Unreachable(format!("{e:#}")),
-    };
-    let answer = match answer {
-        Answer::Unknown(why) => resolve_unknown(&git, upstream, updates, why),
-        // The connection may have died after the upstream applied the push: look
-        // before saying that nothing changed.
-        Answer::Unreachable(why) => match upstream_state(&git, upstream, updates) {
-            UpstreamState::New => Answer::Accepted,
-            UpstreamState::Mixed => mixed(&why),
-            UpstreamState::Old | UpstreamState::Unlisted => Answer::Unreachable(why),
+        Err(e) => Answer::Unreachable {
+            why: format!("{e:#}"),
+            lasting: None,
         },
-        // A lease fails when the upstream already holds what we push (a retry after a
-        // lost answer, a deletion done before): that is success, not a conflict.
-        Answer::Refused(reasons)
-            if reasons
-                .values()
-                .all(|r| r == "stale info" || r == "atomic push failed") =>
-        {
-            match upstream_state(&git, upstream, updates) {
-                UpstreamState::New => Answer::Accepted,
-                _ => Answer::Refused(reasons),
-            }
-        }
-        other => other,
     };
+    let answer = settle(&git, upstream, updates, answer);
     let now = SystemTime::now();
     let names = || {
         updates
@@ -298,6 +291,7 @@ fn forward(
     match answer {
         Answer::Accepted => {
             record(repo, started, |s| s.finished(now));
+            remember_forwarded(repo, updates);
             out.say(&format!(
                 "mirror-hooks: the upstream {} accepted {}.",
                 upstream.url,
@@ -305,15 +299,30 @@ fn forward(
             ));
             Verdict::Accept
         }
-        Answer::Refused(reasons) => {
-            // The upstream has commits this repository lacks: fetch them now, so the
-            // pusher's next fetch brings them.
-            let behind = reasons.values().any(|r| r == "stale info");
-            let catching_up = behind && pulls && catch_up(repo);
-            explain_refusal(updates, &reasons, catching_up, out);
+        Answer::Refused {
+            reasons,
+            maybe_late,
+        } => {
+            // The upstream has commits this repository lacks: bring them in before
+            // answering, so the pusher's next fetch has them.
+            let behind = reasons.values().any(|r| *r == Reason::StaleInfo);
+            let caught_up = behind.then(|| catch_up(repo, upstream.timeout));
+            explain_refusal(updates, &reasons, maybe_late, caught_up, out);
             Verdict::Refuse
         }
-        Answer::Unreachable(why) => {
+        Answer::Unreachable {
+            why,
+            lasting: Some(lasting),
+        } => {
+            let error = format!("the upstream {} cannot be used: {why}", upstream.url);
+            record(repo, started, |s| s.failed(now, error.clone()));
+            out.say(&format!("mirror-hooks: push refused: {error}."));
+            out.say(&format!(
+                "mirror-hooks: retrying will not help ({lasting}): a server administrator must fix this (`git mirror doctor` explains). Nothing was changed, here or on the upstream."
+            ));
+            Verdict::Refuse
+        }
+        Answer::Unreachable { why, lasting: None } => {
             let error = format!("the upstream {} could not be reached: {why}", upstream.url);
             match upstream.on_unreachable {
                 OnUnreachable::Reject => {
@@ -322,25 +331,7 @@ fn forward(
                     out.say("mirror-hooks: nothing was changed here. Try again later; if it persists, ask a server administrator (`git mirror doctor`).");
                     Verdict::Refuse
                 }
-                OnUnreachable::Accept => {
-                    record(repo, started, |s| {
-                        s.failed(
-                            now,
-                            format!("{error}; accepted here without forwarding (on_unreachable = \"accept\")"),
-                        );
-                        for u in updates {
-                            if !s.divergent_refs.contains(&u.name) {
-                                s.divergent_refs.push(u.name.clone());
-                            }
-                        }
-                    });
-                    out.say(&format!("mirror-hooks: warning: {error}."));
-                    out.say(&format!(
-                        "mirror-hooks: warning: accepted here WITHOUT forwarding {} (on_unreachable = \"accept\"); the upstream does not have it yet.",
-                        names()
-                    ));
-                    Verdict::Accept
-                }
+                OnUnreachable::Accept => accept_offline(repo, local, started, &error, out),
             }
         }
         Answer::Unknown(why) => {
@@ -350,14 +341,155 @@ fn forward(
             );
             record(repo, started, |s| s.failed(now, error.clone()));
             out.say(&format!("mirror-hooks: push refused: {error}."));
-            if pulls && catch_up(repo) {
-                out.say("mirror-hooks: the upstream may have taken part of it; this repository is being updated from the upstream now. In a few seconds, fetch and push again.");
-            } else {
-                out.say("mirror-hooks: the upstream may have taken part of it; the next pull from the upstream brings this repository up to date. Fetch and push again.");
+            match catch_up(repo, upstream.timeout) {
+                CatchUp::Done => out.say("mirror-hooks: the upstream may have taken part of it; this repository has just been updated from the upstream. Fetch and push again."),
+                CatchUp::Running => out.say("mirror-hooks: the upstream may have taken part of it; this repository is being updated from the upstream now. In a few seconds, fetch and push again."),
+                CatchUp::Failed => out.say("mirror-hooks: the upstream may have taken part of it, and this repository could not be updated from it just now; ask a server administrator to run `git mirror pull --now` here, then fetch and push again."),
             }
             Verdict::Refuse
         }
     }
+}
+
+/// The lease and refspec of one update: never `+`, so the upstream is never clobbered.
+fn leased(u: &RefUpdate) -> LeasedUpdate {
+    LeasedUpdate {
+        name: u.name.clone(),
+        expect: (u.kind() != UpdateKind::Create).then(|| u.old.clone()),
+        new: (u.kind() != UpdateKind::Delete).then(|| u.new.clone()),
+    }
+}
+
+/// Pushes to the upstream, relaying what it says. An upstream that does not take push
+/// options (git's default) fails the whole push before anything is sent; then the push
+/// goes again without them, and the pusher is told.
+fn push_upstream(
+    git: &Git,
+    upstream: &Upstream,
+    leased: &[LeasedUpdate],
+    out: &mut dyn Pusher,
+) -> anyhow::Result<RunOutput> {
+    let options = forwarded_push_options(upstream, out);
+    let push = |options: Vec<String>, out: &mut dyn Pusher| {
+        let settings = PushSettings {
+            atomic: true,
+            options,
+        };
+        // Only what the upstream itself says is relayed; our git client's own
+        // complaints are summarised afterwards in words that fit the pusher's situation.
+        let mut relay = |line: &str| {
+            if let Some(text) = line.strip_prefix("remote:") {
+                out.say(&format!(
+                    "upstream:{}",
+                    crate::url::mask_text(text.trim_end())
+                ));
+            }
+        };
+        git.push(
+            &upstream.url,
+            leased,
+            &settings,
+            upstream.timeout,
+            &mut relay,
+        )
+    };
+    if options.is_empty() {
+        return push(options, out);
+    }
+    let output = push(options.clone(), out)?;
+    if !refuses_push_options(&output) {
+        return Ok(output);
+    }
+    out.say(&format!(
+        "mirror-hooks: the upstream does not take push options, so {} {} not forwarded (the push itself is).",
+        options.join(", "),
+        if options.len() == 1 { "was" } else { "were" }
+    ));
+    push(Vec::new(), out)
+}
+
+/// git's client refuses to send push options to a server that does not advertise them
+/// (`receive.advertisePushOptions`), before sending anything.
+fn refuses_push_options(output: &RunOutput) -> bool {
+    !PushReport::parse(&output.stdout).reached
+        && output
+            .stderr
+            .lines()
+            .any(|l| l.contains("receiving end does not support push options"))
+}
+
+/// Turns an answer that is not yet certain into a certain one where the upstream's refs
+/// tell.
+fn settle(git: &Git, upstream: &Upstream, updates: &[&RefUpdate], answer: Answer) -> Answer {
+    match answer {
+        Answer::Unknown(why) => resolve_unknown(git, upstream, updates, why),
+        // The connection may have died after the upstream applied the push: look
+        // before saying that nothing changed. A lasting failure (a refused key, no
+        // such repository) would only fail again.
+        Answer::Unreachable { why, lasting: None } => {
+            match upstream_state(git, upstream, updates) {
+                UpstreamState::New => Answer::Accepted,
+                UpstreamState::Mixed => mixed(&why),
+                UpstreamState::Old | UpstreamState::Unlisted => {
+                    Answer::Unreachable { why, lasting: None }
+                }
+            }
+        }
+        // A lease fails when the upstream already holds what we push (a retry after a
+        // lost answer, a deletion done before): that is success, not a conflict.
+        Answer::Refused {
+            reasons,
+            maybe_late: false,
+        } if reasons
+            .values()
+            .all(|r| matches!(r, Reason::StaleInfo | Reason::AtomicPushFailed)) =>
+        {
+            match upstream_state(git, upstream, updates) {
+                UpstreamState::New => Answer::Accepted,
+                _ => Answer::refused(reasons),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Accepts the push without forwarding it (`on_unreachable = "accept"`), recorded so that
+/// it is forwarded later and never pruned or replaced meanwhile. When it cannot be
+/// recorded, it is refused: an unrecorded ref would be lost to the next pull.
+fn accept_offline(
+    repo: &Path,
+    local: &[&RefUpdate],
+    started: SystemTime,
+    error: &str,
+    out: &mut dyn Pusher,
+) -> Verdict {
+    let now = SystemTime::now();
+    let recorded = crate::ledger::change(repo, |ledger| {
+        for u in local {
+            ledger.accepted_offline(&u.name, &u.old, now);
+        }
+    });
+    if let Err(e) = recorded {
+        record(repo, started, |s| s.failed(now, error.to_owned()));
+        out.say(&format!("mirror-hooks: push refused: {error}."));
+        out.say(&format!(
+            "mirror-hooks: it cannot be accepted without the upstream either: {e:#}."
+        ));
+        return Verdict::Refuse;
+    }
+    let names: Vec<&str> = local.iter().map(|u| u.name.as_str()).collect();
+    record(repo, started, |s| {
+        s.failed(
+            now,
+            format!("{error}; accepted here without forwarding (on_unreachable = \"accept\")"),
+        )
+    });
+    out.say(&format!("mirror-hooks: warning: {error}."));
+    out.say(&format!(
+        "mirror-hooks: warning: accepted here WITHOUT forwarding {} (on_unreachable = \"accept\"); the upstream does not have it yet. The next pull, or the next push to it, forwards it.",
+        names.join(", ")
+    ));
+    Verdict::Accept
 }
 
 fn record(repo: &Path, started: SystemTime, change: impl FnOnce(&mut state::MirrorState)) {
@@ -366,6 +498,22 @@ fn record(repo: &Path, started: SystemTime, change: impl FnOnce(&mut state::Mirr
         s.started(started);
         change(s);
     });
+}
+
+/// The upstream now holds these values: they are what the next judgement starts from.
+fn remember_forwarded(repo: &Path, updates: &[&RefUpdate]) {
+    let remembered = crate::ledger::change(repo, |ledger| {
+        for u in updates {
+            ledger.forwarded(&u.name, Some(&u.new));
+        }
+    });
+    if let Err(e) = remembered {
+        state::log(
+            repo,
+            SystemTime::now(),
+            &format!("pre-receive: forwarded, but could not record it: {e:#}"),
+        );
+    }
 }
 
 /// The push options of this push that `upstream.push_options` allows, by name.
@@ -400,26 +548,24 @@ fn judge(output: &RunOutput, updates: &[&RefUpdate], timeout: Duration) -> Answe
         ));
     }
     if !report.reached {
-        let why = output.complaint();
-        return Answer::Unreachable(why);
+        return Answer::Unreachable {
+            why: output.complaint(),
+            lasting: output.lasting_failure(),
+        };
     }
     let mut refused = BTreeMap::new();
     let mut missing = false;
     for u in updates {
         match report.refs.get(&u.name) {
             Some(status) if status.flag == Flag::Rejected => {
-                let reason = status
-                    .reason
-                    .clone()
-                    .unwrap_or_else(|| status.summary.clone());
-                refused.insert(u.name.clone(), reason);
+                refused.insert(u.name.clone(), status.refusal());
             }
             Some(_) => {}
             None => missing = true,
         }
     }
     if !refused.is_empty() {
-        return Answer::Refused(refused);
+        return Answer::refused(refused);
     }
     if missing || !report.done || !output.success() {
         return Answer::Unknown(format!(
@@ -473,17 +619,18 @@ fn resolve_unknown(git: &Git, upstream: &Upstream, updates: &[&RefUpdate], why: 
     match upstream_state(git, upstream, updates) {
         UpstreamState::New => Answer::Accepted,
         // Over a network the upstream may still be working on it after we gave up.
-        UpstreamState::Old => Answer::Refused(
-            updates
+        UpstreamState::Old => Answer::Refused {
+            reasons: updates
                 .iter()
                 .map(|u| {
                     (
                         u.name.clone(),
-                        format!("not taken so far: {why}; the upstream may still apply it late, and the next pull from it would bring it here"),
+                        Reason::Other(format!("not taken so far: {why}; the upstream may still apply it late, and the next pull from it would bring it here")),
                     )
                 })
                 .collect(),
-        ),
+            maybe_late: true,
+        },
         UpstreamState::Mixed => mixed(&why),
         UpstreamState::Unlisted => Answer::Unknown(format!(
             "{why}, and listing its refs afterwards failed too"
@@ -491,63 +638,80 @@ fn resolve_unknown(git: &Git, upstream: &Upstream, updates: &[&RefUpdate], why: 
     }
 }
 
-/// Starts a pull in the background; false when it could not be started.
-fn catch_up(repo: &Path) -> bool {
-    match crate::hook::spawn_detached(repo, &["pull", "--now"]) {
-        Ok(()) => true,
+/// How bringing the upstream's commits here went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CatchUp {
+    /// The pull finished: the pusher's next fetch has the upstream's commits.
+    Done,
+    /// Still running after the deadline; it goes on in the background.
+    Running,
+    /// It could not be started, or it failed.
+    Failed,
+}
+
+/// Pulls from the upstream now (`git-mirror pull --now`, which works with or without a
+/// [pull] table) and waits for it up to `timeout`.
+fn catch_up(repo: &Path, timeout: Duration) -> CatchUp {
+    match crate::hook::run_companion(repo, &["pull", "--now"], timeout) {
+        Ok(Some(true)) => CatchUp::Done,
+        Ok(None) => CatchUp::Running,
+        Ok(Some(false)) => CatchUp::Failed,
         Err(e) => {
             state::log(
                 repo,
                 SystemTime::now(),
                 &format!("pre-receive: could not start a pull after a refusal: {e:#}"),
             );
-            false
+            CatchUp::Failed
         }
     }
 }
 
 fn explain_refusal(
     updates: &[&RefUpdate],
-    reasons: &BTreeMap<String, String>,
-    catching_up: bool,
+    reasons: &BTreeMap<String, Reason>,
+    maybe_late: bool,
+    caught_up: Option<CatchUp>,
     out: &mut dyn Pusher,
 ) {
     out.say("mirror-hooks: push refused: the upstream did not accept it.");
-    let mut moved = false;
     for u in updates {
         let Some(reason) = reasons.get(&u.name) else {
             continue;
         };
-        let line = match reason.as_str() {
-            "stale info" if u.kind() == UpdateKind::Create => {
+        let line = match reason {
+            Reason::StaleInfo if u.kind() == UpdateKind::Create => {
                 format!("{} already exists on the upstream; fetch it first.", u.name)
             }
-            "stale info" => {
-                moved = true;
-                format!(
-                    "upstream {} moved: it is no longer at {}.",
-                    u.name,
-                    refs::short(&u.old)
-                )
-            }
-            "atomic push failed" => format!(
+            Reason::StaleInfo => format!(
+                "upstream {} moved: it is no longer at {}.",
+                u.name,
+                refs::short(&u.old)
+            ),
+            Reason::AtomicPushFailed => format!(
                 "{} was not forwarded because another ref was refused (all or nothing).",
                 u.name
             ),
-            other => format!("the upstream refused {}: {other}.", u.name),
+            Reason::Other(other) => format!("the upstream refused {}: {other}.", u.name),
         };
         out.say(&format!("mirror-hooks:   {line}"));
     }
-    if reasons.values().any(|r| r.starts_with("not taken so far")) {
+    if maybe_late {
         out.say("mirror-hooks: nothing was changed here.");
     } else {
         out.say("mirror-hooks: nothing was changed, here or on the upstream.");
     }
-    if moved && catching_up {
-        out.say("mirror-hooks: this repository is fetching the upstream's new commits now.");
-        out.say("mirror-hooks: next: in a few seconds, fetch, rebase (or merge), push again.");
-    } else if moved {
-        out.say("mirror-hooks: next: fetch, rebase (or merge), push again. If the fetch brings nothing new, this repository has not caught up with the upstream yet: ask a server administrator to run `git mirror pull --now` here (a [pull] table in mirror.toml makes that automatic).");
+    match caught_up {
+        None => {}
+        Some(CatchUp::Done) => {
+            out.say("mirror-hooks: this repository has just fetched the upstream's new commits.");
+            out.say("mirror-hooks: next: fetch, rebase (or merge), push again.");
+        }
+        Some(CatchUp::Running) => {
+            out.say("mirror-hooks: this repository is still fetching the upstream's new commits.");
+            out.say("mirror-hooks: next: in a few seconds, fetch, rebase (or merge), push again.");
+        }
+        Some(CatchUp::Failed) => out.say("mirror-hooks: next: fetch, rebase (or merge), push again. This repository could not fetch the upstream's new commits just now: if your fetch brings nothing new, ask a server administrator to run `git mirror pull --now` here (`git mirror status` shows why)."),
     }
 }
 

@@ -4,7 +4,7 @@
 //! transaction whose old values are the ones read, so a concurrent push is never undone.
 
 use crate::auth::Access;
-use crate::config::{Config, Pull};
+use crate::config::{Config, Prune, Pull};
 use crate::git::Git;
 use crate::lock::{self, Lock};
 use crate::refs::{self, RefUpdate};
@@ -56,6 +56,11 @@ pub struct PullSummary {
     pub fetched: usize,
     /// Branches that diverged from the upstream and were left alone.
     pub divergent: Vec<String>,
+    /// Refs accepted here while the upstream was away, forwarded by this run.
+    pub forwarded: Vec<String>,
+    /// Refs accepted here while the upstream was away that could not be forwarded: the
+    /// upstream moved meanwhile (settled with `git mirror resolve`).
+    pub unforwarded: Vec<String>,
     /// Why the pull failed.
     pub error: Option<String>,
     /// The failure is one that retrying cannot fix (why, in a few words).
@@ -69,7 +74,7 @@ pub struct PullSummary {
 
 impl PullSummary {
     pub fn ok(&self) -> bool {
-        self.error.is_none() && self.divergent.is_empty()
+        self.error.is_none() && self.divergent.is_empty() && self.unforwarded.is_empty()
     }
 
     fn fail(&mut self, error: String, lasting: Option<&'static str>) {
@@ -124,7 +129,12 @@ fn setup_fingerprint(repo: &Path, config: &Config, pull: &Pull) -> String {
 
 /// Runs the pull of `repo` if it is due (or at once with `--now`).
 pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullReport> {
-    let Some(pull) = &config.pull else {
+    // Without a [pull] table, only an explicit `--now` (a person, or the proxy catching
+    // up after a refusal) pulls, from the [upstream].
+    let settings = config
+        .pull_or_catch_up()
+        .filter(|_| config.pull.is_some() || options.now);
+    let Some(pull) = settings.as_deref() else {
         anyhow::bail!(
             "{} has no [pull] table; add one (an empty [pull] pulls from the [upstream] url)",
             config.path.display()
@@ -162,12 +172,23 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
     let clock = Instant::now();
     let _ = state::update(repo, RECORD, |s| s.started(started));
     let git = Git::new(repo)?;
-    let mut summary = match Access::new(repo, config, &pull.url, pull.auth.as_deref()) {
-        Ok(access) => update(repo, &git.with_access(access), config, pull),
+    let mut summary = match crate::offline::forward(repo, config) {
         Err(e) => PullSummary {
             error: Some(format!("{e:#}")),
             ..PullSummary::default()
         },
+        Ok(forwarding) => {
+            let mut summary = match Access::new(repo, config, &pull.url, pull.auth.as_deref()) {
+                Ok(access) => update(repo, &git.with_access(access), pull),
+                Err(e) => PullSummary {
+                    error: Some(format!("{e:#}")),
+                    ..PullSummary::default()
+                },
+            };
+            summary.forwarded = forwarding.forwarded;
+            summary.unforwarded = forwarding.diverged;
+            summary
+        }
     };
     let finished = SystemTime::now();
     let mut record = state::load(repo, RECORD).unwrap_or_default();
@@ -241,38 +262,52 @@ fn settle(
     if summary.fetched > 0 || !summary.applied.is_empty() || s.last_changed_at.is_none() {
         s.last_changed_at = Some(state::timestamp(at));
     }
-    if summary.divergent.is_empty() {
+    let mut problems = Vec::new();
+    if !summary.divergent.is_empty() {
+        problems.push(divergence_message(&summary.divergent));
+    }
+    if !summary.unforwarded.is_empty() {
+        problems.push(crate::offline::diverged_message(&summary.unforwarded));
+    }
+    if problems.is_empty() {
         s.finished(at);
     } else {
         // The other refs were updated; these wait for a person, and retrying sooner
         // would not help, so the schedule stays as after a success.
-        s.failed_uncounted(
-            at,
-            format!(
-                "{} diverged from the upstream and {} left alone: reconcile by hand, or set overwrite_diverged = true in [pull] to make this repository follow the upstream",
-                summary.divergent.join(", "),
-                if summary.divergent.len() == 1 { "was" } else { "were" }
-            ),
-        );
+        s.failed_uncounted(at, problems.join("; "));
         s.consecutive_failures = 0;
     }
-    s.divergent_refs = summary.divergent.clone();
+    s.divergent_refs = summary
+        .divergent
+        .iter()
+        .chain(&summary.unforwarded)
+        .cloned()
+        .collect();
+}
+
+/// What a person reads about branches that diverged from the upstream.
+pub fn divergence_message(names: &[String]) -> String {
+    let first = names.first().map(String::as_str).unwrap_or("REF");
+    format!(
+        "{} diverged from the upstream (commits it never had) and {} left alone: keep one side with `git mirror resolve {first} --take upstream` (this repository follows the upstream) or `--take here` (the upstream gets this repository's value), or set overwrite_diverged = true in [pull]",
+        names.join(", "),
+        if names.len() == 1 { "was" } else { "were" }
+    )
+}
+
+/// What the pull knows besides the two listings, as the repository and the record of
+/// what the upstream last held say now.
+fn guards(repo: &Path, ledger: crate::ledger::Ledger) -> Guards {
+    let head = Repo::open(repo).ok().and_then(|view| view.head_ref());
+    Guards {
+        unforwarded: ledger.unforwarded.into_keys().collect(),
+        seen: ledger.seen,
+        head,
+    }
 }
 
 /// Lists, compares, fetches what is missing, and applies the difference.
-/// What this pull must leave alone, as the repository and the proxy's record say now.
-fn untouchable(repo: &Path, config: &Config) -> Untouchable {
-    let unforwarded = match &config.upstream {
-        Some(_) => state::load(repo, crate::proxy::RECORD)
-            .map(|s| s.divergent_refs.into_iter().collect())
-            .unwrap_or_default(),
-        None => BTreeSet::new(),
-    };
-    let head = Repo::open(repo).ok().and_then(|view| view.head_ref());
-    Untouchable { unforwarded, head }
-}
-
-fn update(repo: &Path, git: &Git, config: &Config, pull: &Pull) -> PullSummary {
+fn update(repo: &Path, git: &Git, pull: &Pull) -> PullSummary {
     let mut summary = PullSummary::default();
     let remote = match git.ls_remote(&pull.url, &[], pull.timeout) {
         Ok(Ok(refs)) => refs
@@ -317,31 +352,46 @@ fn update(repo: &Path, git: &Git, config: &Config, pull: &Pull) -> PullSummary {
         }
     }
 
+    // An unreadable record of what the upstream held protects refs nobody knows
+    // about any more: change nothing until a person repairs it (fail closed).
+    let ledger = match crate::ledger::load(repo) {
+        Ok(ledger) => ledger,
+        Err(damaged) => {
+            summary.fail(damaged.to_string(), None);
+            return summary;
+        }
+    };
+    let guards = &guards(repo, ledger);
+
     // The cheap path, and the common one: nothing changed upstream.
     let differs: Vec<&String> = remote
         .iter()
-        .filter(|(name, id)| local.get(*name) != Some(id))
+        .filter(|(name, id)| {
+            local.get(*name) != Some(id) && !guards.unforwarded.contains(name.as_str())
+        })
         .map(|(name, _)| name)
         .collect();
-    if pull.prune && remote.is_empty() && !local.is_empty() {
+    let gone: Vec<&String> = local
+        .keys()
+        .filter(|name| !remote.contains_key(*name) && guards.may_prune(name, pull.prune))
+        .collect();
+    if !gone.is_empty() && remote.is_empty() {
         // An upstream that lists nothing is more often a wrong URL or a re-created
         // repository than a wish to delete everything here.
         summary.fail(
             format!(
-                "the upstream lists none of the refs [pull] refs matches, so prune would delete all {} of them here; nothing was changed. Check the url; to empty this repository, delete the refs by hand",
-                local.len()
+                "the upstream lists none of the refs [pull] refs matches, so prune would delete {} of them here; nothing was changed. Check the url; to empty this repository, delete the refs by hand",
+                gone.len()
             ),
             None,
         );
         return summary;
     }
-    let gone = pull.prune && local.keys().any(|name| !remote.contains_key(name));
-    if differs.is_empty() && !gone {
+    if differs.is_empty() && gone.is_empty() {
         summary.unchanged = remote.len();
+        remember(repo, pull, &remote, &local);
         return summary;
     }
-    let untouchable = &untouchable(repo, config);
-
     // Fetch every ref that differs. When its objects are already here (a diverged
     // branch, a commit that arrived by a push) git sees that the history is complete
     // and transfers nothing; the mere presence of the tip would not prove that (a
@@ -369,7 +419,17 @@ fn update(repo: &Path, git: &Git, config: &Config, pull: &Pull) -> PullSummary {
             }
         }
     }
-    apply(repo, git, pull, &upstream, untouchable, &mut summary);
+    apply(repo, git, pull, &upstream, guards, &mut summary);
+    if summary.error.is_none() {
+        match Repo::open(repo).and_then(|view| matching_refs(&view, pull)) {
+            Ok(local) => remember(repo, pull, &upstream, &local),
+            Err(e) => state::log(
+                repo,
+                SystemTime::now(),
+                &format!("pull: cannot read the refs to record the upstream's: {e:#}"),
+            ),
+        }
+    }
     if !missing.is_empty() {
         if let Err(e) = forget_fetched(repo, git) {
             state::log(
@@ -444,6 +504,43 @@ fn forget_fetched(repo: &Path, git: &Git) -> Result<()> {
     Ok(())
 }
 
+/// Records what the upstream holds now (`upstream`, within `pull.refs`): the basis of
+/// the next judgement. A ref the upstream no longer has is forgotten once it is gone here
+/// too; while it is still here the old value stays, to tell a ref the upstream deleted
+/// from one that only ever lived here.
+fn remember(
+    repo: &Path,
+    pull: &Pull,
+    upstream: &BTreeMap<String, String>,
+    local: &BTreeMap<String, String>,
+) {
+    let recorded = crate::ledger::change(repo, |ledger| {
+        for (name, id) in upstream {
+            ledger.saw(name, Some(id));
+        }
+        let forgotten: Vec<String> = ledger
+            .seen
+            .keys()
+            .filter(|name| {
+                pull.refs.matches(name)
+                    && !upstream.contains_key(*name)
+                    && !local.contains_key(*name)
+            })
+            .cloned()
+            .collect();
+        for name in forgotten {
+            ledger.saw(&name, None);
+        }
+    });
+    if let Err(e) = recorded {
+        state::log(
+            repo,
+            SystemTime::now(),
+            &format!("pull: cannot record what the upstream holds: {e:#}"),
+        );
+    }
+}
+
 /// What one transaction would change.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Plan {
@@ -452,29 +549,49 @@ struct Plan {
     unchanged: usize,
 }
 
-/// What a pull must leave alone besides diverged branches.
+/// What the pull knows besides the two listings.
 #[derive(Debug, Default)]
-struct Untouchable {
-    /// Refs accepted here while the upstream could not be reached (the proxy's
-    /// `divergent_refs` under `on_unreachable = "accept"`): the upstream has never seen
-    /// them, so its values must not replace or delete them.
+struct Guards {
+    /// Refs accepted here while the upstream could not be reached: the upstream has never
+    /// seen them, so its values must not replace or delete them.
     unforwarded: BTreeSet<String>,
+    /// The value the upstream was last seen to hold, per ref: a ref here that equals it
+    /// holds nothing of its own and follows the upstream, forced updates included.
+    seen: BTreeMap<String, String>,
     /// The branch HEAD points to: never pruned (git refuses to delete it, too).
     head: Option<String>,
 }
 
-/// Decides, ref by ref, what the upstream's values mean here: new refs are created,
-/// fast-forwards applied, tags follow the upstream, diverged branches wait (unless
-/// `overwrite_diverged`), refs gone upstream are deleted only with `prune`.
+impl Guards {
+    /// Whether `name`, here and not on the upstream, is one `prune` may delete: with
+    /// `true`, only a ref the upstream had at an earlier run (and so deleted); with
+    /// `"all"`, any.
+    fn may_prune(&self, name: &str, prune: Prune) -> bool {
+        let candidate = match prune {
+            Prune::Off => false,
+            Prune::Deleted => self.seen.contains_key(name),
+            Prune::All => true,
+        };
+        candidate && !self.unforwarded.contains(name) && self.head.as_deref() != Some(name)
+    }
+}
+
+/// Decides, ref by ref, what the upstream's values mean here: new refs are created, a ref
+/// that holds what the upstream last had follows it (forced updates too), fast-forwards
+/// apply, tags follow the upstream, diverged branches wait (unless
+/// `overwrite_diverged`), refs the upstream deleted are deleted only with `prune`.
 fn plan(
     local: &BTreeMap<String, String>,
     upstream: &BTreeMap<String, String>,
     pull: &Pull,
-    untouchable: &Untouchable,
+    guards: &Guards,
     is_ancestor: &dyn Fn(&str, &str) -> bool,
 ) -> Plan {
     let mut plan = Plan::default();
     for (name, theirs) in upstream {
+        if guards.unforwarded.contains(name) {
+            continue;
+        }
         let ours = match local.get(name) {
             Some(ours) if ours == theirs => {
                 plan.unchanged += 1;
@@ -490,10 +607,10 @@ fn plan(
                 continue;
             }
         };
-        let follow = !untouchable.unforwarded.contains(name)
-            && (name.starts_with("refs/tags/")
-                || pull.overwrite_diverged
-                || is_ancestor(ours, theirs));
+        let follow = name.starts_with("refs/tags/")
+            || pull.overwrite_diverged
+            || guards.seen.get(name) == Some(ours)
+            || is_ancestor(ours, theirs);
         if follow {
             plan.updates.push(RefUpdate {
                 old: ours.clone(),
@@ -504,19 +621,27 @@ fn plan(
             plan.divergent.push(name.clone());
         }
     }
-    if pull.prune {
-        let gone = local.iter().filter(|(n, _)| {
-            !upstream.contains_key(*n)
-                && !untouchable.unforwarded.contains(*n)
-                && untouchable.head.as_deref() != Some(n.as_str())
-        });
-        for (name, ours) in gone {
-            plan.updates.push(RefUpdate {
-                old: ours.clone(),
-                new: zero_like(ours),
-                name: name.clone(),
-            });
+    let gone = local
+        .iter()
+        .filter(|(name, _)| !upstream.contains_key(*name) && guards.may_prune(name, pull.prune));
+    for (name, ours) in gone {
+        // Deleted upstream, but here it has commits the upstream never had: that is a
+        // divergence too, unless this repository is an exact copy.
+        let own_commits = pull.prune == Prune::Deleted
+            && !pull.overwrite_diverged
+            && guards
+                .seen
+                .get(name)
+                .is_some_and(|was| was != ours && !is_ancestor(ours, was));
+        if own_commits {
+            plan.divergent.push(name.clone());
+            continue;
         }
+        plan.updates.push(RefUpdate {
+            old: ours.clone(),
+            new: zero_like(ours),
+            name: name.clone(),
+        });
     }
     plan
 }
@@ -544,7 +669,7 @@ fn apply(
     git: &Git,
     pull: &Pull,
     upstream: &BTreeMap<String, String>,
-    untouchable: &Untouchable,
+    guards: &Guards,
     summary: &mut PullSummary,
 ) {
     let mut previous: Option<Vec<RefUpdate>> = None;
@@ -552,7 +677,7 @@ fn apply(
         let planned = Repo::open(repo).and_then(|view| {
             let local = matching_refs(&view, pull)?;
             let ancestor = |a: &str, d: &str| view.is_ancestor(a, d).unwrap_or(false);
-            Ok(plan(&local, upstream, pull, untouchable, &ancestor))
+            Ok(plan(&local, upstream, pull, guards, &ancestor))
         });
         let plan = match planned {
             Ok(plan) => plan,
@@ -672,7 +797,7 @@ mod tests {
     const B: &str = "2222222222222222222222222222222222222222";
     const C: &str = "3333333333333333333333333333333333333333";
 
-    fn pull(overwrite_diverged: bool, prune: bool) -> Pull {
+    fn pull(overwrite_diverged: bool, prune: Prune) -> Pull {
         Pull {
             url: crate::url::RemoteUrl::parse("/srv/git/up.git", Path::new("/")).unwrap(),
             refs: RefPatterns::heads_and_tags(),
@@ -713,8 +838,8 @@ mod tests {
         let plan = plan(
             &local,
             &upstream,
-            &pull(false, false),
-            &Untouchable::default(),
+            &pull(false, Prune::Off),
+            &Guards::default(),
             &ancestor,
         );
         assert_eq!(
@@ -736,12 +861,12 @@ mod tests {
         ]);
         let upstream = refs(&[("refs/heads/topic", C), ("refs/tags/v1", B)]);
         let never = |_: &str, _: &str| false;
-        let none = Untouchable::default();
-        let kept = plan(&local, &upstream, &pull(false, false), &none, &never);
+        let none = Guards::default();
+        let kept = plan(&local, &upstream, &pull(false, Prune::Off), &none, &never);
         assert_eq!(lines(&kept), [format!("update refs/tags/v1 {B} {A}")]);
         assert_eq!(kept.divergent, ["refs/heads/topic"]);
 
-        let forced = plan(&local, &upstream, &pull(true, true), &none, &never);
+        let forced = plan(&local, &upstream, &pull(true, Prune::All), &none, &never);
         assert_eq!(
             lines(&forced),
             [
@@ -752,13 +877,76 @@ mod tests {
         );
         assert!(forced.divergent.is_empty());
 
-        // Refs accepted here without forwarding, and HEAD's branch, stay.
-        let guarded = Untouchable {
+        // Refs accepted here without forwarding, and HEAD's branch, stay; the former
+        // are the forwarding's to report, not the plan's.
+        let guarded = Guards {
             unforwarded: ["refs/heads/topic".to_owned()].into(),
             head: Some("refs/heads/gone".to_owned()),
+            ..Guards::default()
         };
-        let careful = plan(&local, &upstream, &pull(true, true), &guarded, &never);
+        let careful = plan(&local, &upstream, &pull(true, Prune::All), &guarded, &never);
         assert_eq!(lines(&careful), [format!("update refs/tags/v1 {B} {A}")]);
-        assert_eq!(careful.divergent, ["refs/heads/topic"]);
+        assert!(careful.divergent.is_empty());
+    }
+
+    #[test]
+    fn a_ref_holding_what_the_upstream_last_had_follows_a_forced_update() {
+        let local = refs(&[("refs/heads/main", A), ("refs/heads/mine", A)]);
+        let upstream = refs(&[("refs/heads/main", C), ("refs/heads/mine", C)]);
+        let never = |_: &str, _: &str| false;
+        let guards = Guards {
+            seen: refs(&[("refs/heads/main", A), ("refs/heads/mine", B)]),
+            ..Guards::default()
+        };
+        let plan = plan(&local, &upstream, &pull(false, Prune::Off), &guards, &never);
+        // main held exactly what the upstream had: it follows the rewrite. mine holds
+        // something the upstream never had: diverged.
+        assert_eq!(lines(&plan), [format!("update refs/heads/main {C} {A}")]);
+        assert_eq!(plan.divergent, ["refs/heads/mine"]);
+    }
+
+    #[test]
+    fn prune_deletes_only_what_the_upstream_deleted() {
+        let local = refs(&[
+            ("refs/heads/deleted-upstream", A),
+            ("refs/heads/only-here", A),
+            ("refs/heads/deleted-but-moved-here", B),
+            ("refs/tags/v1", A),
+        ]);
+        let upstream = refs(&[("refs/tags/v1", A)]);
+        let never = |_: &str, _: &str| false;
+        let guards = Guards {
+            seen: refs(&[
+                ("refs/heads/deleted-upstream", A),
+                ("refs/heads/deleted-but-moved-here", A),
+                ("refs/tags/v1", A),
+            ]),
+            ..Guards::default()
+        };
+        let deleted = plan(
+            &local,
+            &upstream,
+            &pull(false, Prune::Deleted),
+            &guards,
+            &never,
+        );
+        assert_eq!(
+            lines(&deleted),
+            [format!("delete refs/heads/deleted-upstream {A}")]
+        );
+        assert_eq!(deleted.divergent, ["refs/heads/deleted-but-moved-here"]);
+
+        let off = plan(&local, &upstream, &pull(false, Prune::Off), &guards, &never);
+        assert!(off.updates.is_empty() && off.divergent.is_empty());
+
+        let all = plan(&local, &upstream, &pull(false, Prune::All), &guards, &never);
+        assert_eq!(
+            lines(&all),
+            [
+                format!("delete refs/heads/deleted-but-moved-here {B}"),
+                format!("delete refs/heads/deleted-upstream {A}"),
+                format!("delete refs/heads/only-here {A}"),
+            ]
+        );
     }
 }

@@ -135,7 +135,7 @@ mod tests {
             refs: RefPatterns::heads_and_tags(),
             interval,
             overwrite_diverged: false,
-            prune: false,
+            prune: crate::config::Prune::Off,
             max_failures: 14,
             auth: None,
             timeout: Duration::from_secs(600),

@@ -1,0 +1,252 @@
+//! What the upstream last held: per ref, the value the upstream was last seen to hold (by
+//! a pull or a forwarded push), and the refs accepted here while it could not be reached.
+//! Every judgement against the upstream (follow, diverged, prune, forward later) starts
+//! from this record, `mirror/upstream-refs.json`.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// The record's file, under `mirror/`.
+pub const FILE: &str = "upstream-refs.json";
+const LOCK: &str = "upstream-refs.lock";
+const VERSION: u32 = 1;
+
+/// The record itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ledger {
+    #[serde(default)]
+    version: u32,
+    /// Ref name → the id the upstream was last seen to hold.
+    #[serde(default)]
+    pub seen: BTreeMap<String, String>,
+    /// Refs accepted here while the upstream could not be reached
+    /// (`on_unreachable = "accept"`), not yet forwarded.
+    #[serde(default)]
+    pub unforwarded: BTreeMap<String, Unforwarded>,
+}
+
+/// A ref accepted here without forwarding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unforwarded {
+    /// What the upstream held then, the lease its forwarding will carry (all zeros: it
+    /// had no such ref); `None` when nobody knows (a record from before this one existed).
+    pub upstream: Option<String>,
+    /// When it was (first) accepted here, RFC 3339.
+    pub accepted_at: String,
+}
+
+/// The record exists but cannot be read: whoever decides from it must stop (fail
+/// closed), since the refs it protects are unknown.
+#[derive(Debug)]
+pub struct Damaged {
+    pub path: PathBuf,
+    pub why: String,
+}
+
+impl fmt::Display for Damaged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the record of what the upstream last held, {}, is damaged ({}); nothing is pruned, overwritten or forwarded from it until it is repaired: restore it from a backup, or fix the JSON by hand (`git mirror doctor` shows it)",
+            self.path.display(),
+            self.why
+        )
+    }
+}
+
+impl std::error::Error for Damaged {}
+
+impl Ledger {
+    /// The value the upstream was last seen to hold for `name`.
+    pub fn seen(&self, name: &str) -> Option<&str> {
+        self.seen.get(name).map(String::as_str)
+    }
+
+    /// Records what the upstream holds now: `id` (all zeros or `None`: nothing).
+    pub fn saw(&mut self, name: &str, id: Option<&str>) {
+        match id.filter(|id| !crate::refs::is_zero(id)) {
+            Some(id) => {
+                self.seen.insert(name.to_owned(), id.to_owned());
+            }
+            None => {
+                self.seen.remove(name);
+            }
+        }
+    }
+
+    /// Records that `name` was forwarded (or found on the upstream) with the value `id`.
+    pub fn forwarded(&mut self, name: &str, id: Option<&str>) {
+        self.saw(name, id);
+        self.unforwarded.remove(name);
+    }
+
+    /// Records that `name` was accepted here without forwarding; `old` is the value it
+    /// had here before. The lease its forwarding will carry is what the upstream was last
+    /// seen to hold, else `old` (the two copies were equal when the push began).
+    pub fn accepted_offline(&mut self, name: &str, old: &str, at: SystemTime) {
+        let basis = self
+            .seen
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| old.to_owned());
+        self.unforwarded
+            .entry(name.to_owned())
+            .or_insert_with(|| Unforwarded {
+                upstream: Some(basis),
+                accepted_at: crate::state::timestamp(at),
+            });
+    }
+
+    pub fn is_unforwarded(&self, name: &str) -> bool {
+        self.unforwarded.contains_key(name)
+    }
+}
+
+fn path(repo: &Path) -> PathBuf {
+    repo.join("mirror").join(FILE)
+}
+
+/// Reads the record of `repo`. A missing record is an empty one, except that refs the
+/// status record of an earlier version listed as accepted without forwarding are
+/// carried over (with no known lease).
+pub fn load(repo: &Path) -> Result<Ledger, Damaged> {
+    let path = path(repo);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let ledger: Ledger = serde_json::from_slice(&bytes).map_err(|e| Damaged {
+                path: path.clone(),
+                why: e.to_string(),
+            })?;
+            if ledger.version > VERSION {
+                return Err(Damaged {
+                    path,
+                    why: format!(
+                        "it was written by a newer mirror-hooks (format {})",
+                        ledger.version
+                    ),
+                });
+            }
+            Ok(ledger)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(carried_over(repo)),
+        Err(e) => Err(Damaged {
+            path,
+            why: format!("cannot read it: {e}"),
+        }),
+    }
+}
+
+fn carried_over(repo: &Path) -> Ledger {
+    let mut ledger = Ledger::default();
+    let old = crate::state::load(repo, crate::proxy::RECORD).unwrap_or_default();
+    for name in old.divergent_refs {
+        ledger.unforwarded.insert(
+            name,
+            Unforwarded {
+                upstream: None,
+                accepted_at: old.last_update_at.clone().unwrap_or_default(),
+            },
+        );
+    }
+    ledger
+}
+
+/// Loads the record, lets `change` edit it, and saves it, all under a lock so that
+/// concurrent pushes and pulls do not lose each other's entries. A damaged record is
+/// left exactly as it is.
+pub fn change<T>(repo: &Path, change: impl FnOnce(&mut Ledger) -> T) -> Result<T> {
+    let dir = repo.join("mirror");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let lock_path = dir.join(LOCK);
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    let mut ledger = load(repo)?;
+    let before = ledger.clone();
+    let result = change(&mut ledger);
+    if ledger != before {
+        save(repo, &ledger)?;
+    }
+    Ok(result)
+}
+
+fn save(repo: &Path, ledger: &Ledger) -> Result<()> {
+    let path = path(repo);
+    let dir = repo.join("mirror");
+    let mut file = tempfile::NamedTempFile::new_in(&dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    let mut ledger = ledger.clone();
+    ledger.version = VERSION;
+    serde_json::to_writer_pretty(&mut file, &ledger)?;
+    file.write_all(b"\n")?;
+    // The refs it protects are lost with it: make it durable before it replaces the old.
+    file.as_file()
+        .sync_all()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.persist(&path)
+        .with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "1111111111111111111111111111111111111111";
+    const B: &str = "2222222222222222222222222222222222222222";
+    const ZERO: &str = "0000000000000000000000000000000000000000";
+
+    #[test]
+    fn offline_refs_lease_on_what_the_upstream_last_held() {
+        let mut ledger = Ledger::default();
+        ledger.saw("refs/heads/main", Some(A));
+        ledger.accepted_offline("refs/heads/main", B, SystemTime::UNIX_EPOCH);
+        ledger.accepted_offline("refs/heads/new", ZERO, SystemTime::UNIX_EPOCH);
+        assert_eq!(
+            ledger.unforwarded["refs/heads/main"].upstream.as_deref(),
+            Some(A)
+        );
+        assert_eq!(
+            ledger.unforwarded["refs/heads/new"].upstream.as_deref(),
+            Some(ZERO)
+        );
+        // A second push while still away keeps the first lease.
+        ledger.saw("refs/heads/main", Some(B));
+        ledger.accepted_offline("refs/heads/main", B, SystemTime::UNIX_EPOCH);
+        assert_eq!(
+            ledger.unforwarded["refs/heads/main"].upstream.as_deref(),
+            Some(A)
+        );
+        ledger.forwarded("refs/heads/main", Some(B));
+        assert!(!ledger.is_unforwarded("refs/heads/main"));
+        assert_eq!(ledger.seen("refs/heads/main"), Some(B));
+        ledger.saw("refs/heads/main", Some(ZERO));
+        assert_eq!(ledger.seen("refs/heads/main"), None);
+    }
+
+    #[test]
+    fn a_damaged_record_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("mirror")).unwrap();
+        std::fs::write(dir.path().join("mirror").join(FILE), b"{not json").unwrap();
+        assert!(load(dir.path()).is_err());
+        assert!(change(dir.path(), |l| l.saw("refs/heads/x", Some(A))).is_err());
+        assert_eq!(
+            std::fs::read(dir.path().join("mirror").join(FILE)).unwrap(),
+            b"{not json"
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! Refs accepted here while the upstream could not be reached (`on_unreachable =
+//! "accept"`): once it is back, the next pull run (or the sweep) forwards each of them with
+//! a lease on what the upstream was last seen to hold; a ref the upstream moved meanwhile
+//! is reported as diverged, with the command that settles it.
+
+use crate::config::Config;
+use crate::git::{Git, LeasedUpdate, PushSettings};
+use crate::ledger::{self, Unforwarded};
+use crate::porcelain::{PushReport, Reason};
+use crate::repo::Repo;
+use crate::state;
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::SystemTime;
+
+/// What forwarding the refs accepted offline came to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Forwarding {
+    /// Now on the upstream (forwarded, or found there already).
+    pub forwarded: Vec<String>,
+    /// Still only here: the upstream moved meanwhile (or what it held is unknown); a
+    /// person settles each with `git mirror resolve`.
+    pub diverged: Vec<String>,
+}
+
+/// Forwards every ref of the record of refs accepted offline. Nothing to do (no
+/// `[upstream]`, no such ref) costs one file read.
+pub fn forward(repo: &Path, config: &Config) -> Result<Forwarding> {
+    let mut outcome = Forwarding::default();
+    let Some(upstream) = &config.upstream else {
+        return Ok(outcome);
+    };
+    let pending = ledger::load(repo)?.unforwarded;
+    if pending.is_empty() {
+        return Ok(outcome);
+    }
+    let here = Repo::open(repo)?.refs()?;
+    let access = crate::auth::Access::new(repo, config, &upstream.url, upstream.auth.as_deref())?;
+    let git = Git::new(repo)?.with_access(access);
+    let names: Vec<&str> = pending.keys().map(String::as_str).collect();
+    let there = match git.ls_remote(&upstream.url, &names, upstream.timeout)? {
+        Ok(there) => there,
+        Err(out) => anyhow::bail!(
+            "cannot forward the refs accepted while the upstream was away ({}): {}",
+            names.join(", "),
+            out.complaint()
+        ),
+    };
+
+    let mut pushes = Vec::new();
+    for (name, entry) in &pending {
+        let ours = here.get(name);
+        let theirs = there.get(name);
+        if ours == theirs {
+            outcome.forwarded.push(name.clone());
+            continue;
+        }
+        match lease(entry, theirs) {
+            Some(expect) => pushes.push(LeasedUpdate {
+                name: name.clone(),
+                expect,
+                new: ours.cloned(),
+            }),
+            None => outcome.diverged.push(name.clone()),
+        }
+    }
+    if !pushes.is_empty() {
+        let settings = PushSettings::default();
+        let out = git.push(
+            &upstream.url,
+            &pushes,
+            &settings,
+            upstream.timeout,
+            &mut |_| {},
+        )?;
+        let report = PushReport::parse(&out.stdout);
+        if !report.reached {
+            anyhow::bail!(
+                "cannot forward the refs accepted while the upstream was away: {}",
+                out.complaint()
+            );
+        }
+        for push in &pushes {
+            match report.refs.get(&push.name) {
+                Some(status) if status.flag.accepted() => outcome.forwarded.push(push.name.clone()),
+                Some(status) if status.refusal() == Reason::StaleInfo => {
+                    outcome.diverged.push(push.name.clone())
+                }
+                // Refused for a reason of the upstream's own (a protected branch, a
+                // hook), or not reported: it stays recorded and is tried again.
+                Some(status) => state::log(
+                    repo,
+                    SystemTime::now(),
+                    &format!(
+                        "pull: the upstream refused {} accepted here while it was away: {}",
+                        push.name,
+                        status.reason.as_deref().unwrap_or(&status.summary)
+                    ),
+                ),
+                None => {}
+            }
+        }
+    }
+    let values: BTreeMap<&String, Option<&String>> = outcome
+        .forwarded
+        .iter()
+        .map(|name| (name, here.get(name)))
+        .collect();
+    ledger::change(repo, |ledger| {
+        for (name, id) in &values {
+            ledger.forwarded(name, id.map(String::as_str));
+        }
+    })
+    .context("forwarded, but cannot record it")?;
+    let now = SystemTime::now();
+    if !outcome.forwarded.is_empty() {
+        state::log(
+            repo,
+            now,
+            &format!(
+                "forwarded to the upstream, accepted here while it was away: {}",
+                outcome.forwarded.join(", ")
+            ),
+        );
+        if outcome.forwarded.len() == pending.len() {
+            let _ = state::update(repo, crate::proxy::RECORD, |s| s.finished(now));
+        }
+    }
+    if !outcome.diverged.is_empty() {
+        state::log(repo, now, &diverged_message(&outcome.diverged));
+    }
+    Ok(outcome)
+}
+
+/// The lease the forwarding of `entry` carries, when the upstream still holds what it
+/// held when the ref was accepted here (`Some(None)`: it must not exist); `None` when it
+/// moved meanwhile, or nobody knows what it held.
+fn lease(entry: &Unforwarded, theirs: Option<&String>) -> Option<Option<String>> {
+    let basis = entry.upstream.as_ref()?;
+    let basis = (!crate::refs::is_zero(basis)).then(|| basis.clone());
+    (basis.as_ref() == theirs).then_some(basis)
+}
+
+/// What a person reads about refs accepted offline that cannot be forwarded as they are.
+pub fn diverged_message(names: &[String]) -> String {
+    let first = names.first().map(String::as_str).unwrap_or("REF");
+    format!(
+        "{} {} accepted here while the upstream was away, and the upstream moved meanwhile, so {} not forwarded: keep one side with `git mirror resolve {first} --take here` (forwards this repository's value) or `--take upstream` (drops it here)",
+        names.join(", "),
+        if names.len() == 1 { "was" } else { "were" },
+        if names.len() == 1 { "it was" } else { "they were" },
+    )
+}
