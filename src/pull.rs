@@ -380,7 +380,7 @@ fn update(repo: &Path, git: &Git, pull: &Pull) -> PullSummary {
         // repository than a wish to delete everything here.
         summary.fail(
             format!(
-                "the upstream lists none of the refs [pull] refs matches, so prune would delete {} of them here; nothing was changed. Check the url; to empty this repository, delete the refs by hand",
+                "the upstream lists none of the refs [pull] refs matches, so prune would delete {} of them here (the branch HEAD names is never pruned); nothing was changed. Check the url; to empty this repository, delete the refs by hand",
                 gone.len()
             ),
             None,

@@ -32,6 +32,10 @@ fn help_texts() {
         "git-mirror status",
         help(&env, GIT_MIRROR, &["status", "--help"])
     );
+    insta::assert_snapshot!(
+        "git-mirror resolve",
+        help(&env, GIT_MIRROR, &["resolve", "--help"])
+    );
     insta::assert_snapshot!("pre-receive", help(&env, PRE_RECEIVE, &["--help"]));
     insta::assert_snapshot!("post-receive", help(&env, POST_RECEIVE, &["--help"]));
 }

@@ -12,4 +12,5 @@ mod push;
 mod servers;
 mod torture;
 mod transports;
+mod upstream;
 mod util;

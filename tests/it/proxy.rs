@@ -106,18 +106,31 @@ fn a_stale_push_is_refused_and_changes_nothing() {
     let theirs = env.commit(&other, "theirs");
     assert!(env.push(&other, &up, &["HEAD:refs/heads/main"]).success);
 
-    env.commit(&work, "mine");
+    let mine = env.commit(&work, "mine");
     let pushed = env.push(&work, &down, &["HEAD:refs/heads/main"]);
     assert!(!pushed.success);
+    // Refused, and before the answer this repository caught up with the upstream (no
+    // [pull] table needed): the pusher's next fetch brings the upstream's commit.
     assert_eq!(
         both(&env, &up, &down, "refs/heads/main"),
-        (Some(theirs), Some(base))
+        (Some(theirs.clone()), Some(theirs.clone()))
+    );
+    assert_ne!(base, theirs);
+    env.git_ok(&work, &["fetch", "-q", down.to_str().unwrap(), "main"]);
+    env.git_ok(&work, &["rebase", "-q", "FETCH_HEAD"]);
+    assert!(env.push(&work, &down, &["HEAD:refs/heads/main"]).success);
+    let rebased = env.rev(&work, "HEAD");
+    assert_ne!(rebased.as_deref(), Some(mine.as_str()));
+    assert_eq!(
+        both(&env, &up, &down, "refs/heads/main"),
+        (rebased.clone(), rebased)
     );
     insta::assert_snapshot!(env.normalize(&pushed.stderr), @"
     remote: mirror-hooks: push refused: the upstream did not accept it.
     remote: mirror-hooks:   upstream refs/heads/main moved: it is no longer at [id].
     remote: mirror-hooks: nothing was changed, here or on the upstream.
-    remote: mirror-hooks: next: fetch, rebase (or merge), push again. If the fetch brings nothing new, this repository has not caught up with the upstream yet: ask a server administrator to run `git mirror pull --now` here (a [pull] table in mirror.toml makes that automatic).
+    remote: mirror-hooks: this repository has just fetched the upstream's new commits.
+    remote: mirror-hooks: next: fetch, rebase (or merge), push again.
     To [TMP]/down.git
      ! [remote rejected] HEAD -> main (pre-receive hook declined)
     error: failed to push some refs to '[TMP]/down.git'
@@ -156,10 +169,12 @@ fn several_refs_with_one_stale_change_nothing_anywhere() {
         both(&env, &up, &down, "refs/heads/main"),
         (Some(base.clone()), Some(base.clone()))
     );
+    // Nothing of the push anywhere; the upstream's dev was brought here.
     assert_eq!(
         both(&env, &up, &down, "refs/heads/dev"),
-        (Some(moved), Some(base))
+        (Some(moved.clone()), Some(moved.clone()))
     );
+    assert_ne!(moved, base);
     assert_eq!(both(&env, &up, &down, "refs/heads/new"), (None, None));
     assert!(
         pushed.stderr.contains("upstream refs/heads/dev moved"),
@@ -169,7 +184,9 @@ fn several_refs_with_one_stale_change_nothing_anywhere() {
     assert!(pushed
         .stderr
         .contains("refs/heads/main was not forwarded because another ref was refused"));
-    assert_eq!((env.refs(&up), env.refs(&down)), (up_before, down_before));
+    let mut caught_up = down_before;
+    caught_up.insert("refs/heads/dev".to_owned(), moved);
+    assert_eq!((env.refs(&up), env.refs(&down)), (up_before, caught_up));
 }
 
 #[test]
@@ -218,9 +235,10 @@ fn creating_a_ref_that_exists_upstream_is_refused() {
         "{}",
         pushed.stderr
     );
+    // The upstream's branch was brought here before the answer.
     assert_eq!(
         both(&env, &up, &down, "refs/heads/feature"),
-        (Some(theirs), None)
+        (Some(theirs.clone()), Some(theirs))
     );
 }
 
@@ -289,7 +307,7 @@ fn on_unreachable_accept_fails_open_and_records_it() {
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let record = &json["mirrors"][0];
     assert_eq!(record["update_status"], "failed");
-    assert_eq!(record["divergent_refs"][0], "refs/heads/main");
+    assert_eq!(record["unforwarded_refs"][0], "refs/heads/main");
     assert!(record["last_error"]
         .as_str()
         .unwrap()
