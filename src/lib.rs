@@ -18,6 +18,7 @@ pub mod push;
 pub mod queue;
 pub mod refs;
 pub mod repo;
+pub mod rules;
 pub mod schedule;
 pub mod state;
 pub mod url;
