@@ -9,6 +9,7 @@ mod install;
 mod proxy;
 mod pull;
 mod push;
+mod rules;
 mod servers;
 mod torture;
 mod transports;
