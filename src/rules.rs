@@ -69,10 +69,12 @@ pub fn check(repo: &Path, updates: &[RefUpdate], out: &mut dyn FnMut(&str)) -> R
             out(&format!(
                 "mirror-hooks: push refused: {refusal}; nothing was forwarded to the upstream or changed here."
             ));
+            let refused: std::collections::HashSet<&str> =
+                refused.iter().map(|r| r.name.as_str()).collect();
             let others: Vec<&str> = updates
                 .iter()
                 .map(|u| u.name.as_str())
-                .filter(|name| !refused.iter().any(|r| r.name == *name))
+                .filter(|name| !refused.contains(name))
                 .collect();
             if !others.is_empty() {
                 out(&format!(
@@ -253,19 +255,18 @@ pub fn describe_status(status: ExitStatus) -> String {
     }
 }
 
-/// `a`, `a and b`, `a, b and c`.
+/// How many refs a message names before it only counts the rest: a push of thousands of
+/// tags must not become a line of thousands of names.
+const NAMED: usize = 5;
+
+/// `a`, `a and b`, `a, b and c`; past [`NAMED`] items, `a, b, c, d, e and 7 more`.
 fn enumerate<S: AsRef<str>>(items: &[S]) -> String {
-    match items {
-        [] => String::new(),
-        [one] => one.as_ref().to_owned(),
-        [rest @ .., last] => format!(
-            "{} and {}",
-            rest.iter()
-                .map(AsRef::as_ref)
-                .collect::<Vec<_>>()
-                .join(", "),
-            last.as_ref()
-        ),
+    let names: Vec<&str> = items.iter().take(NAMED).map(AsRef::as_ref).collect();
+    match (names.as_slice(), items.len().saturating_sub(NAMED)) {
+        ([], _) => String::new(),
+        ([one], 0) => (*one).to_owned(),
+        ([rest @ .., last], 0) => format!("{} and {last}", rest.join(", ")),
+        (all, more) => format!("{} and {more} more", all.join(", ")),
     }
 }
 
@@ -279,6 +280,11 @@ mod tests {
         assert_eq!(enumerate(&["a"]), "a");
         assert_eq!(enumerate(&["a", "b"]), "a and b");
         assert_eq!(enumerate(&["a", "b", "c"]), "a, b and c");
+        let many: Vec<String> = (1..=12).map(|n| format!("refs/tags/v{n}")).collect();
+        assert_eq!(
+            enumerate(&many),
+            "refs/tags/v1, refs/tags/v2, refs/tags/v3, refs/tags/v4, refs/tags/v5 and 7 more"
+        );
     }
 
     #[test]
