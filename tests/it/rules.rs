@@ -308,3 +308,25 @@ fn an_update_hook_git_would_not_run_is_not_run() {
     assert_eq!(env.rev(&up, "refs/heads/main"), Some(c.clone()));
     assert_eq!(env.rev(&down, "refs/heads/main"), Some(c));
 }
+
+#[test]
+fn an_update_hook_without_an_interpreter_line_runs_with_the_shell_as_git_does() {
+    let (env, up, down, work) = setup();
+    let hook = down.join("hooks/update");
+    std::fs::write(&hook, "echo \"policy: not today\"\nexit 3\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let before = sides(&env, &up, &down);
+    env.commit(&work, "two");
+    let pushed = env.push(&work, &down, &["HEAD:refs/heads/main"]);
+    assert!(!pushed.success, "{}", pushed.stderr);
+    assert!(
+        pushed.stderr.contains("remote: policy: not today")
+            && pushed
+                .stderr
+                .contains("the update hook refused refs/heads/main (exit status 3)"),
+        "{}",
+        pushed.stderr
+    );
+    assert_eq!(sides(&env, &up, &down), before, "{}", pushed.stderr);
+}
