@@ -21,6 +21,7 @@ pub mod queue;
 pub mod refs;
 pub mod repo;
 pub mod resolve;
+pub mod rules;
 pub mod schedule;
 pub mod state;
 pub mod url;

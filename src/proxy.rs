@@ -7,7 +7,6 @@ use crate::config::{Config, OnUnreachable, Upstream};
 use crate::git::{Git, LeasedUpdate, PushSettings, RunOutput};
 use crate::porcelain::{Flag, PushReport, Reason};
 use crate::refs::{self, RefUpdate, UpdateKind};
-use crate::repo::Repo;
 use crate::state;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -102,9 +101,7 @@ pub fn pre_receive(repo: &Path, input: &[u8], out: &mut dyn Pusher) -> Verdict {
         return Verdict::Accept;
     };
 
-    if let Err(refusal) = check_local_rules(repo, &updates) {
-        out.say(&format!("mirror-hooks: push refused: {refusal}"));
-        out.say("mirror-hooks: nothing was forwarded to the upstream or changed here.");
+    if crate::rules::check(repo, &updates, &mut |line: &str| out.say(line)).is_err() {
         return Verdict::Refuse;
     }
 
@@ -131,62 +128,6 @@ pub fn pre_receive(repo: &Path, input: &[u8], out: &mut dyn Pusher) -> Verdict {
         }
     };
     forward(repo, upstream, access, &forwarded, out)
-}
-
-/// Git checks `receive.denyDeletes` and `receive.denyNonFastForwards` only after
-/// pre-receive; checking them first keeps the upstream from taking what this side
-/// would then refuse.
-fn check_local_rules(repo: &Path, updates: &[RefUpdate]) -> Result<(), String> {
-    let branches = || updates.iter().filter(|u| u.name.starts_with("refs/heads/"));
-    if !branches().any(|u| u.kind() != UpdateKind::Create) {
-        return Ok(());
-    }
-    let repo = Repo::open(repo).map_err(|e| format!("{e:#}"))?;
-    let deny_deletes = repo.config_bool("receive.denyDeletes").unwrap_or(false);
-    // Git refuses deleting the branch HEAD points to unless told to ignore or warn.
-    let deny_delete_current = !matches!(
-        repo.config_string("receive.denyDeleteCurrent")
-            .map(|v| v.to_ascii_lowercase())
-            .as_deref(),
-        Some("ignore" | "warn" | "false" | "no" | "off" | "0")
-    );
-    let head = repo.head_ref();
-    let deny_non_ff = repo
-        .config_bool("receive.denyNonFastForwards")
-        .unwrap_or(false);
-    for update in branches() {
-        match update.kind() {
-            UpdateKind::Delete if deny_deletes => {
-                return Err(format!(
-                    "deleting {} is not allowed in this repository (receive.denyDeletes).",
-                    update.name
-                ));
-            }
-            UpdateKind::Delete
-                if deny_delete_current && head.as_deref() == Some(update.name.as_str()) =>
-            {
-                return Err(format!(
-                    "{} is this repository's default branch (HEAD), and git refuses to delete it (receive.denyDeleteCurrent). Ask a server administrator to change HEAD first.",
-                    update.name
-                ));
-            }
-            UpdateKind::Update if deny_non_ff => {
-                let fast_forward = repo
-                    .is_ancestor(&update.old, &update.new)
-                    .map_err(|e| format!("{}: {e:#}", update.name))?;
-                if !fast_forward {
-                    return Err(format!(
-                        "{} would lose commits: {}..{} is not a fast-forward, and this repository refuses those (receive.denyNonFastForwards). Fetch, rebase or merge, and push again.",
-                        update.name,
-                        refs::short(&update.old),
-                        refs::short(&update.new)
-                    ));
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// How the upstream answered.

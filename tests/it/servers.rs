@@ -44,7 +44,7 @@ fn free_port() -> u16 {
 /// Starts the command `make(port)` builds until it accepts connections on its port
 /// (another process may take the port between our probe and the server's bind: then
 /// a new port is tried).
-fn start(env: &TestEnv, name: &str, make: impl Fn(u16) -> Command) -> Server {
+pub fn start(env: &TestEnv, name: &str, make: impl Fn(u16) -> Command) -> Server {
     let log = env.path(&format!("{name}.log"));
     for _ in 0..5 {
         let port = free_port();
