@@ -11,6 +11,7 @@ pub mod git;
 pub mod hook;
 pub mod keys;
 pub mod lock;
+pub mod owner;
 pub mod porcelain;
 pub mod proxy;
 pub mod pull;
