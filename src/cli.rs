@@ -179,7 +179,9 @@ pub fn run(cli: Cli) -> i32 {
     // Root on another user's repository becomes its owner before touching anything (and
     // before git's safe.directory check, which `repository` would fail).
     if let Some(dir) = cli.command.works_in() {
-        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        // What to run instead, if it comes to that: what was run, as a person types it.
+        let args: Vec<std::ffi::OsString> =
+            std::env::args_os().filter(|a| a != "--sweep-one").collect();
         if let Err(e) = crate::owner::become_owner_of(dir, &args) {
             eprintln!("git-mirror: error: {e}");
             return 1;

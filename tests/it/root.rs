@@ -164,6 +164,9 @@ fn root_installs_and_runs_every_command_as_the_owner_and_leaves_nothing_of_its_o
     );
     let doctor = git_mirror_as_root(&env, &["doctor", repo]);
     assert!(doctor.status.success(), "{}", said(&doctor));
+    let keygen = git_mirror_as_root(&env, &["keygen", repo]);
+    assert!(keygen.status.success(), "{}", said(&keygen));
+    assert!(down.join("mirror/keys/id_ed25519").is_file());
 
     for repo in [&up, &mirror, &down] {
         assert_eq!(not_owned_by(repo, NOBODY), Vec::<PathBuf>::new());
