@@ -27,7 +27,8 @@ EOF
 }
 
 say() { printf '%s\n' "$*"; }
-die() { printf 'install.sh: error: %s\n' "$*" >&2; exit "${2:-1}"; }
+# die MESSAGE [EXIT_CODE]
+die() { printf 'install.sh: error: %s\n' "$1" >&2; exit "${2:-1}"; }
 
 # Prints the directory holding freshly built release binaries.
 build() {
@@ -41,7 +42,15 @@ build() {
   command -v cargo >/dev/null || die "cargo is not installed; install Rust (https://rustup.rs) or pass --bin-dir with prebuilt binaries" 2
   say "Building the release binaries (cargo build --release --locked)..." >&2
   (cd "$SOURCE_DIR" && cargo build --release --locked --quiet) >&2
-  printf '%s\n' "$SOURCE_DIR/target/release"
+  printf '%s\n' "$(target_dir)/release"
+}
+
+# Where cargo puts what it builds: CARGO_TARGET_DIR or build.target-dir when set.
+target_dir() {
+  local dir
+  dir=$(cd "$SOURCE_DIR" && cargo metadata --format-version 1 --no-deps 2>/dev/null |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p') || dir=
+  printf '%s\n' "${dir:-$SOURCE_DIR/target}"
 }
 
 # Copies the binaries into PREFIX/bin, atomically, so a hook running right now keeps
@@ -131,12 +140,20 @@ install_hook() {
   say "  hooks/$hook: installed (-> $target)"
 }
 
+# git in REPO, also when REPO belongs to another user (root installing into the git
+# user's repository): git's safe.directory check would refuse it. Only for the read-only
+# questions below, which run no program the repository's configuration names.
+repo_git() {
+  local repo=$1; shift
+  git -c safe.directory="$(cd "$repo" && pwd -P)" -C "$repo" "$@"
+}
+
 check_repo() {
   [[ -d "$1" ]] || die "$1 does not exist; give the path of a bare repository such as /srv/git/project.git" 2
   local git_dir
-  git_dir=$(git -C "$1" rev-parse --absolute-git-dir 2>/dev/null) || git_dir=
+  git_dir=$(repo_git "$1" rev-parse --absolute-git-dir 2>/dev/null) || git_dir=
   # A directory inside a bare repository also answers "bare": it must BE the git dir.
-  if [[ "$(git -C "$1" rev-parse --is-bare-repository 2>/dev/null)" != "true" ||
+  if [[ "$(repo_git "$1" rev-parse --is-bare-repository 2>/dev/null)" != "true" ||
     "$(cd "$git_dir" 2>/dev/null && pwd -P)" != "$(cd "$1" && pwd -P)" ]]; then
     die "$1 is not a bare repository; mirror-hooks goes into the server's bare repository (git init --bare), not a work tree" 2
   fi
@@ -159,7 +176,7 @@ install_repo() {
   mkdir -p "$repo/hooks" "$repo/mirror"
   own_like_repo "$repo" "$repo/mirror"
   local hooks_path
-  hooks_path=$(git -C "$repo" config core.hooksPath 2>/dev/null) || hooks_path=
+  hooks_path=$(repo_git "$repo" config core.hooksPath 2>/dev/null) || hooks_path=
   if [[ -n "$hooks_path" ]]; then
     say "  warning: core.hooksPath is set to $hooks_path, so git does not run hooks/ here;"
     say "  warning: link $PREFIX/bin/pre-receive and post-receive into that directory instead"

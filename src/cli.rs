@@ -14,6 +14,20 @@ use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+// Output nobody reads is not an error: `git mirror doctor | head -1` must neither panic
+// (std's println! does on a closed pipe) nor stop a sweep that is still pulling. These
+// shadow std's macros for the whole module.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "git-mirror",
@@ -63,6 +77,9 @@ pub enum Command {
         /// With --all: print only repositories that failed, and the total.
         #[arg(short, long, requires = "all")]
         quiet: bool,
+        /// Internal: one repository of a sweep run by root, done as its owner; prints JSON.
+        #[arg(long, hide = true, conflicts_with = "all")]
+        sweep_one: bool,
         /// The bare repository (default: the repository of the current directory).
         repo: Option<PathBuf>,
     },
@@ -83,6 +100,9 @@ pub enum Command {
         /// Every bare repository with a mirror.toml under ROOT (instead of REPO).
         #[arg(long, value_name = "ROOT", conflicts_with = "repo")]
         all: Option<PathBuf>,
+        /// Internal: one repository of a sweep run by root, done as its owner; prints JSON.
+        #[arg(long, hide = true, conflicts_with = "all")]
+        sweep_one: bool,
         /// The bare repository (default: the repository of the current directory).
         repo: Option<PathBuf>,
     },
@@ -155,8 +175,37 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+impl Command {
+    /// Where the command works: its repository, or the current directory. `None` for
+    /// `--all` runs, which act as each repository's owner in turn.
+    fn works_in(&self) -> Option<&Path> {
+        let repo = match self {
+            Command::Pull { all: Some(_), .. } | Command::Push { all: Some(_), .. } => return None,
+            Command::Status { repo, .. }
+            | Command::Pull { repo, .. }
+            | Command::Push { repo, .. }
+            | Command::Keygen { repo, .. }
+            | Command::HostKeys { repo, .. }
+            | Command::Resolve { repo, .. }
+            | Command::Doctor { repo } => repo,
+        };
+        Some(repo.as_deref().unwrap_or(Path::new(".")))
+    }
+}
+
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> i32 {
+    // Root on another user's repository becomes its owner before touching anything (and
+    // before git's safe.directory check, which `repository` would fail).
+    if let Some(dir) = cli.command.works_in() {
+        // What to run instead, if it comes to that: what was run, as a person types it.
+        let args: Vec<std::ffi::OsString> =
+            std::env::args_os().filter(|a| a != "--sweep-one").collect();
+        if let Err(e) = crate::owner::become_owner_of(dir, &args) {
+            eprintln!("git-mirror: error: {e}");
+            return 1;
+        }
+    }
     let result = match cli.command {
         Command::Status { json, repo } => status(repo.as_deref(), json),
         Command::Doctor { repo } => doctor(repo.as_deref()),
@@ -168,11 +217,13 @@ pub fn run(cli: Cli) -> i32 {
             all,
             jobs,
             quiet,
+            sweep_one,
             repo,
         } => {
             let options = PullOptions { now };
             match all {
                 Some(root) => pull_all(&root, options, usize::from(jobs), quiet),
+                None if sweep_one => pull_sweep_one(repo.as_deref(), options),
                 None => pull(repo.as_deref(), options),
             }
         }
@@ -180,11 +231,13 @@ pub fn run(cli: Cli) -> i32 {
             now,
             mirror,
             all,
+            sweep_one,
             repo,
         } => {
             let options = WorkerOptions { now, mirror };
             match all {
                 Some(root) => push_all(&root, &options),
+                None if sweep_one => push_sweep_one(repo.as_deref(), &options),
                 None => push(repo.as_deref(), &options),
             }
         }
@@ -431,7 +484,7 @@ fn pull(repo: Option<&Path>, options: PullOptions) -> Result<i32, Failure> {
 }
 
 /// What one repository of a `pull --all` sweep came to.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
 struct Tally {
     repositories: usize,
     pulled: usize,
@@ -458,7 +511,11 @@ fn pull_all(root: &Path, options: PullOptions, jobs: usize, quiet: bool) -> Resu
                     return;
                 };
                 let mut mine = Tally::default();
-                let line = sweep(repo, options, &mut mine);
+                let line = if crate::owner::foreign_owner(repo).is_some() {
+                    sweep_as_owner(repo, options, &mut mine)
+                } else {
+                    sweep(repo, options, &mut mine)
+                };
                 let mut total = tally.lock().unwrap_or_else(|e| e.into_inner());
                 if !quiet || mine.failed > 0 {
                     // One println per line, under the tally's lock: lines never mix.
@@ -490,6 +547,71 @@ fn pull_all(root: &Path, options: PullOptions, jobs: usize, quiet: bool) -> Resu
         }
     );
     Ok(i32::from(t.failed > 0))
+}
+
+/// What a child `git-mirror … --sweep-one` reports of one repository of a sweep.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+struct SweptOne<T> {
+    lines: Vec<String>,
+    tally: T,
+}
+
+/// Runs `git-mirror ARGS… --sweep-one REPO` (which becomes the repository's owner, as
+/// root may not act in another user's repository) and reads back its report.
+fn sweep_one_as_owner<T: serde::de::DeserializeOwned>(
+    repo: &Path,
+    args: &[&str],
+) -> Result<SweptOne<T>> {
+    use anyhow::Context;
+    let exe = std::env::current_exe().context("cannot find this program's own path")?;
+    let out = std::process::Command::new(&exe)
+        .args(args)
+        .arg("--sweep-one")
+        .arg(repo)
+        .current_dir(repo)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot start {}", exe.display()))?;
+    serde_json::from_slice(&out.stdout).map_err(|_| {
+        let said = String::from_utf8_lossy(&out.stderr);
+        let said = said.trim().trim_start_matches("git-mirror: error: ");
+        anyhow::anyhow!("failed as the repository's owner ({}): {said}", out.status)
+    })
+}
+
+/// [`sweep`] of a repository that belongs to another user, done as that user.
+fn sweep_as_owner(repo: &Path, options: PullOptions, tally: &mut Tally) -> String {
+    let args: &[&str] = if options.now {
+        &["pull", "--now"]
+    } else {
+        &["pull"]
+    };
+    match sweep_one_as_owner::<Tally>(repo, args) {
+        Ok(one) => {
+            *tally = one.tally;
+            one.lines.join("; ")
+        }
+        Err(e) => {
+            tally.failed += 1;
+            format!("{e:#}")
+        }
+    }
+}
+
+/// `pull --sweep-one REPO`: [`sweep`] of one repository, reported as JSON.
+fn pull_sweep_one(repo: Option<&Path>, options: PullOptions) -> Result<i32, Failure> {
+    let repo = repository(repo)?;
+    let mut tally = Tally::default();
+    let line = sweep(&repo, options, &mut tally);
+    let one = SweptOne {
+        lines: vec![line],
+        tally,
+    };
+    println!(
+        "{}",
+        serde_json::to_string(&one).map_err(anyhow::Error::from)?
+    );
+    Ok(0)
 }
 
 /// Pulls one repository of a sweep if due and drains its overdue push-mirror queues;
@@ -691,39 +813,16 @@ fn push_all(root: &Path, options: &WorkerOptions) -> Result<i32, Failure> {
     let repos = crate::fleet::repositories(root)?;
     let (mut ran, mut failed) = (0, 0);
     for repo in &repos {
-        let config = match Config::load(repo) {
-            Ok(Some(config)) => config,
-            Ok(None) => continue,
-            Err(e) => {
-                failed += 1;
-                println!("{}: mirror.toml is invalid: {e}", repo.display());
-                continue;
-            }
+        let one = if crate::owner::foreign_owner(repo).is_some() {
+            push_one_as_owner(repo, options)
+        } else {
+            push_one(repo, options)
         };
-        if options
-            .mirror
-            .as_ref()
-            .is_some_and(|m| !config.push.iter().any(|p| &p.name == m))
-        {
-            continue;
+        for line in &one.lines {
+            println!("{line}");
         }
-        match crate::push::run(repo, &config, options) {
-            Ok(reports) => {
-                for (name, report) in &reports {
-                    if matches!(report, WorkerReport::Idle(None)) {
-                        continue;
-                    }
-                    let (line, bad) = describe(report);
-                    ran += 1;
-                    failed += usize::from(bad);
-                    println!("{} {name}: {line}", repo.display());
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                println!("{}: {e:#}", repo.display());
-            }
-        }
+        ran += one.tally.ran;
+        failed += one.tally.failed;
     }
     println!(
         "{} repositories with mirror.toml under {}, {ran} push mirrors run, {failed} failed",
@@ -731,6 +830,79 @@ fn push_all(root: &Path, options: &WorkerOptions) -> Result<i32, Failure> {
         root.display()
     );
     Ok(i32::from(failed > 0))
+}
+
+/// What the push workers of one repository of a `push --all` sweep came to.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+struct PushTally {
+    ran: usize,
+    failed: usize,
+}
+
+/// Runs the push workers of one repository of a `push --all` sweep; the lines to print.
+fn push_one(repo: &Path, options: &WorkerOptions) -> SweptOne<PushTally> {
+    let mut one = SweptOne::<PushTally>::default();
+    let config = match Config::load(repo) {
+        Ok(Some(config)) => config,
+        Ok(None) => return one,
+        Err(e) => {
+            one.tally.failed += 1;
+            one.lines
+                .push(format!("{}: mirror.toml is invalid: {e}", repo.display()));
+            return one;
+        }
+    };
+    if options
+        .mirror
+        .as_ref()
+        .is_some_and(|m| !config.push.iter().any(|p| &p.name == m))
+    {
+        return one;
+    }
+    match crate::push::run(repo, &config, options) {
+        Ok(reports) => {
+            for (name, report) in &reports {
+                if matches!(report, WorkerReport::Idle(None)) {
+                    continue;
+                }
+                let (line, bad) = describe(report);
+                one.tally.ran += 1;
+                one.tally.failed += usize::from(bad);
+                one.lines.push(format!("{} {name}: {line}", repo.display()));
+            }
+        }
+        Err(e) => {
+            one.tally.failed += 1;
+            one.lines.push(format!("{}: {e:#}", repo.display()));
+        }
+    }
+    one
+}
+
+/// [`push_one`] of a repository that belongs to another user, done as that user.
+fn push_one_as_owner(repo: &Path, options: &WorkerOptions) -> SweptOne<PushTally> {
+    let mut args = vec!["push"];
+    if options.now {
+        args.push("--now");
+    }
+    if let Some(mirror) = &options.mirror {
+        args.extend(["--mirror", mirror]);
+    }
+    sweep_one_as_owner(repo, &args).unwrap_or_else(|e| SweptOne {
+        lines: vec![format!("{}: {e:#}", repo.display())],
+        tally: PushTally { ran: 0, failed: 1 },
+    })
+}
+
+/// `push --sweep-one REPO`: [`push_one`] of one repository, reported as JSON.
+fn push_sweep_one(repo: Option<&Path>, options: &WorkerOptions) -> Result<i32, Failure> {
+    let repo = repository(repo)?;
+    let one = push_one(&repo, options);
+    println!(
+        "{}",
+        serde_json::to_string(&one).map_err(anyhow::Error::from)?
+    );
+    Ok(0)
 }
 
 /// One line about a worker's outcome, and whether it is a failure.

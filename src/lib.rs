@@ -13,6 +13,7 @@ pub mod keys;
 pub mod ledger;
 pub mod lock;
 pub mod offline;
+pub mod owner;
 pub mod porcelain;
 pub mod proxy;
 pub mod pull;

@@ -4,46 +4,40 @@
 //! the next run, and the next run converges.
 
 use crate::servers;
-use crate::util::{eventually, TestEnv, GIT_MIRROR};
+use crate::util::{descendants_with, eventually, TestEnv, GIT_MIRROR};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Pids of processes whose command line contains every one of `words`.
-fn processes_with(words: &[&str]) -> Vec<i32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(bytes) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let line = String::from_utf8_lossy(&bytes).replace('\0', " ");
-        if words.iter().all(|w| line.contains(w)) {
-            found.push(pid);
-        }
-    }
-    found
-}
-
 fn kill(pid: i32) {
-    // SAFETY: kill(2) on a pid we found; no memory is involved.
+    // SAFETY: kill(2) on a descendant of a process this test started; no memory involved.
     unsafe {
         libc::kill(pid, libc::SIGKILL);
     }
 }
 
-/// Waits for the child to be at the point `words` show, then kills `victim`.
-fn kill_when(child: &mut Child, words: &[&str], victim: impl Fn() -> Vec<i32>) {
-    let seen = eventually(PATIENCE, || !processes_with(words).is_empty());
+/// Waits for a descendant of `child` whose command line holds `words`, then kills the
+/// processes `victim` picks (given the child's pid, among its descendants).
+fn kill_when(child: &mut Child, words: &[&str], victim: impl Fn(i32) -> Vec<i32>) {
+    let pid = child.id() as i32;
+    let seen = eventually(PATIENCE, || !descendants_with(pid, words).is_empty());
     assert!(seen, "never saw {words:?} running");
-    for pid in victim() {
+    for pid in victim(pid) {
         kill(pid);
     }
     let _ = child.wait();
+}
+
+/// Whether `pid` has exited (a zombie has: it only waits to be reaped).
+fn gone(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat[stat.rfind(')').unwrap_or(0) + 1..]
+            .split_whitespace()
+            .next()
+            == Some("Z")
+    })
 }
 
 struct Upstream {
@@ -104,12 +98,15 @@ fn a_pull_killed_while_listing_or_fetching_leaves_nothing_broken() {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let pid = child.id() as i32;
         let down_arg = format!("--git-dir={}", down.display());
-        kill_when(&mut child, &[&down_arg, point], || vec![pid]);
+        let gits = std::cell::RefCell::new(Vec::new());
+        kill_when(&mut child, &[&down_arg, point], |pid| {
+            *gits.borrow_mut() = descendants_with(pid, &[&down_arg, point]);
+            vec![pid]
+        });
         // git itself dies with its parent (PR_SET_PDEATHSIG); wait until it has.
-        let gone = eventually(PATIENCE, || processes_with(&[&down_arg, point]).is_empty());
-        assert!(gone, "git {point} outlived the killed pull");
+        let all_gone = eventually(PATIENCE, || gits.borrow().iter().all(|&p| gone(p)));
+        assert!(all_gone, "git {point} outlived the killed pull");
         settle_and_check(env, &u.up, &down);
     }
     // Killed between its fetch and its transaction (too short a moment to hit by
@@ -157,7 +154,14 @@ fn a_proxy_killed_mid_push_leaves_both_sides_reconcilable() {
     kill_when(
         &mut pusher,
         &["push", "--force-with-lease", "--porcelain"],
-        || processes_with(&["hooks/pre-receive"]),
+        |pusher| {
+            let hooks = descendants_with(pusher, &["hooks/pre-receive"]);
+            assert!(
+                !hooks.is_empty(),
+                "the hook is not among the push's processes"
+            );
+            hooks
+        },
     );
     // Whatever reached the upstream (all of it, or nothing), a pull makes this side equal.
     settle_and_check(env, &u.up, &down);
@@ -190,8 +194,9 @@ fn an_upstream_that_vanishes_mid_push_changes_nothing_here_and_a_pull_reconciles
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let pid = pusher.id() as i32;
     let forwarding = eventually(PATIENCE, || {
-        !processes_with(&["push", "--force-with-lease", "--porcelain"]).is_empty()
+        !descendants_with(pid, &["push", "--force-with-lease", "--porcelain"]).is_empty()
     });
     assert!(forwarding);
     drop(server);

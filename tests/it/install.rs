@@ -4,7 +4,7 @@ use crate::util::{TestEnv, GIT_MIRROR};
 use std::path::Path;
 use std::process::Output;
 
-fn install(env: &TestEnv, args: &[&str]) -> Output {
+pub fn install(env: &TestEnv, args: &[&str]) -> Output {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/install.sh");
     let bin_dir = Path::new(GIT_MIRROR).parent().unwrap();
     env.command("bash")
@@ -95,7 +95,7 @@ fn refuses_what_is_not_a_bare_repository() {
     let out = install(&env, &[work.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let text = env.normalize(&String::from_utf8_lossy(&out.stderr));
-    insta::assert_snapshot!(text, @"install.sh: error: [TMP]/work is not a bare repository; mirror-hooks goes into the server's bare repository (git init --bare), not a work tree 2");
+    insta::assert_snapshot!(text, @"install.sh: error: [TMP]/work is not a bare repository; mirror-hooks goes into the server's bare repository (git init --bare), not a work tree");
     let repo = env.bare("project.git");
     let inside = install(&env, &[repo.join("hooks").to_str().unwrap()]);
     assert_eq!(
@@ -140,4 +140,54 @@ fn a_foreign_hook_linked_relatively_keeps_running_after_the_move() {
         pushed.stderr
     );
     assert_eq!(env.rev(&repo, "refs/heads/main"), None);
+}
+
+#[test]
+fn builds_into_the_target_directory_cargo_uses() {
+    // CARGO_TARGET_DIR (or build.target-dir) moves cargo's output; install.sh must take
+    // the binaries from there. The build itself is left out (a stand-in `cargo` whose
+    // `build` does nothing, the binaries being built already); `metadata` is cargo's own.
+    let env = TestEnv::new();
+    let repo = env.bare("project.git");
+    let release = env.path("elsewhere/release");
+    std::fs::create_dir_all(&release).unwrap();
+    let bin_dir = Path::new(GIT_MIRROR).parent().unwrap();
+    for b in ["pre-receive", "post-receive", "git-mirror"] {
+        std::fs::copy(bin_dir.join(b), release.join(b)).unwrap();
+    }
+    env.script(
+        &env.path("fake-bin/cargo"),
+        &format!(
+            "case \"$1\" in metadata) exec {:?} \"$@\" ;; build) exit 0 ;; esac; exit 1",
+            env!("CARGO")
+        ),
+    );
+    let path = format!(
+        "{}:{}",
+        env.path("fake-bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = env
+        .command("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/install.sh"))
+        .arg("--prefix")
+        .arg(env.path("prefix"))
+        .arg(&repo)
+        .env("PATH", path)
+        .env("CARGO_TARGET_DIR", env.path("elsewhere"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(env.path("prefix/bin/git-mirror")).unwrap(),
+        std::fs::read(release.join("git-mirror")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_link(repo.join("hooks/pre-receive")).unwrap(),
+        env.path("prefix/bin/pre-receive")
+    );
 }

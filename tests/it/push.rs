@@ -329,6 +329,13 @@ fn a_worker_killed_mid_push_loses_nothing() {
     assert!(eventually(PATIENCE, || started.exists()));
     let lock = down.join("mirror/queue/victim/lock");
     let pid = std::fs::read_to_string(&lock).unwrap().trim().to_owned();
+    // The pid comes from our own repository's lock; make sure it is still that worker
+    // (started, through the push, by this test) and not a process that reused the pid.
+    let line = crate::util::command_line(pid.parse().unwrap()).unwrap_or_default();
+    assert!(
+        line.contains(down.to_str().unwrap()),
+        "{pid} is not the worker: {line}"
+    );
     let killed = env.command("kill").args(["-KILL", &pid]).status().unwrap();
     assert!(killed.success(), "could not kill the worker (pid {pid:?})");
     // Gone (or a zombie, which holds no lock any more) before the next worker starts.

@@ -238,15 +238,16 @@ fn over_ssh_with_an_scp_style_url() {
     scenario(&env, &ssh(&env, true));
 }
 
-/// Command lines of every process, sampled until `stop` is set.
+/// Command lines of every process this test binary started (and of theirs, detached
+/// workers included), sampled until `stop` is set.
 fn watch_command_lines(stop: &std::sync::atomic::AtomicBool) -> Vec<String> {
     let mut seen = std::collections::BTreeSet::new();
+    let mut family = crate::util::Family::of(std::process::id() as i32);
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            if let Ok(bytes) = std::fs::read(entry.path().join("cmdline")) {
-                if !bytes.is_empty() {
-                    seen.insert(String::from_utf8_lossy(&bytes).replace('\0', " "));
-                }
+        family.refresh();
+        for &pid in &family.living {
+            if let Some(line) = crate::util::command_line(pid).filter(|l| !l.is_empty()) {
+                seen.insert(line);
             }
         }
     }

@@ -274,3 +274,86 @@ pub fn eventually(limit: std::time::Duration, mut check: impl FnMut() -> bool) -
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Every living process and its parent, from /proc/PID/stat.
+fn parents() -> Vec<(i32, i32)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "PID (COMM) STATE PPID …": COMM may hold spaces and parentheses.
+        let mut after = stat[stat.rfind(')').unwrap_or(0) + 1..].split_whitespace();
+        let (state, ppid) = (after.next(), after.next().and_then(|p| p.parse().ok()));
+        if let (Some(state), Some(ppid)) = (state, ppid) {
+            if state != "Z" {
+                found.push((pid, ppid));
+            }
+        }
+    }
+    found
+}
+
+/// The command line of `pid`, its arguments joined by spaces.
+pub fn command_line(pid: i32) -> Option<String> {
+    let bytes = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(String::from_utf8_lossy(&bytes).replace('\0', " "))
+}
+
+/// The living descendants of `pid` (its children, theirs, …), found through the parent
+/// pids in /proc. Tests signal only these, never a process found by its name.
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut family = Family::of(pid);
+    family.refresh();
+    family.living.retain(|&p| p != pid);
+    family.living
+}
+
+/// The descendants of `pid` whose command line contains every one of `words`.
+pub fn descendants_with(pid: i32, words: &[&str]) -> Vec<i32> {
+    descendants(pid)
+        .into_iter()
+        .filter(|&p| command_line(p).is_some_and(|line| words.iter().all(|w| line.contains(w))))
+        .collect()
+}
+
+/// A process tree followed over time: a process started by a member joins, and stays a
+/// member after its parent exits (a detached worker is reparented, but still ours).
+pub struct Family {
+    known: std::collections::BTreeSet<i32>,
+    /// The members alive at the last refresh.
+    pub living: Vec<i32>,
+}
+
+impl Family {
+    pub fn of(pid: i32) -> Family {
+        Family {
+            known: [pid].into(),
+            living: Vec::new(),
+        }
+    }
+
+    /// Looks at /proc again: adds the new members, and lists the living ones.
+    pub fn refresh(&mut self) {
+        let processes = parents();
+        loop {
+            let before = self.known.len();
+            for &(pid, ppid) in &processes {
+                if self.known.contains(&ppid) {
+                    self.known.insert(pid);
+                }
+            }
+            if self.known.len() == before {
+                break;
+            }
+        }
+        self.living = processes
+            .iter()
+            .map(|&(pid, _)| pid)
+            .filter(|pid| self.known.contains(pid))
+            .collect();
+    }
+}
