@@ -185,6 +185,13 @@ install_repo() {
   for hook in "${HOOKS[@]}"; do
     install_hook "$repo" "$hook"
   done
+  # Pushers can only send push options (git push -o) that this side advertises; the
+  # proxy forwards those upstream.push_options allows. A site's explicit choice stays.
+  if ! repo_git "$repo" config receive.advertisePushOptions >/dev/null 2>&1; then
+    repo_git "$repo" config receive.advertisePushOptions true
+    own_like_repo "$repo" "$repo/config"
+    say "  receive.advertisePushOptions: true (so upstream.push_options can be forwarded)"
+  fi
   if [[ -e "$repo/mirror.toml" ]]; then
     say "  mirror.toml: kept as it is"
   else

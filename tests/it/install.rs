@@ -42,6 +42,7 @@ fn installs_keeps_a_foreign_hook_running_and_is_idempotent() {
       hooks/pre-receive: your existing hook moved to hooks/pre-receive.d/00-previous-pre-receive; it keeps running, before the mirroring
       hooks/pre-receive: installed (-> [TMP]/prefix/bin/pre-receive)
       hooks/post-receive: installed (-> [TMP]/prefix/bin/post-receive)
+      receive.advertisePushOptions: true (so upstream.push_options can be forwarded)
       mirror.toml: written (everything commented out)
       next: edit [TMP]/project.git/mirror.toml — uncomment [upstream] and set its url
       check it with: [TMP]/prefix/bin/git-mirror doctor [TMP]/project.git
@@ -50,6 +51,10 @@ fn installs_keeps_a_foreign_hook_running_and_is_idempotent() {
     assert_eq!(
         std::fs::read_link(repo.join("hooks/pre-receive")).unwrap(),
         env.path("prefix/bin/pre-receive")
+    );
+    assert_eq!(
+        env.git_ok(&repo, &["config", "receive.advertisePushOptions"]),
+        "true"
     );
 
     let again = install(&env, &[repo.to_str().unwrap()]);
