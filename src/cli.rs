@@ -288,6 +288,10 @@ pub struct StatusRecord {
     /// forwarded (`on_unreachable = "accept"`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unforwarded_refs: Option<Vec<String>>,
+    /// The upstream only: refs whose value the upstream took through this repository
+    /// but this repository does not hold (a local update failed afterwards).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unapplied_refs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -303,6 +307,26 @@ pub fn status_report(repo: &Path, config: &Config) -> Result<StatusReport> {
         let mut record = record(repo, crate::proxy::RECORD, "proxy", &up.url)?;
         match crate::ledger::load(repo) {
             Ok(ledger) => {
+                let diverged = state::load(repo, crate::pull::RECORD)
+                    .map(|s| s.divergent_refs)
+                    .unwrap_or_default();
+                let local = crate::repo::Repo::open(repo).and_then(|view| view.refs())?;
+                let unapplied = ledger.unapplied(&local, &up.refs, &diverged);
+                if !unapplied.is_empty() {
+                    // The known window: the upstream took a push this repository then
+                    // failed to apply. Status must not read "finished" over it.
+                    record.state.update_status = UpdateStatus::Failed;
+                    record.state.last_error = Some(format!(
+                        "the upstream holds pushes this repository did not apply (a local ref update failed after the upstream had accepted): {}; `git mirror pull --now` brings them here{}",
+                        unapplied.join(", "),
+                        if config.pull.is_some() {
+                            " (the next scheduled pull does too)"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+                record.unapplied_refs = Some(unapplied);
                 record.unforwarded_refs = Some(ledger.unforwarded.into_keys().collect());
             }
             Err(damaged) => record.state.last_error = Some(damaged.to_string()),
@@ -369,6 +393,7 @@ fn record(
         queued_jobs,
         damaged_jobs,
         unforwarded_refs: None,
+        unapplied_refs: None,
     })
 }
 

@@ -105,6 +105,27 @@ impl Ledger {
             });
     }
 
+    /// Refs within `patterns` whose value here differs from what the upstream was last
+    /// seen to hold, leaving out refs accepted offline and the `diverged` ones (both are
+    /// reported on their own): what the known window leaves behind.
+    pub fn unapplied(
+        &self,
+        local: &BTreeMap<String, String>,
+        patterns: &crate::refs::RefPatterns,
+        diverged: &[String],
+    ) -> Vec<String> {
+        self.seen
+            .iter()
+            .filter(|(name, id)| {
+                patterns.matches(name)
+                    && local.get(*name) != Some(*id)
+                    && !self.unforwarded.contains_key(*name)
+                    && !diverged.contains(*name)
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     pub fn is_unforwarded(&self, name: &str) -> bool {
         self.unforwarded.contains_key(name)
     }

@@ -390,3 +390,41 @@ fn the_refs_held_back_by_an_atomic_refusal_say_so() {
     );
     assert_eq!(s.both("refs/heads/main"), (None, None));
 }
+
+#[test]
+fn the_known_window_shows_in_status_and_pull_now_closes_it_without_a_pull_table() {
+    let s = Setup::new("", None);
+    let env = &s.env;
+    let base = env.commit(&s.work, "base");
+    assert!(s.push(&["HEAD:refs/heads/main"]).success);
+    // A stale lock (a crashed writer) makes git fail the local update after the upstream
+    // has accepted.
+    std::fs::write(s.down.join("refs/heads/main.lock"), "").unwrap();
+    let next = env.commit(&s.work, "next");
+    let pushed = s.push(&["HEAD:refs/heads/main"]);
+    assert!(!pushed.success, "{}", pushed.stderr);
+    assert_eq!(s.both("refs/heads/main"), (Some(next.clone()), Some(base)));
+    let status = s.status();
+    let upstream = &status["mirrors"][0];
+    assert_eq!(upstream["update_status"], "failed");
+    assert_eq!(
+        upstream["unapplied_refs"],
+        serde_json::json!(["refs/heads/main"])
+    );
+    assert!(
+        upstream["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("`git mirror pull --now` brings them here"),
+        "{upstream}"
+    );
+
+    std::fs::remove_file(s.down.join("refs/heads/main.lock")).unwrap();
+    let pulled = s.mirror(&["pull", "--now"]);
+    assert_eq!(pulled.status.code(), Some(0), "{}", text(&pulled));
+    assert_eq!(s.both("refs/heads/main"), (Some(next.clone()), Some(next)));
+    assert_eq!(
+        s.status()["mirrors"][0]["unapplied_refs"],
+        serde_json::json!([])
+    );
+}
