@@ -1064,6 +1064,9 @@ fn doctor(repo: Option<&Path>) -> Result<i32, Failure> {
             }
         }
     }
+    if let Some(up) = &config.upstream {
+        problems += doctor_upstream(&repo, up)?;
+    }
     for hook in ["pre-receive", "post-receive"] {
         let path = repo.join("hooks").join(hook);
         let ours = std::fs::read(&path)
@@ -1083,6 +1086,48 @@ fn doctor(repo: Option<&Path>) -> Result<i32, Failure> {
         );
     }
     Ok(if problems == 0 { 0 } else { 1 })
+}
+
+/// What doctor finds about the upstream beyond reaching it; returns the problems found.
+fn doctor_upstream(repo: &Path, up: &crate::config::Upstream) -> Result<usize> {
+    let mut problems = 0;
+    let view = crate::repo::Repo::open(repo)?;
+    if !up.push_options.is_empty() && view.config_bool("receive.advertisePushOptions") != Some(true)
+    {
+        problems += 1;
+        println!(
+            "upstream.push_options: pushers cannot send push options here, because this repository does not advertise them; run `git -C {} config receive.advertisePushOptions true` (install.sh does)",
+            repo.display()
+        );
+    }
+    match crate::ledger::load(repo) {
+        Err(damaged) => {
+            problems += 1;
+            println!("problem: {damaged}");
+        }
+        Ok(ledger) => {
+            if !ledger.unforwarded.is_empty() {
+                let names: Vec<&str> = ledger.unforwarded.keys().map(String::as_str).collect();
+                println!(
+                    "note: accepted here while the upstream was away, not yet forwarded: {}; the next pull run (`git mirror pull --now`) or the next push to each forwards it",
+                    names.join(", ")
+                );
+            }
+            let diverged = state::load(repo, crate::pull::RECORD)
+                .map(|s| s.divergent_refs)
+                .unwrap_or_default();
+            let unapplied = ledger.unapplied(&view.refs()?, &up.refs, &diverged);
+            if !unapplied.is_empty() {
+                problems += 1;
+                println!(
+                    "problem: the upstream holds pushes this repository did not apply: {}; run `git mirror pull --now {}`",
+                    unapplied.join(", "),
+                    repo.display()
+                );
+            }
+        }
+    }
+    Ok(problems)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -321,6 +321,9 @@ fn a_damaged_record_of_the_upstream_makes_the_pull_change_nothing() {
     let status = s.mirror(&["status"]);
     assert!(text(&status).contains("is damaged"), "{}", text(&status));
     assert!(!text(&status).contains("delete it"), "{}", text(&status));
+    let doctor = s.mirror(&["doctor"]);
+    assert_eq!(doctor.status.code(), Some(1), "{}", text(&doctor));
+    assert!(text(&doctor).contains("is damaged"), "{}", text(&doctor));
 }
 
 #[test]
@@ -417,6 +420,15 @@ fn the_known_window_shows_in_status_and_pull_now_closes_it_without_a_pull_table(
             .unwrap()
             .contains("`git mirror pull --now` brings them here"),
         "{upstream}"
+    );
+
+    let doctor = s.mirror(&["doctor"]);
+    assert_eq!(doctor.status.code(), Some(1), "{}", text(&doctor));
+    assert!(
+        text(&doctor)
+            .contains("the upstream holds pushes this repository did not apply: refs/heads/main"),
+        "{}",
+        text(&doctor)
     );
 
     std::fs::remove_file(s.down.join("refs/heads/main.lock")).unwrap();
