@@ -10,6 +10,7 @@ mod proxy;
 mod pull;
 mod push;
 mod servers;
+mod sha256;
 mod torture;
 mod transports;
 mod util;

@@ -12,6 +12,8 @@ pub const GIT_MIRROR: &str = env!("CARGO_BIN_EXE_git-mirror");
 pub struct TestEnv {
     dir: tempfile::TempDir,
     commits: std::sync::atomic::AtomicU32,
+    /// `git init --object-format` of every repository and work tree it makes.
+    object_format: &'static str,
 }
 
 /// What a push told its user.
@@ -31,7 +33,20 @@ impl TestEnv {
         TestEnv {
             dir,
             commits: std::sync::atomic::AtomicU32::new(0),
+            object_format: "sha1",
         }
+    }
+
+    /// A TestEnv whose repositories and work trees all use `format` (`sha256`).
+    pub fn with_object_format(format: &'static str) -> TestEnv {
+        TestEnv {
+            object_format: format,
+            ..TestEnv::new()
+        }
+    }
+
+    fn init_format(&self) -> String {
+        format!("--object-format={}", self.object_format)
     }
 
     pub fn root(&self) -> &Path {
@@ -86,7 +101,11 @@ impl TestEnv {
 
     pub fn bare(&self, name: &str) -> PathBuf {
         let path = self.path(name);
-        self.git_ok(self.root(), &["init", "-q", "--bare", "-b", "main", name]);
+        let format = self.init_format();
+        self.git_ok(
+            self.root(),
+            &["init", "-q", "--bare", &format, "-b", "main", name],
+        );
         path
     }
 
@@ -115,7 +134,8 @@ impl TestEnv {
     /// A fresh work tree (not a clone) for making commits.
     pub fn work(&self, name: &str) -> PathBuf {
         let path = self.path(name);
-        self.git_ok(self.root(), &["init", "-q", "-b", "main", name]);
+        let format = self.init_format();
+        self.git_ok(self.root(), &["init", "-q", &format, "-b", "main", name]);
         path
     }
 
