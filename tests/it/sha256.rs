@@ -214,3 +214,33 @@ fn a_push_mirror_of_sha256_repositories_follows_updates_and_deletions() {
         ["update_status"]
         == "finished"));
 }
+
+#[test]
+fn a_sha1_repository_and_a_sha256_upstream_are_told_apart_at_once() {
+    let env = sha256_env();
+    let up = env.bare("up.git");
+    let work = env.work("work");
+    env.commit(&work, "one");
+    assert!(env.push(&work, &up, &["HEAD:refs/heads/main"]).success);
+    env.git_ok(
+        env.root(),
+        &["init", "-q", "--bare", "--object-format=sha1", "down.git"],
+    );
+    let down = env.path("down.git");
+    std::fs::write(
+        down.join("mirror.toml"),
+        format!("[pull]\nurl = {:?}\n", up.to_str().unwrap()),
+    )
+    .unwrap();
+    let out = env.git_mirror(&["pull", "--now", down.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    // Retrying cannot help: the pull says why and stops.
+    let pull_record = record(&env, &down, "pull");
+    assert_eq!(pull_record["update_status"], "hard_failed", "{pull_record}");
+    let error = pull_record["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("different object formats (SHA-1 and SHA-256)"),
+        "{error}"
+    );
+    assert_eq!(env.refs(&down), BTreeMap::new());
+}
