@@ -66,7 +66,7 @@ impl RemoteUrl {
                 }
             };
             if kind != UrlKind::Local {
-                let after_user = userinfo_end(scheme, rest).map_or(rest, |at| &rest[at + 1..]);
+                let after_user = userinfo_end(rest).map_or(rest, |at| &rest[at + 1..]);
                 let host = after_user.split('/').next().unwrap_or_default();
                 if host.is_empty() || host.starts_with(':') {
                     return Err(format!("{} has no host name", mask(text)));
@@ -127,7 +127,7 @@ impl RemoteUrl {
         let Some((scheme, rest)) = self.raw.split_once("://") else {
             return self.raw.clone();
         };
-        let Some(at) = userinfo_end(scheme, rest) else {
+        let Some(at) = userinfo_end(rest) else {
             return self.raw.clone();
         };
         let info = &rest[..at];
@@ -169,7 +169,10 @@ impl RemoteUrl {
             return None;
         }
         let authority = match self.raw.split_once("://") {
-            Some((_, rest)) => rest.split('/').next().unwrap_or_default(),
+            Some((_, rest)) => {
+                let after_user = userinfo_end(rest).map_or(rest, |at| &rest[at + 1..]);
+                after_user.split('/').next().unwrap_or_default()
+            }
             None => scp_parts(&self.raw)?.0,
         };
         let host_port = authority.rsplit('@').next().unwrap_or_default();
@@ -234,25 +237,24 @@ fn percent_decode(text: &str) -> String {
 }
 
 fn userinfo(url: &str) -> Option<&str> {
-    let (scheme, rest) = url.split_once("://")?;
-    Some(&rest[..userinfo_end(scheme, rest)?])
+    let (_, rest) = url.split_once("://")?;
+    Some(&rest[..userinfo_end(rest)?])
 }
 
 /// Where the user part of `rest` (a URL after `scheme://`) ends: the index of the `@`
 /// before the host, if there is a user part. Normally the last `@` before the first `/`.
-/// An http(s) password may hold an unencoded `/` (AWS CodeCommit's often do): when the
-/// text before the first `/` has no `@` and is `user:…` rather than `host:port` or
-/// `[v6]…`, the user part runs to the last `@` before the path, which starts at the
-/// first `/` after the first `@`. So `https://u:ab/cd@host/p` has the password `ab/cd`
-/// while `https://host:8080/a@b` and `https://host/a@b` have no user part.
-fn userinfo_end(scheme: &str, rest: &str) -> Option<usize> {
+/// A password may hold an unencoded `/` (AWS CodeCommit's often do): when the text
+/// before the first `/` has no `@` and is `user:…` rather than `host:port` or `[v6]…`,
+/// the user part runs to the last `@` before the path, which starts at the first `/`
+/// after the first `@`. So `https://u:ab/cd@host/p` has the password `ab/cd` while
+/// `https://host:8080/a@b` and `https://host/a@b` have no user part.
+fn userinfo_end(rest: &str) -> Option<usize> {
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let authority = &rest[..authority_end];
     if let Some(at) = authority.rfind('@') {
         return Some(at);
     }
-    let http = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
-    if !http || authority.starts_with('[') {
+    if authority.starts_with('[') {
         return None;
     }
     let (_, after_colon) = authority.split_once(':')?;
@@ -272,7 +274,7 @@ pub fn mask(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let Some(at) = userinfo_end(scheme, rest) else {
+    let Some(at) = userinfo_end(rest) else {
         return url.to_owned();
     };
     let info = &rest[..at];
@@ -421,6 +423,11 @@ mod tests {
                 .embedded_credentials(),
             None
         );
+        // Whatever the scheme, such a password is masked and kept from git.
+        let ssh = parse("ssh://git:pa/ss@host/p.git").unwrap();
+        assert_eq!(ssh.for_git(), "ssh://git@host/p.git");
+        assert_eq!(ssh.to_string(), "ssh://*****:*****@host/p.git");
+        assert_eq!(ssh.ssh_host(), Some(("host".into(), None)));
     }
 
     #[test]
