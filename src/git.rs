@@ -104,6 +104,11 @@ const DIAGNOSES: &[Diagnosis] = &[
         advice: "there is no repository at this URL (or these credentials may not see it); check the URL",
     },
     Diagnosis {
+        signs: &["mismatched algorithms", "does not support this repository's hash algorithm"],
+        lasting: Some("object formats differ"),
+        advice: "this repository and the remote use different object formats (SHA-1 and SHA-256), which git cannot transfer between; mirror only between repositories made with the same `git init --object-format`",
+    },
+    Diagnosis {
         signs: &["SSL certificate problem", "server certificate verification failed"],
         lasting: Some("TLS certificate problem"),
         advice: "the server's TLS certificate is not trusted here; install its CA certificate in the system's store (or set http.sslCAInfo)",

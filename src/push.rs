@@ -270,10 +270,12 @@ fn record(s: &mut MirrorState, summary: &RunSummary, at: SystemTime) {
                 s.failed_uncounted(at, problem);
             }
             s.divergent_refs = summary.divergent.clone();
-            s.next_update_at = summary
-                .error
-                .as_ref()
-                .map(|_| state::timestamp(at + schedule::push_backoff(s.consecutive_failures)));
+            s.next_update_at = summary.error.as_ref().map(|_| {
+                state::timestamp(schedule::later(
+                    at,
+                    schedule::push_backoff(s.consecutive_failures),
+                ))
+            });
         }
     }
 }

@@ -219,6 +219,22 @@ mod tests {
     }
 
     #[test]
+    fn sha256_ids_are_ids_and_their_zero_is_zero() {
+        let a = "ab".repeat(32);
+        let z = "0".repeat(64);
+        let input = format!("{z} {a} refs/heads/new\n{a} {z} refs/heads/gone\n");
+        let kinds: Vec<_> = parse_updates(input.as_bytes())
+            .unwrap()
+            .iter()
+            .map(RefUpdate::kind)
+            .collect();
+        assert_eq!(kinds, [UpdateKind::Create, UpdateKind::Delete]);
+        // One line, one hash: a SHA-1 id beside a SHA-256 one is not a real update.
+        assert!(parse_updates(format!("{A} {a} refs/heads/x").as_bytes()).is_err());
+        assert!(!is_object_id(&"a".repeat(63)));
+    }
+
+    #[test]
     fn refuses_malformed_lines() {
         for bad in [
             format!("{A} {A}"),

@@ -40,7 +40,16 @@ pub fn is_due(state: &MirrorState, now: SystemTime, longest_wait: Duration) -> b
 /// `next` has come, or lies further ahead than `longest_wait` could have put it (the
 /// clock went backwards since it was set).
 fn reached(next: SystemTime, now: SystemTime, longest_wait: Duration) -> bool {
-    next <= now || next > now + longest_wait
+    next <= now
+        || now
+            .checked_add(longest_wait)
+            .is_some_and(|limit| next > limit)
+}
+
+/// `wait` after `at`; `at` itself when that is beyond what the clock can hold (a record
+/// dated far ahead), which the clock-jump guard of [`reached`] then treats as due.
+pub fn later(at: SystemTime, wait: Duration) -> SystemTime {
+    at.checked_add(wait).unwrap_or(at)
 }
 
 /// Delay before retrying a pull after `failures` consecutive failures: one step per
@@ -97,7 +106,7 @@ pub fn next_pull(state: &MirrorState, pull: &Pull, config: &str, seed: &str) -> 
     if state.consecutive_failures > 0 {
         let backoff = pull_backoff(state.consecutive_failures, pull.interval);
         let seed = format!("{seed} {}", state.consecutive_failures);
-        return Some(last_run + jitter(backoff, &seed));
+        return Some(later(last_run, jitter(backoff, &seed)));
     }
     let interval = match pull.interval {
         Interval::Every(every) => every,
@@ -106,7 +115,7 @@ pub fn next_pull(state: &MirrorState, pull: &Pull, config: &str, seed: &str) -> 
             auto_interval(last_run.duration_since(changed).unwrap_or_default())
         }
     };
-    Some(last_run + interval)
+    Some(later(last_run, interval))
 }
 
 /// True when the pull may run at `now`: see [`next_pull`]; a due time further ahead than

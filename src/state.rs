@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `update_status` values, as GitLab's API names them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,9 +89,18 @@ pub fn parse_time(text: Option<&str>) -> Option<SystemTime> {
     humantime::parse_rfc3339(text?).ok()
 }
 
-/// RFC 3339 in UTC, to the second: `2026-11-23T10:00:00Z`.
+/// The latest time RFC 3339's four-digit years can write: 9999-12-31T23:59:59Z.
+const LATEST: Duration = Duration::from_secs(253_402_300_799);
+
+/// RFC 3339 in UTC, to the second: `2026-11-23T10:00:00Z`. A time it cannot write (before
+/// 1970 or after 9999: a broken clock, a record edited by hand) becomes the nearest one it
+/// can, so that no record, however odd, makes a command fail.
 pub fn timestamp(at: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(at).to_string()
+    let since_epoch = at
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .min(LATEST);
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + since_epoch).to_string()
 }
 
 /// The directory of status records of a repository.
@@ -154,4 +163,24 @@ pub fn log(repo: &Path, at: SystemTime, line: &str) {
         file.write_all(format!("{} {line}\n", timestamp(at)).as_bytes())
     };
     let _ = write();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_time_can_be_written_and_read_back() {
+        let far = parse_time(Some("9999-12-31T23:59:59Z")).unwrap();
+        assert_eq!(timestamp(far), "9999-12-31T23:59:59Z");
+        assert_eq!(
+            timestamp(far + Duration::from_secs(86400 * 365)),
+            "9999-12-31T23:59:59Z"
+        );
+        assert_eq!(
+            timestamp(UNIX_EPOCH - Duration::from_secs(1)),
+            "1970-01-01T00:00:00Z"
+        );
+        assert_eq!(parse_time(Some("99999-01-01T00:00:00Z")), None);
+    }
 }

@@ -66,8 +66,8 @@ impl RemoteUrl {
                 }
             };
             if kind != UrlKind::Local {
-                let authority = rest.split('/').next().unwrap_or_default();
-                let host = authority.rsplit('@').next().unwrap_or_default();
+                let after_user = userinfo_end(rest).map_or(rest, |at| &rest[at + 1..]);
+                let host = after_user.split('/').next().unwrap_or_default();
                 if host.is_empty() || host.starts_with(':') {
                     return Err(format!("{} has no host name", mask(text)));
                 }
@@ -127,8 +127,7 @@ impl RemoteUrl {
         let Some((scheme, rest)) = self.raw.split_once("://") else {
             return self.raw.clone();
         };
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        let Some(at) = rest[..authority_end].rfind('@') else {
+        let Some(at) = userinfo_end(rest) else {
             return self.raw.clone();
         };
         let info = &rest[..at];
@@ -170,7 +169,10 @@ impl RemoteUrl {
             return None;
         }
         let authority = match self.raw.split_once("://") {
-            Some((_, rest)) => rest.split('/').next().unwrap_or_default(),
+            Some((_, rest)) => {
+                let after_user = userinfo_end(rest).map_or(rest, |at| &rest[at + 1..]);
+                after_user.split('/').next().unwrap_or_default()
+            }
             None => scp_parts(&self.raw)?.0,
         };
         let host_port = authority.rsplit('@').next().unwrap_or_default();
@@ -236,9 +238,34 @@ fn percent_decode(text: &str) -> String {
 
 fn userinfo(url: &str) -> Option<&str> {
     let (_, rest) = url.split_once("://")?;
-    let authority = rest.split('/').next()?;
-    let (info, _) = authority.rsplit_once('@')?;
-    Some(info)
+    Some(&rest[..userinfo_end(rest)?])
+}
+
+/// Where the user part of `rest` (a URL after `scheme://`) ends: the index of the `@`
+/// before the host, if there is a user part. Normally the last `@` before the first `/`.
+/// A password may hold an unencoded `/` (AWS CodeCommit's often do): when the text
+/// before the first `/` has no `@` and is `user:…` rather than `host:port` or `[v6]…`,
+/// the user part runs to the last `@` before the path, which starts at the first `/`
+/// after the first `@`. So `https://u:ab/cd@host/p` has the password `ab/cd` while
+/// `https://host:8080/a@b` and `https://host/a@b` have no user part.
+fn userinfo_end(rest: &str) -> Option<usize> {
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    if let Some(at) = authority.rfind('@') {
+        return Some(at);
+    }
+    if authority.starts_with('[') {
+        return None;
+    }
+    let (_, after_colon) = authority.split_once(':')?;
+    if after_colon.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let first_at = rest.find('@')?;
+    let path = rest[first_at..]
+        .find('/')
+        .map_or(rest.len(), |p| first_at + p);
+    rest[..path].rfind('@')
 }
 
 /// Masks the credentials in any URL-like text: `https://*****:*****@host/…` when a
@@ -247,8 +274,7 @@ pub fn mask(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
+    let Some(at) = userinfo_end(rest) else {
         return url.to_owned();
     };
     let info = &rest[..at];
@@ -343,6 +369,65 @@ mod tests {
             parse("https://host/p.git").unwrap().embedded_credentials(),
             None
         );
+    }
+
+    #[test]
+    fn a_password_with_a_slash_is_a_password() {
+        // AWS CodeCommit's generated passwords often hold an unencoded `/`.
+        let url =
+            parse("https://user-at-1:ab/cd+ef=@git-codecommit.example.com/v1/repos/r").unwrap();
+        assert_eq!(
+            url.for_git(),
+            "https://git-codecommit.example.com/v1/repos/r"
+        );
+        assert_eq!(
+            url.embedded_credentials(),
+            Some(("user-at-1".to_owned(), "ab/cd+ef=".to_owned()))
+        );
+        assert!(url.has_embedded_secret());
+        assert_eq!(
+            url.origin().as_deref(),
+            Some("https://git-codecommit.example.com")
+        );
+        assert_eq!(
+            url.to_string(),
+            "https://*****:*****@git-codecommit.example.com/v1/repos/r"
+        );
+        // Several slashes, and a port.
+        let odd = parse("http://u:a/b/c@host:8080/p.git").unwrap();
+        assert_eq!(odd.for_git(), "http://host:8080/p.git");
+        assert_eq!(
+            odd.embedded_credentials(),
+            Some(("u".to_owned(), "a/b/c".to_owned()))
+        );
+        assert_eq!(
+            mask_text(
+                "fatal: unable to access 'https://u:ab/cd@h/r.git/': 403 (https://u:x/y@h/r)"
+            ),
+            "fatal: unable to access 'https://*****:*****@h/r.git/': 403 (https://*****:*****@h/r)"
+        );
+        // An `@` in the path of a URL without a user part stays in the path.
+        for plain in [
+            "https://host/a@b/p.git",
+            "https://host:8443/a@b/p.git",
+            "https://[::1]:8443/a@b/p.git",
+            "https://u:p@host/a@b/p.git",
+        ] {
+            let url = parse(plain).unwrap();
+            assert!(url.for_git().ends_with("/a@b/p.git"), "{plain}");
+            assert!(mask(plain).ends_with("/a@b/p.git"), "{plain}");
+        }
+        assert_eq!(
+            parse("https://host/a@b/p.git")
+                .unwrap()
+                .embedded_credentials(),
+            None
+        );
+        // Whatever the scheme, such a password is masked and kept from git.
+        let ssh = parse("ssh://git:pa/ss@host/p.git").unwrap();
+        assert_eq!(ssh.for_git(), "ssh://git@host/p.git");
+        assert_eq!(ssh.to_string(), "ssh://*****:*****@host/p.git");
+        assert_eq!(ssh.ssh_host(), Some(("host".into(), None)));
     }
 
     #[test]

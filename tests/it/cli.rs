@@ -79,3 +79,70 @@ fn a_broken_mirror_toml_never_fails_an_accepted_push() {
         "{log}"
     );
 }
+
+/// Status records whose times lie at the edge of what RFC 3339 can write (year 9999: a
+/// clock set far ahead, a hand-edited or damaged record) or beyond it: no command
+/// panics, and the pull and the push worker still run (a time that far ahead means the
+/// clock went backwards).
+#[test]
+fn records_dated_in_the_year_9999_never_panic_a_command() {
+    let env = TestEnv::new();
+    let up = env.bare("up.git");
+    let mirror = env.bare("mirror.git");
+    let toml = format!(
+        "[upstream]\nurl = {up:?}\n\n[pull]\n\n[[push]]\nname = \"backup\"\nurl = {mirror:?}\n",
+        up = up.to_str().unwrap(),
+        mirror = mirror.to_str().unwrap()
+    );
+    let repo = env.downstream("down.git", &toml);
+    let work = env.work("work");
+    let c = env.commit(&work, "one");
+    assert!(env.push(&work, &up, &["HEAD:refs/heads/main"]).success);
+    let state = repo.join("mirror/state");
+    std::fs::create_dir_all(&state).unwrap();
+    let far = "9999-12-31T23:59:59Z";
+    for (name, failures, status) in [
+        ("proxy", 0, "finished"),
+        ("pull", 0, "finished"),
+        ("backup", 3, "failed"),
+    ] {
+        let record = serde_json::json!({
+            "update_status": status,
+            "consecutive_failures": failures,
+            "last_update_at": far,
+            "last_update_started_at": far,
+            "last_successful_update_at": far,
+            "last_changed_at": "9999-12-31T23:00:00Z",
+            "next_update_at": "99999-01-01T00:00:00Z",
+        });
+        std::fs::write(state.join(format!("{name}.json")), record.to_string()).unwrap();
+    }
+    let repo_arg = repo.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = env.git_mirror(args);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(0), "git-mirror {args:?}: {said}");
+        said
+    };
+    let table = run(&["status", repo_arg]);
+    assert!(table.contains(far), "{table}");
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["status", "--json", repo_arg])).unwrap();
+    assert_eq!(json["mirrors"][1]["name"], "pull");
+    assert_eq!(json["mirrors"][1]["last_update_at"], far);
+    // Not "due in the year 9999": the pull runs now, and so does the push worker.
+    run(&["pull", repo_arg]);
+    assert_eq!(env.rev(&repo, "refs/heads/main"), Some(c.clone()));
+    // The pull queued the mirror and started its worker; this run may find it busy.
+    run(&["push", repo_arg]);
+    let mirrored = crate::util::eventually(std::time::Duration::from_secs(30), || {
+        env.rev(&mirror, "refs/heads/main") == Some(c.clone())
+    });
+    assert!(mirrored, "{}", run(&["status", repo_arg]));
+    run(&["status", repo_arg]);
+    run(&["status", "--json", repo_arg]);
+}

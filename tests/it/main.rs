@@ -14,6 +14,7 @@ mod push;
 mod root;
 mod rules;
 mod servers;
+mod sha256;
 mod torture;
 mod transports;
 mod upstream;

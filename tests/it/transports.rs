@@ -536,3 +536,89 @@ fn doctor_reaches_every_remote_and_explains_what_fails() {
       problem: cannot list its refs: the remote asks for a user name and password and none is configured; add an [auth] table with username and password_file or password_env (git: fatal: could not read Username for 'http://127.0.0.1:[PORT]': terminal prompts disabled)
     ");
 }
+
+/// A password with an unencoded `/` in the URL (AWS CodeCommit's often have one): it
+/// works, and it never shows, on a command line, in status, the log or doctor — even
+/// when a remote fails and git's own message is recorded.
+#[test]
+fn a_url_password_with_a_slash_works_and_never_shows() {
+    const SLASHED: &str = "Ab/Cd+s3cr3t=";
+    let env = TestEnv::new();
+    let root = served_root(&env);
+    let server = servers::http(&env, &root, "mirror", SLASHED, Duration::from_millis(300));
+    let port = server.port;
+    let up = root.join("up.git");
+    let work = env.work("work");
+    env.commit(&work, "one");
+    assert!(env.push(&work, &up, &["HEAD:refs/heads/main"]).success);
+    let url = |name: &str| format!("http://mirror:{SLASHED}@127.0.0.1:{port}/git/{name}");
+    let toml = format!(
+        "[pull]\nurl = {:?}\n\n[[push]]\nname = \"backup\"\nurl = {:?}\n\n\
+         [[push]]\nname = \"gone\"\nurl = {:?}\n",
+        url("up.git"),
+        url("mirror.git"),
+        url("missing.git")
+    );
+    let down = env.downstream("down.git", &toml);
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mirror = root.join("mirror.git");
+    let (seen, pulled) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| watch_command_lines(&stop));
+        let pulled = env.git_mirror(&["pull", "--now", down.to_str().unwrap()]);
+        let mirrored = eventually(PATIENCE, || env.rev(&mirror, "refs/heads/main").is_some());
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(mirrored, "the push mirror was not filled");
+        (watcher.join().unwrap(), pulled)
+    });
+    let said = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    // The whole password reached the server: the pull and the mirror worked.
+    assert!(pulled.status.success(), "{}", said(&pulled));
+    assert_eq!(
+        env.rev(&down, "refs/heads/main"),
+        env.rev(&up, "refs/heads/main")
+    );
+    // The mirror that does not exist fails, and git's message about it is recorded.
+    let failed = eventually(PATIENCE, || {
+        let status = env.git_mirror(&["status", "--json", down.to_str().unwrap()]);
+        let all: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+        all["mirrors"].as_array().is_some_and(|m| {
+            m.iter()
+                .any(|r| r["name"] == "gone" && r["last_error"].is_string())
+        })
+    });
+    assert!(failed, "the mirror gone did not fail");
+    let status = env.git_mirror(&["status", down.to_str().unwrap()]);
+    let json = env.git_mirror(&["status", "--json", down.to_str().unwrap()]);
+    let doctor = env.git_mirror(&["doctor", down.to_str().unwrap()]);
+    let log = std::fs::read_to_string(down.join("mirror/log")).unwrap();
+    let shown = [
+        said(&pulled),
+        said(&status),
+        said(&json),
+        said(&doctor),
+        log,
+    ];
+    // Neither the password nor its part after the `/`, anywhere.
+    for text in shown.iter().chain(&seen) {
+        assert!(
+            !text.contains(SLASHED) && !text.contains("s3cr3t"),
+            "the password shows in: {text}"
+        );
+    }
+    assert_eq!(
+        json.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&json.stderr)
+    );
+    let masked = format!("http://*****:*****@127.0.0.1:{port}/git/up.git");
+    assert!(said(&status).contains(&masked), "{}", said(&status));
+    assert!(said(&doctor).contains(&masked), "{}", said(&doctor));
+}

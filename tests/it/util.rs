@@ -12,6 +12,9 @@ pub const GIT_MIRROR: &str = env!("CARGO_BIN_EXE_git-mirror");
 pub struct TestEnv {
     dir: tempfile::TempDir,
     commits: std::sync::atomic::AtomicU32,
+    /// `git init --object-format` of every repository and work tree it makes (git's
+    /// default when `None`).
+    object_format: Option<&'static str>,
 }
 
 /// What a push told its user.
@@ -31,6 +34,15 @@ impl TestEnv {
         TestEnv {
             dir,
             commits: std::sync::atomic::AtomicU32::new(0),
+            object_format: None,
+        }
+    }
+
+    /// A TestEnv whose repositories and work trees all use `format` (`sha256`).
+    pub fn with_object_format(format: &'static str) -> TestEnv {
+        TestEnv {
+            object_format: Some(format),
+            ..TestEnv::new()
         }
     }
 
@@ -86,7 +98,10 @@ impl TestEnv {
 
     pub fn bare(&self, name: &str) -> PathBuf {
         let path = self.path(name);
-        self.git_ok(self.root(), &["init", "-q", "--bare", "-b", "main", name]);
+        let format = self.object_format.map(|f| format!("--object-format={f}"));
+        let mut args = vec!["init", "-q", "--bare", "-b", "main", name];
+        args.extend(format.as_deref());
+        self.git_ok(self.root(), &args);
         path
     }
 
@@ -115,7 +130,10 @@ impl TestEnv {
     /// A fresh work tree (not a clone) for making commits.
     pub fn work(&self, name: &str) -> PathBuf {
         let path = self.path(name);
-        self.git_ok(self.root(), &["init", "-q", "-b", "main", name]);
+        let format = self.object_format.map(|f| format!("--object-format={f}"));
+        let mut args = vec!["init", "-q", "-b", "main", name];
+        args.extend(format.as_deref());
+        self.git_ok(self.root(), &args);
         path
     }
 
