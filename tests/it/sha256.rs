@@ -73,7 +73,8 @@ fn the_proxy_forwards_to_a_sha256_upstream_and_refuses_a_stale_push() {
     assert_eq!(env.rev(&up, "refs/heads/topic"), None);
     assert_eq!(env.heads_and_tags(&up), env.heads_and_tags(&down));
 
-    // Someone pushes to the upstream directly: a push here is refused, nothing moves.
+    // Someone pushes to the upstream directly: a push here is refused, nothing of it
+    // lands, and the upstream's commit is brought here before the answer.
     let other = env.work("other");
     env.git_ok(&other, &["pull", "-q", up.to_str().unwrap(), "main"]);
     let theirs = env.commit(&other, "theirs");
@@ -88,8 +89,9 @@ fn the_proxy_forwards_to_a_sha256_upstream_and_refuses_a_stale_push() {
         "{}",
         pushed.stderr
     );
-    assert_eq!(env.rev(&up, "refs/heads/main"), Some(theirs));
-    assert_eq!(env.rev(&down, "refs/heads/main"), Some(next));
+    assert_eq!(env.rev(&up, "refs/heads/main"), Some(theirs.clone()));
+    assert_eq!(env.rev(&down, "refs/heads/main"), Some(theirs));
+    assert_ne!(env.rev(&down, "refs/heads/main"), Some(next));
 }
 
 #[test]
