@@ -41,7 +41,14 @@ pub struct RunOutput {
     pub status: Option<ExitStatus>,
     /// True when the deadline passed and the process group was killed.
     pub timed_out: bool,
-    pub stdout: String,
+    /// Standard output as git wrote it, bytes (a ref name need not be UTF-8), each line
+    /// kept ending in `\n`.
+    pub stdout: Vec<u8>,
+    /// Some of stdout was left out: a line longer than git's protocol can carry, or more
+    /// than [`STDOUT_LIMIT`] in all. What stdout lists is then not the whole list.
+    pub stdout_incomplete: bool,
+    /// Standard error for people: printable ([`crate::text`]) and bounded (see
+    /// [`STDERR_LINE_LIMIT`] and [`STDERR_LIMIT`]), with where it was cut said.
     pub stderr: String,
 }
 
@@ -138,6 +145,18 @@ impl RunOutput {
     /// often, what it means and what to do, with the line of git's that shows it;
     /// otherwise what git said (its hints left out); how it ended when it said nothing.
     pub fn complaint(&self) -> String {
+        // The remote's words may be in it: shown printable whatever they hold.
+        crate::text::printable(&self.unescaped_complaint()).into_owned()
+    }
+
+    fn unescaped_complaint(&self) -> String {
+        if self.success() && self.stdout_incomplete {
+            return format!(
+                "the remote's answer was larger than this server accepts (a line over {} KiB, or over {} MiB in all), so it was not used",
+                STDOUT_LINE_LIMIT / 1024,
+                STDOUT_LIMIT / (1024 * 1024)
+            );
+        }
         if let Some((diagnosis, line)) = self.diagnosis() {
             return crate::url::mask_text(&format!("{} (git: {line})", diagnosis.advice));
         }
@@ -261,6 +280,17 @@ impl Git {
             .env_remove("SSH_ASKPASS")
             .env_remove("GIT_ASKPASS")
             .stdin(Stdio::null());
+        cmd
+    }
+
+    /// [`Git::command`] for a git that talks to the remote (push, fetch, ls-remote): it
+    /// alone gets what reaching the remote takes, the secret included, and runs with the
+    /// repository's hooks off (a `reference-transaction` hook would inherit the secret;
+    /// the only refs such a git writes are the pull's private ones). Local work
+    /// (update-ref, gc) never sees a secret.
+    fn remote_command<S: AsRef<str>>(&self, args: &[S]) -> Command {
+        let hooks_off = ["-c", "core.hooksPath=/dev/null"];
+        let mut cmd = self.command(hooks_off.into_iter().chain(args.iter().map(|a| a.as_ref())));
         cmd.envs(self.access.env());
         cmd
     }
@@ -285,7 +315,29 @@ impl Git {
         timeout: Duration,
         on_stderr: &mut dyn FnMut(&str),
     ) -> Result<RunOutput> {
-        let mut cmd = self.command(args.iter().map(|a| a.as_ref()));
+        let cmd = self.command(args.iter().map(|a| a.as_ref()));
+        self.spawn(cmd, input, timeout, on_stderr)
+    }
+
+    /// [`Git::run_with_input`] for a git that talks to the remote ([`Git::remote_command`]).
+    fn run_remote<S: AsRef<str>>(
+        &self,
+        args: &[S],
+        input: Option<Vec<u8>>,
+        timeout: Duration,
+        on_stderr: &mut dyn FnMut(&str),
+    ) -> Result<RunOutput> {
+        let cmd = self.remote_command(args);
+        self.spawn(cmd, input, timeout, on_stderr)
+    }
+
+    fn spawn(
+        &self,
+        mut cmd: Command,
+        input: Option<Vec<u8>>,
+        timeout: Duration,
+        on_stderr: &mut dyn FnMut(&str),
+    ) -> Result<RunOutput> {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         if input.is_some() {
             cmd.stdin(Stdio::piped());
@@ -384,11 +436,12 @@ impl Git {
             }
             let out = self.push_once(url, &updates[start..end], settings, timeout, on_stderr)?;
             // Unreachable or timed out: the rest would fare no better.
-            let hopeless = out.timed_out || !out.stdout.lines().any(|l| l == "Done");
+            let hopeless = out.timed_out || !out.stdout.split(|b| *b == b'\n').any(|l| l == b"Done");
             joined = Some(match joined {
                 None => out,
                 Some(mut all) => {
-                    all.stdout.push_str(&out.stdout);
+                    all.stdout.extend_from_slice(&out.stdout);
+                    all.stdout_incomplete |= out.stdout_incomplete;
                     all.stderr.push_str(&out.stderr);
                     all.timed_out |= out.timed_out;
                     if all.success() {
@@ -451,32 +504,63 @@ impl Git {
                 Some(new) => format!("{new}:{}", u.name),
             });
         }
-        self.run(&args, timeout, on_stderr)
+        self.run_remote(&args, None, timeout, on_stderr)
     }
 
     /// Lists the refs of `url` (`git ls-remote`), limited to `names` when given (and
-    /// few enough for a command line).
+    /// few enough for a command line). A listing git could not hand over whole (see
+    /// [`RunOutput::stdout_incomplete`]) is a failure: a partial list would make refs
+    /// look deleted.
     pub fn ls_remote(
         &self,
         url: &crate::url::RemoteUrl,
         names: &[&str],
         timeout: Duration,
-    ) -> Result<Result<std::collections::BTreeMap<String, String>, RunOutput>> {
+    ) -> Result<Result<RemoteRefs, RunOutput>> {
         let mut args = vec!["ls-remote".to_owned(), url.for_git()];
         if !names.is_empty() && names.len() <= 50 {
             args.extend(names.iter().map(|n| (*n).to_owned()));
         }
-        let out = self.output(&args, timeout)?;
-        if !out.success() {
+        let out = self.run_remote(&args, None, timeout, &mut |_| {})?;
+        if !out.success() || out.stdout_incomplete {
             return Ok(Err(out));
         }
-        Ok(Ok(out
-            .stdout
-            .lines()
-            .filter_map(|l| l.split_once('\t'))
-            .filter(|(_, name)| !name.ends_with("^{}"))
-            .map(|(id, name)| (name.to_owned(), id.to_owned()))
-            .collect()))
+        Ok(Ok(RemoteRefs::parse(&out.stdout)))
+    }
+}
+
+/// The refs a remote lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteRefs {
+    /// Object id by ref name (peeled `^{}` entries left out).
+    pub refs: std::collections::BTreeMap<String, String>,
+    /// Refs whose names are not UTF-8, left out of `refs`: this program cannot name them
+    /// to git exactly. Shown escaped for people, e.g. `refs/heads/caf\xe9`.
+    pub skipped: Vec<String>,
+}
+
+impl RemoteRefs {
+    /// Reads `git ls-remote` output: `ID<TAB>NAME` lines.
+    fn parse(stdout: &[u8]) -> RemoteRefs {
+        let mut listing = RemoteRefs::default();
+        for line in stdout.split(|b| *b == b'\n') {
+            let Some(tab) = line.iter().position(|b| *b == b'\t') else {
+                continue;
+            };
+            let (id, name) = (&line[..tab], &line[tab + 1..]);
+            if name.ends_with(b"^{}") {
+                continue;
+            }
+            match (std::str::from_utf8(id), std::str::from_utf8(name)) {
+                (Ok(id), Ok(name)) => {
+                    listing.refs.insert(name.to_owned(), id.to_owned());
+                }
+                (Ok(_), Err(_)) => listing.skipped.push(crate::text::printable_bytes(name)),
+                // Not an id: not a ref line.
+                (Err(_), _) => {}
+            }
+        }
+        listing
     }
 }
 
@@ -516,7 +600,7 @@ impl Git {
             .iter()
             .map(|(src, dst)| format!("+{src}:{dst}\n"))
             .collect();
-        self.run_with_input(&args, Some(input.into_bytes()), timeout, &mut |_| {})
+        self.run_remote(&args, Some(input.into_bytes()), timeout, &mut |_| {})
     }
 
     /// Applies `commands` (`update-ref --stdin` lines: `update REF NEW OLD`, `create REF
@@ -573,7 +657,11 @@ pub fn remove_push_variables(cmd: &mut Command, names: &[&str]) {
 }
 
 enum Event {
-    Stdout(String),
+    /// One line of stdout, without its `\n`.
+    Stdout(Vec<u8>),
+    /// Some of stdout was left out (see [`forward_stdout`]).
+    StdoutIncomplete,
+    /// One line of stderr, made printable and bounded (see [`forward_stderr`]).
     Stderr(String),
     StreamEnd,
     Exited(std::io::Result<ExitStatus>),
@@ -589,11 +677,11 @@ fn supervise(mut child: Child, timeout: Duration, on_stderr: &mut dyn FnMut(&str
     let mut streams = 0;
     if let Some(out) = child.stdout.take() {
         streams += 1;
-        forward(out, tx.clone(), Event::Stdout);
+        forward_stdout(out, tx.clone());
     }
     if let Some(err) = child.stderr.take() {
         streams += 1;
-        forward(err, tx.clone(), Event::Stderr);
+        forward_stderr(err, tx.clone());
     }
     let exit_tx = tx;
     std::thread::spawn(move || {
@@ -603,7 +691,8 @@ fn supervise(mut child: Child, timeout: Duration, on_stderr: &mut dyn FnMut(&str
     let mut output = RunOutput {
         status: None,
         timed_out: false,
-        stdout: String::new(),
+        stdout: Vec::new(),
+        stdout_incomplete: false,
         stderr: String::new(),
     };
     let start = Instant::now();
@@ -626,9 +715,10 @@ fn supervise(mut child: Child, timeout: Duration, on_stderr: &mut dyn FnMut(&str
         };
         match event {
             Event::Stdout(line) => {
-                output.stdout.push_str(&line);
-                output.stdout.push('\n');
+                output.stdout.extend_from_slice(&line);
+                output.stdout.push(b'\n');
             }
+            Event::StdoutIncomplete => output.stdout_incomplete = true,
             Event::Stderr(line) => {
                 on_stderr(&line);
                 output.stderr.push_str(&line);
@@ -647,31 +737,159 @@ fn supervise(mut child: Child, timeout: Duration, on_stderr: &mut dyn FnMut(&str
     output
 }
 
-fn forward<R: Read + Send + 'static>(
-    stream: R,
-    tx: mpsc::Sender<Event>,
-    wrap: fn(String) -> Event,
-) {
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stream);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let text = String::from_utf8_lossy(&buf);
-                    // Progress meters rewrite their line with '\r'; keep the last state.
-                    let line = text.trim_end_matches(['\n', '\r']);
-                    let line = line.rsplit('\r').next().unwrap_or(line);
-                    if tx.send(wrap(line.to_owned())).is_err() {
-                        return;
-                    }
-                }
+/// Longest stdout line kept. What git prints there (`ls-remote`, `push --porcelain`)
+/// comes from protocol packets of at most 65 516 bytes, so a longer line is none of it;
+/// it is left out whole, never cut (a ref name cut short names another ref), and the
+/// output marked incomplete.
+pub const STDOUT_LINE_LIMIT: usize = 128 * 1024;
+/// Most stdout kept: a listing of some five million refs. Not less, since a real
+/// repository's listing must arrive whole; more would let a remote fill our memory.
+/// Beyond it, the output is marked incomplete.
+pub const STDOUT_LIMIT: usize = 512 * 1024 * 1024;
+/// Most of one stderr line kept and relayed; the rest is read and dropped, its size said.
+pub const STDERR_LINE_LIMIT: usize = 4 * 1024;
+/// Most stderr kept and relayed in all; beyond it, lines are read and dropped, and what
+/// was dropped is said, followed by the last [`STDERR_TAIL`] lines (git's own verdict
+/// comes last, after whatever the remote said).
+pub const STDERR_LIMIT: usize = 64 * 1024;
+/// Lines of stderr kept from past [`STDERR_LIMIT`].
+pub const STDERR_TAIL: usize = 8;
+
+/// Reads `stream` line by line in bounded chunks, so memory stays bounded whatever the
+/// line length: hands `each` the first `max_line` bytes of each line (without its
+/// `\n`) and how many bytes of it were dropped; stops when `each` returns false.
+fn read_lines<R: Read>(stream: R, max_line: usize, each: &mut dyn FnMut(&[u8], u64) -> bool) {
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let mut line = Vec::new();
+    let mut dropped: u64 = 0;
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => &[][..],
+        };
+        if chunk.is_empty() {
+            if !line.is_empty() || dropped > 0 {
+                each(&line, dropped);
             }
+            return;
+        }
+        let end = chunk.iter().position(|b| *b == b'\n');
+        let part = &chunk[..end.unwrap_or(chunk.len())];
+        let keep = part.len().min(max_line.saturating_sub(line.len()));
+        line.extend_from_slice(&part[..keep]);
+        dropped += (part.len() - keep) as u64;
+        let used = end.map_or(chunk.len(), |at| at + 1);
+        reader.consume(used);
+        if end.is_some() {
+            if !each(&line, dropped) {
+                return;
+            }
+            line.clear();
+            dropped = 0;
+        }
+    }
+}
+
+/// Forwards stdout's lines, whole, within [`STDOUT_LINE_LIMIT`] and [`STDOUT_LIMIT`].
+fn forward_stdout<R: Read + Send + 'static>(stream: R, tx: mpsc::Sender<Event>) {
+    std::thread::spawn(move || {
+        let mut kept = 0usize;
+        let mut incomplete = false;
+        read_lines(stream, STDOUT_LINE_LIMIT, &mut |line, dropped| {
+            if dropped > 0 || kept + line.len() + 1 > STDOUT_LIMIT {
+                // Read on to the end all the same: git must not block on a full pipe.
+                incomplete = true;
+                return true;
+            }
+            kept += line.len() + 1;
+            tx.send(Event::Stdout(line.to_vec())).is_ok()
+        });
+        if incomplete {
+            let _ = tx.send(Event::StdoutIncomplete);
         }
         let _ = tx.send(Event::StreamEnd);
     });
+}
+
+/// Forwards stderr's lines as printable text, within [`STDERR_LINE_LIMIT`] and
+/// [`STDERR_LIMIT`], saying where and how much was cut.
+fn forward_stderr<R: Read + Send + 'static>(stream: R, tx: mpsc::Sender<Event>) {
+    std::thread::spawn(move || {
+        let mut budget = StderrBudget::default();
+        read_lines(stream, STDERR_LINE_LIMIT, &mut |line, dropped| {
+            match budget.take(stderr_line(line, dropped), line.len() as u64 + dropped + 1) {
+                Some(text) => tx.send(Event::Stderr(text)).is_ok(),
+                None => true,
+            }
+        });
+        for text in budget.finish() {
+            let _ = tx.send(Event::Stderr(text));
+        }
+        let _ = tx.send(Event::StreamEnd);
+    });
+}
+
+/// One stderr line for people: printable, with its cut said.
+fn stderr_line(line: &[u8], dropped: u64) -> String {
+    // Progress meters rewrite their line with '\r'; keep the last state.
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let line = line.rsplit(|b| *b == b'\r').next().unwrap_or(line);
+    let mut text = crate::text::printable_bytes(line);
+    if dropped > 0 {
+        text.push_str(&format!(" … ({dropped} bytes cut)"));
+    }
+    text
+}
+
+/// What is left of [`STDERR_LIMIT`], and what went past it.
+#[derive(Default)]
+struct StderrBudget {
+    kept: usize,
+    /// The last lines past the limit, with the bytes each took in git's output.
+    tail: std::collections::VecDeque<(String, u64)>,
+    /// Lines past the limit that are not in the tail, and their bytes as git wrote them.
+    dropped_lines: u64,
+    dropped_bytes: u64,
+    /// `remote:` when the first line dropped came from the remote.
+    label: &'static str,
+}
+
+impl StderrBudget {
+    /// `text`, when it may be kept and relayed now; otherwise it waits in the tail.
+    /// `size` is what the line took in git's output.
+    fn take(&mut self, text: String, size: u64) -> Option<String> {
+        if self.tail.is_empty() && self.kept + text.len() < STDERR_LIMIT {
+            self.kept += text.len() + 1;
+            return Some(text);
+        }
+        if self.tail.len() == STDERR_TAIL {
+            if let Some((first, size)) = self.tail.pop_front() {
+                if self.dropped_lines == 0 && first.starts_with("remote:") {
+                    self.label = "remote: ";
+                }
+                self.dropped_lines += 1;
+                self.dropped_bytes += size;
+            }
+        }
+        self.tail.push_back((text, size));
+        None
+    }
+
+    /// The lines still to say at the end: how much was not shown, then the tail. The
+    /// note keeps the `remote:` label of the lines it stands for, so it reaches whoever
+    /// relays the remote's words.
+    fn finish(self) -> Vec<String> {
+        let mut lines = Vec::with_capacity(self.tail.len() + 1);
+        if self.dropped_lines > 0 {
+            lines.push(format!(
+                "{}… (further output not shown: {} lines, {} bytes)",
+                self.label, self.dropped_lines, self.dropped_bytes
+            ));
+        }
+        lines.extend(self.tail.into_iter().map(|(text, _)| text));
+        lines
+    }
 }
 
 fn kill_group(pid: u32) {

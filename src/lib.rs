@@ -20,4 +20,5 @@ pub mod refs;
 pub mod repo;
 pub mod schedule;
 pub mod state;
+pub mod text;
 pub mod url;

@@ -56,6 +56,8 @@ pub struct PullSummary {
     pub fetched: usize,
     /// Branches that diverged from the upstream and were left alone.
     pub divergent: Vec<String>,
+    /// Upstream refs left out because their names are not UTF-8 (shown escaped).
+    pub skipped: Vec<String>,
     /// Why the pull failed.
     pub error: Option<String>,
     /// The failure is one that retrying cannot fix (why, in a few words).
@@ -172,6 +174,9 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
     let finished = SystemTime::now();
     let mut record = state::load(repo, RECORD).unwrap_or_default();
     settle(repo, &mut record, &mut summary, config, pull, finished);
+    if summary.error.is_none() {
+        record.skipped_refs = summary.skipped.clone();
+    }
     summary.next_update_at = next_due(repo, config, pull, &record);
     record.next_update_at = summary
         .next_update_at
@@ -275,14 +280,18 @@ fn untouchable(repo: &Path, config: &Config) -> Untouchable {
 fn update(repo: &Path, git: &Git, config: &Config, pull: &Pull) -> PullSummary {
     let mut summary = PullSummary::default();
     let remote = match git.ls_remote(&pull.url, &[], pull.timeout) {
-        Ok(Ok(refs)) => refs
-            .into_iter()
-            .filter(|(name, id)| {
-                pull.refs.matches(name)
-                    && refs::check_ref_name(name).is_ok()
-                    && refs::is_object_id(id)
-            })
-            .collect::<BTreeMap<_, _>>(),
+        Ok(Ok(listing)) => {
+            summary.skipped = skipped(repo, pull, listing.skipped);
+            listing
+                .refs
+                .into_iter()
+                .filter(|(name, id)| {
+                    pull.refs.matches(name)
+                        && refs::check_ref_name(name).is_ok()
+                        && refs::is_object_id(id)
+                })
+                .collect::<BTreeMap<_, _>>()
+        }
         Ok(Err(out)) => {
             summary.fail(
                 format!("cannot list the upstream's refs: {}", out.complaint()),
@@ -380,6 +389,26 @@ fn update(repo: &Path, git: &Git, config: &Config, pull: &Pull) -> PullSummary {
         }
     }
     summary
+}
+
+/// The refs of `names` (upstream refs whose names are not UTF-8) that `pull.refs`
+/// matches, said in the log: they cannot be mirrored, and the others still are.
+fn skipped(repo: &Path, pull: &Pull, names: Vec<String>) -> Vec<String> {
+    let names: Vec<String> = names
+        .into_iter()
+        .filter(|n| pull.refs.matches(n))
+        .collect();
+    if !names.is_empty() {
+        state::log(
+            repo,
+            SystemTime::now(),
+            &format!(
+                "pull: skipped {}: the upstream's ref name is not valid UTF-8, which mirror-hooks cannot mirror; rename it upstream",
+                names.join(", ")
+            ),
+        );
+    }
+    names
 }
 
 fn matching_refs(view: &Repo, pull: &Pull) -> Result<BTreeMap<String, String>> {
