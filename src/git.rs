@@ -280,6 +280,9 @@ impl Git {
             .env_remove("SSH_ASKPASS")
             .env_remove("GIT_ASKPASS")
             .stdin(Stdio::null());
+        for name in self.access.hidden() {
+            cmd.env_remove(name);
+        }
         cmd
     }
 
@@ -436,7 +439,8 @@ impl Git {
             }
             let out = self.push_once(url, &updates[start..end], settings, timeout, on_stderr)?;
             // Unreachable or timed out: the rest would fare no better.
-            let hopeless = out.timed_out || !out.stdout.split(|b| *b == b'\n').any(|l| l == b"Done");
+            let hopeless =
+                out.timed_out || !out.stdout.split(|b| *b == b'\n').any(|l| l == b"Done");
             joined = Some(match joined {
                 None => out,
                 Some(mut all) => {
@@ -590,7 +594,7 @@ impl Git {
             "--no-recurse-submodules",
             "--no-show-forced-updates",
             // Housekeeping must not inherit the remote's credentials: the pull runs it
-            // afterwards with a plain environment.
+            // afterwards, as local work, which gets none.
             "--no-auto-maintenance",
             "--quiet",
             "--stdin",
@@ -817,11 +821,11 @@ fn forward_stdout<R: Read + Send + 'static>(stream: R, tx: mpsc::Sender<Event>) 
 fn forward_stderr<R: Read + Send + 'static>(stream: R, tx: mpsc::Sender<Event>) {
     std::thread::spawn(move || {
         let mut budget = StderrBudget::default();
-        read_lines(stream, STDERR_LINE_LIMIT, &mut |line, dropped| {
-            match budget.take(stderr_line(line, dropped), line.len() as u64 + dropped + 1) {
-                Some(text) => tx.send(Event::Stderr(text)).is_ok(),
-                None => true,
-            }
+        read_lines(stream, STDERR_LINE_LIMIT, &mut |line, dropped| match budget
+            .take(stderr_line(line, dropped), line.len() as u64 + dropped + 1)
+        {
+            Some(text) => tx.send(Event::Stderr(text)).is_ok(),
+            None => true,
         });
         for text in budget.finish() {
             let _ = tx.send(Event::Stderr(text));
@@ -899,5 +903,165 @@ fn kill_group(pid: u32) {
         unsafe {
             libc::kill(-pid, libc::SIGKILL);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// What `forward` makes of `stream`: its events, stream end excluded.
+    fn events(
+        forward: fn(Box<dyn Read + Send>, mpsc::Sender<Event>),
+        stream: impl Read + Send + 'static,
+    ) -> Vec<Event> {
+        let (tx, rx) = mpsc::channel();
+        forward(Box::new(stream), tx);
+        rx.iter()
+            .take_while(|e| !matches!(e, Event::StreamEnd))
+            .collect()
+    }
+
+    fn stderr_lines(stream: impl Read + Send + 'static) -> Vec<String> {
+        events(forward_stderr, stream)
+            .into_iter()
+            .map(|e| match e {
+                Event::Stderr(line) => line,
+                _ => panic!("stderr gives lines only"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_huge_line_is_read_in_bounded_chunks_and_cut() {
+        let huge = std::io::repeat(b'x').take(50_000_000);
+        let stream = b"first\n"
+            .chain(huge)
+            .chain(&b"\nshort\nno newline at the end"[..]);
+        let mut seen = Vec::new();
+        read_lines(stream, 4096, &mut |line, dropped| {
+            seen.push((line.len(), dropped, line.first().copied()));
+            true
+        });
+        assert_eq!(
+            seen,
+            [
+                (5, 0, Some(b'f')),
+                (4096, 50_000_000 - 4096, Some(b'x')),
+                (5, 0, Some(b's')),
+                (21, 0, Some(b'n')),
+            ]
+        );
+    }
+
+    #[test]
+    fn stderr_is_printable_and_says_where_it_was_cut() {
+        let stream = b"remote: \x1b[2K\rmirror-hooks: fake\x1b]0;title\x07\n"
+            .chain(&b"remote: progress 10%\rremote: progress 100%\r\n"[..])
+            .chain(&b"remote: "[..])
+            .chain(std::io::repeat(b'y').take(10_000_000))
+            .chain(&b"\nremote: caf\xe9\n"[..]);
+        let lines = stderr_lines(stream);
+        assert_eq!(lines[0], r"mirror-hooks: fake\x1b]0;title\x07");
+        assert_eq!(lines[1], "remote: progress 100%");
+        assert!(lines[2].starts_with("remote: yyy"), "{}", &lines[2][..20]);
+        assert!(
+            lines[2].ends_with(&format!(
+                " … ({} bytes cut)",
+                10_000_008 - STDERR_LINE_LIMIT
+            )),
+            "{}",
+            &lines[2][lines[2].len() - 40..]
+        );
+        assert_eq!(lines[3], r"remote: caf\xe9");
+        assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn stderr_past_its_limit_is_summed_up_and_its_last_lines_kept() {
+        let flood: Vec<u8> = (0..100_000)
+            .flat_map(|i| format!("remote: line {i}\n").into_bytes())
+            .collect();
+        let stream = std::io::Cursor::new(flood).chain(&b"error: failed to push some refs\n"[..]);
+        let lines = stderr_lines(stream);
+        let kept: usize = lines.iter().map(|l| l.len() + 1).sum();
+        assert!(kept < STDERR_LIMIT + STDERR_TAIL * 100, "{kept}");
+        let note = &lines[lines.len() - STDERR_TAIL - 1];
+        assert!(
+            note.starts_with("remote: … (further output not shown: ") && note.ends_with(" bytes)"),
+            "{note}"
+        );
+        assert_eq!(lines[lines.len() - 2], "remote: line 99999");
+        assert_eq!(lines[lines.len() - 1], "error: failed to push some refs");
+        // What was shown, said not shown, and kept at the end accounts for every line.
+        let shown = lines.len() - STDERR_TAIL - 1;
+        let not_shown: usize = note
+            .trim_start_matches("remote: … (further output not shown: ")
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert_eq!(shown + not_shown + STDERR_TAIL, 100_001);
+    }
+
+    #[test]
+    fn stdout_keeps_bytes_and_leaves_out_overlong_lines_whole() {
+        let long = vec![b'r'; STDOUT_LINE_LIMIT + 1];
+        let stream = std::io::Cursor::new(
+            [
+                &b"1111\trefs/heads/caf\xe9\n"[..],
+                &long,
+                b"\n2222\trefs/heads/main\n",
+            ]
+            .concat(),
+        );
+        let seen = events(forward_stdout, stream);
+        let lines: Vec<&[u8]> = seen
+            .iter()
+            .filter_map(|e| match e {
+                Event::Stdout(line) => Some(line.as_slice()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            [&b"1111\trefs/heads/caf\xe9"[..], b"2222\trefs/heads/main"]
+        );
+        assert!(matches!(seen.last(), Some(Event::StdoutIncomplete)));
+    }
+
+    #[test]
+    fn a_listing_keeps_names_that_are_not_utf8_apart() {
+        let a = "a".repeat(40);
+        let b = "b".repeat(40);
+        let stdout = [
+            format!("{a}\trefs/heads/main\n").as_bytes(),
+            format!("{b}\trefs/heads/caf").as_bytes(),
+            b"\xe9\n",
+            format!("{a}\trefs/tags/v1\n{b}\trefs/tags/v1^{{}}\n").as_bytes(),
+        ]
+        .concat();
+        let listing = RemoteRefs::parse(&stdout);
+        assert_eq!(
+            listing.refs.into_iter().collect::<Vec<_>>(),
+            [
+                ("refs/heads/main".to_owned(), a.clone()),
+                ("refs/tags/v1".to_owned(), a)
+            ]
+        );
+        assert_eq!(listing.skipped, [r"refs/heads/caf\xe9"]);
+    }
+
+    #[test]
+    fn a_complaint_is_printable() {
+        let out = RunOutput {
+            status: None,
+            timed_out: false,
+            stdout: Vec::new(),
+            stdout_incomplete: false,
+            stderr: "fatal: \u{1b}]0;owned\u{7} refused\n".to_owned(),
+        };
+        assert_eq!(out.complaint(), r"fatal: \x1b]0;owned\x07 refused");
     }
 }

@@ -58,7 +58,7 @@ pub struct PushReport {
 impl PushReport {
     /// Reads git's stdout. A line that is not UTF-8 is skipped: it cannot be about a ref
     /// we pushed, whose names all are.
-    pub fn parse(stdout: impl AsRef<[u8]>) -> PushReport {
+    pub fn parse<S: AsRef<[u8]> + ?Sized>(stdout: &S) -> PushReport {
         let mut report = PushReport::default();
         let lines = stdout.as_ref().split(|b| *b == b'\n');
         for line in lines.filter_map(|l| std::str::from_utf8(l).ok()) {

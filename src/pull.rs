@@ -163,9 +163,13 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
     let started = SystemTime::now();
     let clock = Instant::now();
     let _ = state::update(repo, RECORD, |s| s.started(started));
-    let git = Git::new(repo)?;
+    let mut git = Git::new(repo)?;
     let mut summary = match Access::new(repo, config, &pull.url, pull.auth.as_deref()) {
-        Ok(access) => update(repo, &git.with_access(access), config, pull),
+        Ok(access) => {
+            // Only the commands that talk to the upstream get the secret (see git.rs).
+            git = git.with_access(access);
+            update(repo, &git, config, pull)
+        }
         Err(e) => PullSummary {
             error: Some(format!("{e:#}")),
             ..PullSummary::default()
@@ -394,10 +398,7 @@ fn update(repo: &Path, git: &Git, config: &Config, pull: &Pull) -> PullSummary {
 /// The refs of `names` (upstream refs whose names are not UTF-8) that `pull.refs`
 /// matches, said in the log: they cannot be mirrored, and the others still are.
 fn skipped(repo: &Path, pull: &Pull, names: Vec<String>) -> Vec<String> {
-    let names: Vec<String> = names
-        .into_iter()
-        .filter(|n| pull.refs.matches(n))
-        .collect();
+    let names: Vec<String> = names.into_iter().filter(|n| pull.refs.matches(n)).collect();
     if !names.is_empty() {
         state::log(
             repo,

@@ -60,7 +60,12 @@ mod tests {
 
     #[test]
     fn printable_text_passes_unchanged() {
-        for text in ["", "remote: Resolving deltas: 100% (3/3)", "café ✓\ttab", r"C:\x1b"] {
+        for text in [
+            "",
+            "remote: Resolving deltas: 100% (3/3)",
+            "café ✓\ttab",
+            r"C:\x1b",
+        ] {
             assert!(matches!(printable(text), Cow::Borrowed(_)), "{text}");
             assert_eq!(printable_bytes(text.as_bytes()), text);
         }
@@ -75,13 +80,19 @@ mod tests {
             r"\x1b[2K\x0dmirror-hooks: ok\x1b]0;pwned\x07\x7f\x08"
         );
         // C1 CSI, right-to-left override, an isolate.
-        assert_eq!(printable("a\u{9b}2Jb\u{202e}c\u{2066}"), r"a\u{9b}2Jb\u{202e}c\u{2066}");
+        assert_eq!(
+            printable("a\u{9b}2Jb\u{202e}c\u{2066}"),
+            r"a\u{9b}2Jb\u{202e}c\u{2066}"
+        );
         assert_eq!(printable("\n\0"), r"\x0a\x00");
     }
 
     #[test]
     fn bytes_that_are_not_utf8_are_shown_as_hex() {
-        assert_eq!(printable_bytes(b"refs/heads/caf\xe9"), r"refs/heads/caf\xe9");
+        assert_eq!(
+            printable_bytes(b"refs/heads/caf\xe9"),
+            r"refs/heads/caf\xe9"
+        );
         assert_eq!(printable_bytes(b"\xff\xfe\x1bx\xc3\xa9"), r"\xff\xfe\x1bxé");
         // A sequence cut short is as invalid as a stray byte.
         assert_eq!(printable_bytes(b"\xe2\x9c"), r"\xe2\x9c");

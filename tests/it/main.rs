@@ -4,6 +4,7 @@ mod cli;
 mod config;
 mod crashes;
 mod faults;
+mod hostile;
 mod inputs;
 mod install;
 mod proxy;
