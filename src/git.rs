@@ -837,7 +837,11 @@ fn forward_stderr<R: Read + Send + 'static>(stream: R, tx: mpsc::Sender<Event>) 
 /// One stderr line for people: printable, with its cut said.
 fn stderr_line(line: &[u8], dropped: u64) -> String {
     // Progress meters rewrite their line with '\r'; keep the last state.
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let end = line
+        .iter()
+        .rposition(|b| *b != b'\r')
+        .map_or(0, |at| at + 1);
+    let line = &line[..end];
     let line = line.rsplit(|b| *b == b'\r').next().unwrap_or(line);
     let mut text = crate::text::printable_bytes(line);
     if dropped > 0 {
@@ -958,7 +962,7 @@ mod tests {
     #[test]
     fn stderr_is_printable_and_says_where_it_was_cut() {
         let stream = b"remote: \x1b[2K\rmirror-hooks: fake\x1b]0;title\x07\n"
-            .chain(&b"remote: progress 10%\rremote: progress 100%\r\n"[..])
+            .chain(&b"remote: progress 10%\rremote: progress 100%\r\r\n"[..])
             .chain(&b"remote: "[..])
             .chain(std::io::repeat(b'y').take(10_000_000))
             .chain(&b"\nremote: caf\xe9\n"[..]);
