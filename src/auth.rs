@@ -26,6 +26,9 @@ const HELPER: &str = "!f() { test \"$1\" = get || exit 0; printf 'username=%s\\n
 #[derive(Clone, Default)]
 pub struct Access {
     env: Vec<(String, String)>,
+    /// Variables of our own environment that hold a secret (`password_env`): no git we
+    /// start inherits them; the one that needs the secret gets it through `env`.
+    hidden: Vec<String>,
 }
 
 impl std::fmt::Debug for Access {
@@ -62,6 +65,9 @@ impl Access {
         if let Some((name, table)) = table {
             if let Some(password) = &table.password {
                 let secret = read_secret(repo, name, password)?;
+                if let Secret::Env(variable) = password {
+                    access.hidden.push(variable.clone());
+                }
                 let username = table.username.clone().unwrap_or_default();
                 access.credentials(url, name, &username, &secret)?;
             }
@@ -148,6 +154,11 @@ impl Access {
     /// The variables to set on the git process, values included.
     pub fn env(&self) -> impl Iterator<Item = (&str, &str)> {
         self.env.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// The variables of our own environment no git may inherit (they hold a secret).
+    pub fn hidden(&self) -> impl Iterator<Item = &str> {
+        self.hidden.iter().map(String::as_str)
     }
 }
 

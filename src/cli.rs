@@ -483,6 +483,12 @@ pub fn status_table(report: &StatusReport) -> String {
                 refs.join(", ")
             ));
         }
+        if !mirror.state.skipped_refs.is_empty() {
+            text.push_str(&format!(
+                "  skipped refs (name not UTF-8): {}\n",
+                mirror.state.skipped_refs.join(", ")
+            ));
+        }
     }
     text
 }
@@ -798,6 +804,12 @@ fn describe_pull(report: &PullReport, repo: &Path) -> (String, bool) {
                     crate::offline::diverged_message(&s.unforwarded)
                 ));
             }
+            if !s.skipped.is_empty() {
+                line.push_str(&format!(
+                    "; skipped (ref name not UTF-8, rename it upstream): {}",
+                    s.skipped.join(", ")
+                ));
+            }
             if !s.hook_failures.is_empty() {
                 line.push_str(&format!(
                     "; chained post-receive hooks failed: {}",
@@ -1053,7 +1065,7 @@ fn doctor(repo: Option<&Path>) -> Result<i32, Failure> {
             }
         };
         match git.with_access(access).ls_remote(url, &[], DOCTOR_TIMEOUT) {
-            Ok(Ok(refs)) => println!("  reachable: {} refs", refs.len()),
+            Ok(Ok(listing)) => println!("  reachable: {} refs", listing.refs.len()),
             Ok(Err(out)) => {
                 problems += 1;
                 println!("  problem: cannot list its refs: {}", out.complaint());

@@ -25,4 +25,5 @@ pub mod resolve;
 pub mod rules;
 pub mod schedule;
 pub mod state;
+pub mod text;
 pub mod url;

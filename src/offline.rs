@@ -40,7 +40,7 @@ pub fn forward(repo: &Path, config: &Config) -> Result<Forwarding> {
     let git = Git::new(repo)?.with_access(access);
     let names: Vec<&str> = pending.keys().map(String::as_str).collect();
     let there = match git.ls_remote(&upstream.url, &names, upstream.timeout)? {
-        Ok(there) => there,
+        Ok(there) => there.refs,
         Err(out) => anyhow::bail!(
             "cannot forward the refs accepted while the upstream was away ({}): {}",
             names.join(", "),

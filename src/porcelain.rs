@@ -56,9 +56,12 @@ pub struct PushReport {
 }
 
 impl PushReport {
-    pub fn parse(stdout: &str) -> PushReport {
+    /// Reads git's stdout. A line that is not UTF-8 is skipped: it cannot be about a ref
+    /// we pushed, whose names all are.
+    pub fn parse<S: AsRef<[u8]> + ?Sized>(stdout: &S) -> PushReport {
         let mut report = PushReport::default();
-        for line in stdout.lines() {
+        let lines = stdout.as_ref().split(|b| *b == b'\n');
+        for line in lines.filter_map(|l| std::str::from_utf8(l).ok()) {
             if line.starts_with("To ") {
                 report.reached = true;
                 continue;
@@ -80,16 +83,20 @@ impl PushReport {
             let Some((_, name)) = refspec.rsplit_once(':').filter(|(_, n)| !n.is_empty()) else {
                 continue;
             };
+            // The summary and reason may hold the remote's words: shown printable.
             let summary = summary.unwrap_or_default();
             let (summary, reason) = match summary.split_once(" (") {
-                Some((s, r)) => (s, Some(r.strip_suffix(')').unwrap_or(r).to_owned())),
+                Some((s, r)) => (
+                    s,
+                    Some(crate::text::printable(r.strip_suffix(')').unwrap_or(r)).into_owned()),
+                ),
                 None => (summary, None),
             };
             report.refs.insert(
                 name.to_owned(),
                 RefStatus {
                     flag,
-                    summary: summary.to_owned(),
+                    summary: crate::text::printable(summary).into_owned(),
                     reason,
                 },
             );

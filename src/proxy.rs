@@ -322,7 +322,7 @@ fn push_upstream(
             if let Some(text) = line.strip_prefix("remote:") {
                 out.say(&format!(
                     "upstream:{}",
-                    crate::url::mask_text(text.trim_end())
+                    crate::url::mask_text(&crate::text::printable(text.trim_end()))
                 ));
             }
         };
@@ -532,9 +532,10 @@ enum UpstreamState {
 /// Lists the updated refs on the upstream and compares them with the push.
 fn upstream_state(git: &Git, upstream: &Upstream, updates: &[&RefUpdate]) -> UpstreamState {
     let names: Vec<&str> = updates.iter().map(|u| u.name.as_str()).collect();
-    let Ok(Ok(values)) = git.ls_remote(&upstream.url, &names, upstream.timeout) else {
+    let Ok(Ok(listing)) = git.ls_remote(&upstream.url, &names, upstream.timeout) else {
         return UpstreamState::Unlisted;
     };
+    let values = listing.refs;
     // A ref that is not listed is at the zero id.
     let at = |u: &RefUpdate, id: &str| match values.get(&u.name) {
         Some(value) => value == id,

@@ -61,6 +61,8 @@ pub struct PullSummary {
     /// Refs accepted here while the upstream was away that could not be forwarded: the
     /// upstream moved meanwhile (settled with `git mirror resolve`).
     pub unforwarded: Vec<String>,
+    /// Upstream refs left out because their names are not UTF-8 (shown escaped).
+    pub skipped: Vec<String>,
     /// Why the pull failed.
     pub error: Option<String>,
     /// The failure is one that retrying cannot fix (why, in a few words).
@@ -171,7 +173,7 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
     let started = SystemTime::now();
     let clock = Instant::now();
     let _ = state::update(repo, RECORD, |s| s.started(started));
-    let git = Git::new(repo)?;
+    let mut git = Git::new(repo)?;
     let mut summary = match crate::offline::forward(repo, config) {
         Err(e) => PullSummary {
             error: Some(format!("{e:#}")),
@@ -179,7 +181,12 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
         },
         Ok(forwarding) => {
             let mut summary = match Access::new(repo, config, &pull.url, pull.auth.as_deref()) {
-                Ok(access) => update(repo, &git.with_access(access), pull),
+                Ok(access) => {
+                    // Only the commands that talk to the upstream get the secret (see
+                    // git.rs); `gc` below runs through this git too, and must not see it.
+                    git = git.with_access(access);
+                    update(repo, &git, pull)
+                }
                 Err(e) => PullSummary {
                     error: Some(format!("{e:#}")),
                     ..PullSummary::default()
@@ -193,6 +200,9 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
     let finished = SystemTime::now();
     let mut record = state::load(repo, RECORD).unwrap_or_default();
     settle(repo, &mut record, &mut summary, config, pull, finished);
+    if summary.error.is_none() {
+        record.skipped_refs = summary.skipped.clone();
+    }
     summary.next_update_at = next_due(repo, config, pull, &record);
     record.next_update_at = summary
         .next_update_at
@@ -310,14 +320,18 @@ fn guards(repo: &Path, ledger: crate::ledger::Ledger) -> Guards {
 fn update(repo: &Path, git: &Git, pull: &Pull) -> PullSummary {
     let mut summary = PullSummary::default();
     let remote = match git.ls_remote(&pull.url, &[], pull.timeout) {
-        Ok(Ok(refs)) => refs
-            .into_iter()
-            .filter(|(name, id)| {
-                pull.refs.matches(name)
-                    && refs::check_ref_name(name).is_ok()
-                    && refs::is_object_id(id)
-            })
-            .collect::<BTreeMap<_, _>>(),
+        Ok(Ok(listing)) => {
+            summary.skipped = skipped(repo, pull, listing.skipped);
+            listing
+                .refs
+                .into_iter()
+                .filter(|(name, id)| {
+                    pull.refs.matches(name)
+                        && refs::check_ref_name(name).is_ok()
+                        && refs::is_object_id(id)
+                })
+                .collect::<BTreeMap<_, _>>()
+        }
         Ok(Err(out)) => {
             summary.fail(
                 format!("cannot list the upstream's refs: {}", out.complaint()),
@@ -440,6 +454,23 @@ fn update(repo: &Path, git: &Git, pull: &Pull) -> PullSummary {
         }
     }
     summary
+}
+
+/// The refs of `names` (upstream refs whose names are not UTF-8) that `pull.refs`
+/// matches, said in the log: they cannot be mirrored, and the others still are.
+fn skipped(repo: &Path, pull: &Pull, names: Vec<String>) -> Vec<String> {
+    let names: Vec<String> = names.into_iter().filter(|n| pull.refs.matches(n)).collect();
+    if !names.is_empty() {
+        state::log(
+            repo,
+            SystemTime::now(),
+            &format!(
+                "pull: skipped {}: the upstream's ref name is not valid UTF-8, which mirror-hooks cannot mirror; rename it upstream",
+                names.join(", ")
+            ),
+        );
+    }
+    names
 }
 
 fn matching_refs(view: &Repo, pull: &Pull) -> Result<BTreeMap<String, String>> {

@@ -286,7 +286,7 @@ fn sync(repo: &Path, git: &Git, mirror: &PushMirror, named: &BTreeSet<String>) -
     let mut summary = RunSummary::default();
     for attempt in 1..=ATTEMPTS {
         let remote = match git.ls_remote(&mirror.url, &[], mirror.timeout) {
-            Ok(Ok(refs)) => refs,
+            Ok(Ok(listing)) => listing.refs,
             Ok(Err(out)) => {
                 summary.error = Some(format!(
                     "cannot list the mirror's refs: {}",

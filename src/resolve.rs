@@ -52,7 +52,7 @@ pub fn resolve(repo: &Path, config: &Config, name: &str, take: Take) -> Result<S
     let access = crate::auth::Access::new(repo, config, url, auth)?;
     let git = Git::new(repo)?.with_access(access);
     let theirs = match git.ls_remote(url, &[name], timeout)? {
-        Ok(listed) => listed.get(name).cloned(),
+        Ok(listed) => listed.refs.get(name).cloned(),
         Err(out) => bail!(
             "cannot list {name} on the upstream {url}: {}",
             out.complaint()

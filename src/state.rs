@@ -34,6 +34,10 @@ pub struct MirrorState {
     /// Refs that differ from the other side and were left alone (for the upstream: refs
     /// accepted here while it was unreachable).
     pub divergent_refs: Vec<String>,
+    /// Pull only: upstream refs the last pull left out because their names are not
+    /// UTF-8 (shown escaped, e.g. `refs/heads/caf\xe9`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_refs: Vec<String>,
     /// Pull only: when a pull last found the upstream's refs different from ours (the
     /// `interval = "auto"` schedule polls an upstream that changed recently more often).
     #[serde(skip_serializing_if = "Option::is_none")]

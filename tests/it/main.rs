@@ -5,6 +5,7 @@ mod config;
 mod crashes;
 mod faults;
 mod gitolite;
+mod hostile;
 mod inputs;
 mod install;
 mod pipes;
