@@ -262,12 +262,7 @@ EOF
   (cd alice && echo alice >>NOTES && git add NOTES && git commit -qm "alice's change")
   run git -C alice push origin main || true
   say "upstream   main: $(git -C upstream.git rev-parse --short main)  (Bob's commit)"
-  say "downstream main: unchanged by Alice's push; the refusal started a pull in the background:"
-  for i in $(seq 1 100); do
-    [[ $(git -C downstream.git rev-parse main) == $(git -C upstream.git rev-parse main) ]] && break
-    sleep 0.1
-  done
-  say "downstream main: $(git -C downstream.git rev-parse --short main)  (Bob's commit, pulled)"
+  say "downstream main: $(git -C downstream.git rev-parse --short main)  (Bob's commit: Alice's push is nowhere; before refusing it, the downstream pulled)"
 
   step "6. Carol pushes to the upstream too; the scheduled pull (cron, systemd timer) brings it.
    Here it is run by hand, at once:"
