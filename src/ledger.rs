@@ -199,12 +199,17 @@ pub fn change<T>(repo: &Path, change: impl FnOnce(&mut Ledger) -> T) -> Result<T
     let before = ledger.clone();
     let result = change(&mut ledger);
     if ledger != before {
-        save(repo, &ledger)?;
+        // Refs accepted offline exist nowhere else: they must survive a crash. A lost
+        // update of `seen` only makes a later judgement start from an older value the
+        // upstream did hold, which can call a ref diverged but never overwrites one; it
+        // is not worth an fsync on every forwarded push.
+        let durable = ledger.unforwarded != before.unforwarded;
+        save(repo, &ledger, durable)?;
     }
     Ok(result)
 }
 
-fn save(repo: &Path, ledger: &Ledger) -> Result<()> {
+fn save(repo: &Path, ledger: &Ledger, durable: bool) -> Result<()> {
     let path = path(repo);
     let dir = repo.join("mirror");
     let mut file = tempfile::NamedTempFile::new_in(&dir)
@@ -213,12 +218,19 @@ fn save(repo: &Path, ledger: &Ledger) -> Result<()> {
     ledger.version = VERSION;
     serde_json::to_writer_pretty(&mut file, &ledger)?;
     file.write_all(b"\n")?;
-    // The refs it protects are lost with it: make it durable before it replaces the old.
-    file.as_file()
-        .sync_all()
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    if durable {
+        file.as_file()
+            .sync_all()
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     file.persist(&path)
         .with_context(|| format!("cannot replace {}", path.display()))?;
+    if durable {
+        // The rename itself must survive a crash too.
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot write {}", dir.display()))?;
+    }
     Ok(())
 }
 
