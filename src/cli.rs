@@ -80,6 +80,10 @@ pub enum Command {
         /// Internal: one repository of a sweep run by root, done as its owner; prints JSON.
         #[arg(long, hide = true, conflicts_with = "all")]
         sweep_one: bool,
+        /// Internal: the proxy catching up after a refusal (--now, waiting for a pull
+        /// already running; exit 1 only when the pull itself failed).
+        #[arg(long, hide = true, conflicts_with = "all")]
+        catch_up: bool,
         /// The bare repository (default: the repository of the current directory).
         repo: Option<PathBuf>,
     },
@@ -218,9 +222,13 @@ pub fn run(cli: Cli) -> i32 {
             jobs,
             quiet,
             sweep_one,
+            catch_up,
             repo,
         } => {
-            let options = PullOptions { now };
+            let options = PullOptions {
+                now: now || catch_up,
+                catch_up,
+            };
             match all {
                 Some(root) => pull_all(&root, options, usize::from(jobs), quiet),
                 None if sweep_one => pull_sweep_one(repo.as_deref(), options),
@@ -511,6 +519,12 @@ fn pull(repo: Option<&Path>, options: PullOptions) -> Result<i32, Failure> {
     let report = crate::pull::run(&repo, &config, options)?;
     let (line, bad) = describe_pull(&report, &repo);
     println!("pull: {line}");
+    if options.catch_up {
+        // The proxy asks whether this repository now has the upstream's commits; a
+        // divergence elsewhere does not change that.
+        let failed = matches!(&report, PullReport::Ran(s) if s.error.is_some());
+        return Ok(i32::from(failed));
+    }
     Ok(i32::from(bad))
 }
 
@@ -803,6 +817,9 @@ fn describe_pull(report: &PullReport, repo: &Path) -> (String, bool) {
                     "; failed: {}",
                     crate::offline::diverged_message(&s.unforwarded)
                 ));
+            }
+            if let Some(error) = &s.forward_error {
+                line.push_str(&format!("; failed: {error}"));
             }
             if !s.skipped.is_empty() {
                 line.push_str(&format!(

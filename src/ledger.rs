@@ -89,14 +89,12 @@ impl Ledger {
     }
 
     /// Records that `name` was accepted here without forwarding; `old` is the value it
-    /// had here before. The lease its forwarding will carry is what the upstream was last
-    /// seen to hold, else `old` (the two copies were equal when the push began).
+    /// had here before the push. The lease its forwarding will carry is `old`: in step
+    /// with the upstream, that is what the upstream was last seen to hold; out of step (a
+    /// ref already diverged, the known window) the upstream's value was never in what was
+    /// pushed, and only a person may replace it (`git mirror resolve`).
     pub fn accepted_offline(&mut self, name: &str, old: &str, at: SystemTime) {
-        let basis = self
-            .seen
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| old.to_owned());
+        let basis = old.to_owned();
         self.unforwarded
             .entry(name.to_owned())
             .or_insert_with(|| Unforwarded {
@@ -243,10 +241,12 @@ mod tests {
     const ZERO: &str = "0000000000000000000000000000000000000000";
 
     #[test]
-    fn offline_refs_lease_on_what_the_upstream_last_held() {
+    fn offline_refs_lease_on_what_the_push_was_built_on() {
         let mut ledger = Ledger::default();
-        ledger.saw("refs/heads/main", Some(A));
-        ledger.accepted_offline("refs/heads/main", B, SystemTime::UNIX_EPOCH);
+        // The upstream was last seen at B, but the push was built on A (this ref was
+        // out of step): A is the lease, so B is never overwritten unseen.
+        ledger.saw("refs/heads/main", Some(B));
+        ledger.accepted_offline("refs/heads/main", A, SystemTime::UNIX_EPOCH);
         ledger.accepted_offline("refs/heads/new", ZERO, SystemTime::UNIX_EPOCH);
         assert_eq!(
             ledger.unforwarded["refs/heads/main"].upstream.as_deref(),

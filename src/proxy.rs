@@ -8,7 +8,7 @@ use crate::git::{Git, LeasedUpdate, PushSettings, RunOutput};
 use crate::porcelain::{Flag, PushReport, Reason};
 use crate::refs::{self, RefUpdate, UpdateKind};
 use crate::state;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -160,14 +160,19 @@ impl Answer {
 }
 
 /// The pushed updates as the upstream sees them: a ref accepted here while the upstream
-/// was away has, on the upstream, the value it was last seen to hold there, and that
-/// is what its lease must name.
-fn upstream_view(repo: &Path, updates: &[&RefUpdate]) -> Vec<RefUpdate> {
+/// was away has, on the upstream, the value it held when that push began, and that is
+/// what its lease must name. Also: which of them are such refs.
+fn upstream_view(repo: &Path, updates: &[&RefUpdate]) -> (Vec<RefUpdate>, BTreeSet<String>) {
     let ledger = crate::ledger::load(repo).unwrap_or_else(|damaged| {
         state::log(repo, SystemTime::now(), &format!("pre-receive: {damaged}"));
         crate::ledger::Ledger::default()
     });
-    updates
+    let offline = updates
+        .iter()
+        .filter(|u| ledger.is_unforwarded(&u.name))
+        .map(|u| u.name.clone())
+        .collect();
+    let view = updates
         .iter()
         .map(|u| {
             let old = match ledger.unforwarded.get(&u.name) {
@@ -183,7 +188,8 @@ fn upstream_view(repo: &Path, updates: &[&RefUpdate]) -> Vec<RefUpdate> {
                 name: u.name.clone(),
             }
         })
-        .collect()
+        .collect();
+    (view, offline)
 }
 
 fn forward(
@@ -201,7 +207,7 @@ fn forward(
             return Verdict::Refuse;
         }
     };
-    let view = upstream_view(repo, local);
+    let (view, offline) = upstream_view(repo, local);
     let updates: Vec<&RefUpdate> = view.iter().collect();
     let updates = &updates[..];
     let leased: Vec<LeasedUpdate> = updates.iter().map(|u| leased(u)).collect();
@@ -246,9 +252,12 @@ fn forward(
         } => {
             // The upstream has commits this repository lacks: bring them in before
             // answering, so the pusher's next fetch has them.
-            let behind = reasons.values().any(|r| *r == Reason::StaleInfo);
+            // (Refs accepted while the upstream was away are not the pull's to bring.)
+            let behind = reasons
+                .iter()
+                .any(|(name, r)| *r == Reason::StaleInfo && !offline.contains(name));
             let caught_up = behind.then(|| catch_up(repo, upstream.timeout));
-            explain_refusal(updates, &reasons, maybe_late, caught_up, out);
+            explain_refusal(updates, &reasons, &offline, maybe_late, caught_up, out);
             Verdict::Refuse
         }
         Answer::Unreachable {
@@ -594,7 +603,7 @@ enum CatchUp {
 /// Pulls from the upstream now (`git-mirror pull --now`, which works with or without a
 /// [pull] table) and waits for it up to `timeout`.
 fn catch_up(repo: &Path, timeout: Duration) -> CatchUp {
-    match crate::hook::run_companion(repo, &["pull", "--now"], timeout) {
+    match crate::hook::run_companion(repo, &["pull", "--catch-up"], timeout) {
         Ok(Some(true)) => CatchUp::Done,
         Ok(None) => CatchUp::Running,
         Ok(Some(false)) => CatchUp::Failed,
@@ -612,6 +621,7 @@ fn catch_up(repo: &Path, timeout: Duration) -> CatchUp {
 fn explain_refusal(
     updates: &[&RefUpdate],
     reasons: &BTreeMap<String, Reason>,
+    offline: &BTreeSet<String>,
     maybe_late: bool,
     caught_up: Option<CatchUp>,
     out: &mut dyn Pusher,
@@ -622,6 +632,10 @@ fn explain_refusal(
             continue;
         };
         let line = match reason {
+            Reason::StaleInfo if offline.contains(&u.name) => format!(
+                "{name} was accepted here while the upstream was away, and the upstream's {name} has moved since, so it cannot be forwarded as it is: a server administrator keeps one side with `git mirror resolve {name} --take here` (forwards this repository's) or `--take upstream`.",
+                name = u.name
+            ),
             Reason::StaleInfo if u.kind() == UpdateKind::Create => {
                 format!("{} already exists on the upstream; fetch it first.", u.name)
             }

@@ -31,6 +31,9 @@ const LOCAL_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct PullOptions {
     /// Run now, even when not due or hard-failed.
     pub now: bool,
+    /// Wait for a pull already running instead of leaving the work to it (its listing
+    /// may predate what the caller needs), then run.
+    pub catch_up: bool,
 }
 
 /// What one `pull` did.
@@ -61,6 +64,8 @@ pub struct PullSummary {
     /// Refs accepted here while the upstream was away that could not be forwarded: the
     /// upstream moved meanwhile (settled with `git mirror resolve`).
     pub unforwarded: Vec<String>,
+    /// Why forwarding the refs accepted offline failed (they stay recorded).
+    pub forward_error: Option<String>,
     /// Upstream refs left out because their names are not UTF-8 (shown escaped).
     pub skipped: Vec<String>,
     /// Why the pull failed.
@@ -76,7 +81,10 @@ pub struct PullSummary {
 
 impl PullSummary {
     pub fn ok(&self) -> bool {
-        self.error.is_none() && self.divergent.is_empty() && self.unforwarded.is_empty()
+        self.error.is_none()
+            && self.divergent.is_empty()
+            && self.unforwarded.is_empty()
+            && self.forward_error.is_none()
     }
 
     fn fail(&mut self, error: String, lasting: Option<&'static str>) {
@@ -161,8 +169,10 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
     if let Some(report) = waiting() {
         return Ok(report);
     }
-    let Some(lock) = Lock::try_acquire(&lock::pull_lock(repo))? else {
-        return Ok(PullReport::Busy);
+    let lock = match Lock::try_acquire(&lock::pull_lock(repo))? {
+        Some(lock) => lock,
+        None if options.catch_up => Lock::acquire(&lock::pull_lock(repo))?,
+        None => return Ok(PullReport::Busy),
     };
     lock.record_owner();
     // Another run may have finished between the look and the lock.
@@ -174,29 +184,29 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
     let clock = Instant::now();
     let _ = state::update(repo, RECORD, |s| s.started(started));
     let mut git = Git::new(repo)?;
-    let mut summary = match crate::offline::forward(repo, config) {
+    // First, so that the listing below already shows what it forwarded. An upstream
+    // that takes no push (read-only for maintenance, a read-only key) must not stop the
+    // pull: the refs stay recorded and protected, and the failure is reported.
+    let forwarding = crate::offline::forward(repo, config);
+    let mut summary = match Access::new(repo, config, &pull.url, pull.auth.as_deref()) {
+        Ok(access) => {
+            // Only the commands that talk to the upstream get the secret (see git.rs);
+            // `gc` below runs through this git too, and must not see it.
+            git = git.with_access(access);
+            update(repo, &git, pull)
+        }
         Err(e) => PullSummary {
             error: Some(format!("{e:#}")),
             ..PullSummary::default()
         },
+    };
+    match forwarding {
         Ok(forwarding) => {
-            let mut summary = match Access::new(repo, config, &pull.url, pull.auth.as_deref()) {
-                Ok(access) => {
-                    // Only the commands that talk to the upstream get the secret (see
-                    // git.rs); `gc` below runs through this git too, and must not see it.
-                    git = git.with_access(access);
-                    update(repo, &git, pull)
-                }
-                Err(e) => PullSummary {
-                    error: Some(format!("{e:#}")),
-                    ..PullSummary::default()
-                },
-            };
             summary.forwarded = forwarding.forwarded;
             summary.unforwarded = forwarding.diverged;
-            summary
         }
-    };
+        Err(e) => summary.forward_error = Some(format!("{e:#}")),
+    }
     let finished = SystemTime::now();
     let mut record = state::load(repo, RECORD).unwrap_or_default();
     settle(repo, &mut record, &mut summary, config, pull, finished);
@@ -279,6 +289,9 @@ fn settle(
     if !summary.unforwarded.is_empty() {
         problems.push(crate::offline::diverged_message(&summary.unforwarded));
     }
+    if let Some(error) = &summary.forward_error {
+        problems.push(error.clone());
+    }
     if problems.is_empty() {
         s.finished(at);
     } else {
@@ -319,6 +332,18 @@ fn guards(repo: &Path, ledger: crate::ledger::Ledger) -> Guards {
 /// Lists, compares, fetches what is missing, and applies the difference.
 fn update(repo: &Path, git: &Git, pull: &Pull) -> PullSummary {
     let mut summary = PullSummary::default();
+    // Read before the listing, so that what it says the upstream held is never newer
+    // than the listing: a push forwarded meanwhile then looks diverged for one run
+    // (reported, left alone), never like a ref that follows an older upstream value.
+    // An unreadable record protects refs nobody knows about any more: change nothing
+    // until a person repairs it (fail closed).
+    let ledger = match crate::ledger::load(repo) {
+        Ok(ledger) => ledger,
+        Err(damaged) => {
+            summary.fail(damaged.to_string(), None);
+            return summary;
+        }
+    };
     let remote = match git.ls_remote(&pull.url, &[], pull.timeout) {
         Ok(Ok(listing)) => {
             summary.skipped = skipped(repo, pull, listing.skipped);
@@ -366,15 +391,6 @@ fn update(repo: &Path, git: &Git, pull: &Pull) -> PullSummary {
         }
     }
 
-    // An unreadable record of what the upstream held protects refs nobody knows
-    // about any more: change nothing until a person repairs it (fail closed).
-    let ledger = match crate::ledger::load(repo) {
-        Ok(ledger) => ledger,
-        Err(damaged) => {
-            summary.fail(damaged.to_string(), None);
-            return summary;
-        }
-    };
     let guards = &guards(repo, ledger);
 
     // The cheap path, and the common one: nothing changed upstream.
@@ -402,8 +418,11 @@ fn update(repo: &Path, git: &Git, pull: &Pull) -> PullSummary {
         return summary;
     }
     if differs.is_empty() && gone.is_empty() {
-        summary.unchanged = remote.len();
-        remember(repo, pull, &remote, &local);
+        summary.unchanged = remote
+            .keys()
+            .filter(|name| !guards.unforwarded.contains(name.as_str()))
+            .count();
+        remember(repo, pull, &guards.seen, &remote, &local);
         return summary;
     }
     // Fetch every ref that differs. When its objects are already here (a diverged
@@ -436,7 +455,7 @@ fn update(repo: &Path, git: &Git, pull: &Pull) -> PullSummary {
     apply(repo, git, pull, &upstream, guards, &mut summary);
     if summary.error.is_none() {
         match Repo::open(repo).and_then(|view| matching_refs(&view, pull)) {
-            Ok(local) => remember(repo, pull, &upstream, &local),
+            Ok(local) => remember(repo, pull, &guards.seen, &upstream, &local),
             Err(e) => state::log(
                 repo,
                 SystemTime::now(),
@@ -538,16 +557,22 @@ fn forget_fetched(repo: &Path, git: &Git) -> Result<()> {
 /// Records what the upstream holds now (`upstream`, within `pull.refs`): the basis of
 /// the next judgement. A ref the upstream no longer has is forgotten once it is gone here
 /// too; while it is still here the old value stays, to tell a ref the upstream deleted
-/// from one that only ever lived here.
+/// from one that only ever lived here. A value the proxy recorded since `before` was
+/// read is newer than this run's listing, and stays.
 fn remember(
     repo: &Path,
     pull: &Pull,
+    before: &BTreeMap<String, String>,
     upstream: &BTreeMap<String, String>,
     local: &BTreeMap<String, String>,
 ) {
     let recorded = crate::ledger::change(repo, |ledger| {
+        let untouched =
+            |ledger: &crate::ledger::Ledger, name: &str| ledger.seen.get(name) == before.get(name);
         for (name, id) in upstream {
-            ledger.saw(name, Some(id));
+            if untouched(ledger, name) {
+                ledger.saw(name, Some(id));
+            }
         }
         let forgotten: Vec<String> = ledger
             .seen
@@ -556,6 +581,7 @@ fn remember(
                 pull.refs.matches(name)
                     && !upstream.contains_key(*name)
                     && !local.contains_key(*name)
+                    && untouched(ledger, name)
             })
             .cloned()
             .collect();
@@ -581,7 +607,7 @@ struct Plan {
 }
 
 /// What the pull knows besides the two listings.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct Guards {
     /// Refs accepted here while the upstream could not be reached: the upstream has never
     /// seen them, so its values must not replace or delete them.
@@ -707,8 +733,15 @@ fn apply(
     for _ in 0..APPLY_ATTEMPTS {
         let planned = Repo::open(repo).and_then(|view| {
             let local = matching_refs(&view, pull)?;
+            // Read after the refs: the proxy records a ref it accepts offline before git
+            // moves it, so a ref seen moved here is seen recorded too.
+            let unforwarded = crate::ledger::load(repo)?.unforwarded.into_keys().collect();
+            let guards = Guards {
+                unforwarded,
+                ..guards.clone()
+            };
             let ancestor = |a: &str, d: &str| view.is_ancestor(a, d).unwrap_or(false);
-            Ok(plan(&local, upstream, pull, guards, &ancestor))
+            Ok(plan(&local, upstream, pull, &guards, &ancestor))
         });
         let plan = match planned {
             Ok(plan) => plan,

@@ -196,6 +196,20 @@ fn an_offline_ref_the_upstream_moved_meanwhile_is_reported_and_resolved() {
     let theirs = commit_upstream(env, &s.up, "refs/heads/main", Some(&base));
 
     s.upstream_is_back();
+    // A push on top of it is refused with the way out, not "fetch, rebase, push again"
+    // (the fetch could never bring anything).
+    env.commit(&s.work, "more");
+    let pushed = s.push(&["HEAD:refs/heads/main"]);
+    assert!(!pushed.success);
+    assert!(
+        pushed.stderr.contains("was accepted here while the upstream was away, and the upstream's refs/heads/main has moved since")
+            && pushed.stderr.contains("`git mirror resolve refs/heads/main --take here`")
+            && !pushed.stderr.contains("rebase"),
+        "{}",
+        pushed.stderr
+    );
+    env.git_ok(&s.work, &["reset", "-q", "--hard", "HEAD~"]);
+
     let pulled = s.mirror(&["pull", "--now"]);
     assert_eq!(pulled.status.code(), Some(1), "{}", text(&pulled));
     assert!(
@@ -439,4 +453,111 @@ fn the_known_window_shows_in_status_and_pull_now_closes_it_without_a_pull_table(
         s.status()["mirrors"][0]["unapplied_refs"],
         serde_json::json!([])
     );
+}
+
+#[test]
+fn a_push_built_on_a_value_the_upstream_no_longer_holds_never_overwrites_it_later() {
+    let s = Setup::new("on_unreachable = \"accept\"", Some(""));
+    let env = &s.env;
+    let base = env.commit(&s.work, "base");
+    assert!(s.push(&["HEAD:refs/heads/main"]).success);
+    // main here gets a commit of its own behind the hooks' back (before mirror-hooks was
+    // installed, say), while the upstream moves on: diverged.
+    let local = env.commit(&s.work, "only here");
+    env.git_ok(
+        &s.down,
+        &[
+            "fetch",
+            "-q",
+            s.work.to_str().unwrap(),
+            "+HEAD:refs/heads/main",
+        ],
+    );
+    let theirs = commit_upstream(env, &s.up, "refs/heads/main", Some(&base));
+    assert_eq!(s.mirror(&["pull", "--now"]).status.code(), Some(1));
+    assert_eq!(
+        s.both("refs/heads/main"),
+        (Some(theirs.clone()), Some(local))
+    );
+
+    // Offline, a push on top of this repository's value is accepted…
+    s.upstream_goes_away();
+    let offline = env.commit(&s.work, "offline");
+    assert!(s.push(&["HEAD:refs/heads/main"]).success);
+    // …and, back, it is reported, never forwarded over the upstream's commit.
+    s.upstream_is_back();
+    let pulled = s.mirror(&["pull", "--now"]);
+    assert_eq!(pulled.status.code(), Some(1), "{}", text(&pulled));
+    assert_eq!(s.both("refs/heads/main"), (Some(theirs), Some(offline)));
+}
+
+#[test]
+fn an_upstream_that_takes_no_push_does_not_stop_the_pull() {
+    let s = Setup::new("on_unreachable = \"accept\"", None);
+    let env = &s.env;
+    env.commit(&s.work, "base");
+    assert!(s.push(&["HEAD:refs/heads/main"]).success);
+    s.upstream_goes_away();
+    let feature = env.commit(&s.work, "feature");
+    assert!(s.push(&["HEAD:refs/heads/feature"]).success);
+    // The pull reads from the upstream's repository while pushes to it still fail.
+    let closed = format!("git://127.0.0.1:{}/up.git", closed_port());
+    std::fs::write(
+        s.down.join("mirror.toml"),
+        format!(
+            "[upstream]\nurl = {closed:?}\non_unreachable = \"accept\"\n\n[pull]\nurl = {:?}\n",
+            s.up.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let other = commit_upstream(env, &s.up, "refs/heads/other", None);
+
+    let pulled = s.mirror(&["pull", "--now"]);
+    assert_eq!(pulled.status.code(), Some(1), "{}", text(&pulled));
+    assert!(
+        text(&pulled).contains("cannot forward the refs accepted while the upstream was away"),
+        "{}",
+        text(&pulled)
+    );
+    assert_eq!(env.rev(&s.down, "refs/heads/other"), Some(other));
+    assert_eq!(env.rev(&s.down, "refs/heads/feature"), Some(feature));
+    let status = s.status();
+    assert_eq!(status["mirrors"][1]["consecutive_failures"], 0);
+    assert_eq!(
+        status["mirrors"][0]["unforwarded_refs"],
+        serde_json::json!(["refs/heads/feature"])
+    );
+}
+
+#[test]
+fn the_catch_up_waits_for_a_pull_already_running() {
+    let s = Setup::new("", Some("interval = \"1h\""));
+    let env = &s.env;
+    let base = env.commit(&s.work, "base");
+    assert!(s.push(&["HEAD:refs/heads/main"]).success);
+    let theirs = commit_upstream(env, &s.up, "refs/heads/main", Some(&base));
+    // Another pull holds the lock (here: the test) and lets go a moment later.
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(s.down.join("mirror/pull.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        drop(lock);
+    });
+    env.commit(&s.work, "mine");
+    let pushed = s.push(&["HEAD:refs/heads/main"]);
+    releaser.join().unwrap();
+    assert!(!pushed.success);
+    assert!(
+        pushed
+            .stderr
+            .contains("this repository has just fetched the upstream's new commits"),
+        "{}",
+        pushed.stderr
+    );
+    assert_eq!(env.rev(&s.down, "refs/heads/main"), Some(theirs));
 }
