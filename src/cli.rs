@@ -649,7 +649,7 @@ fn push_all(root: &Path, options: &WorkerOptions) -> Result<i32, Failure> {
 fn describe(report: &WorkerReport) -> (String, bool) {
     match report {
         WorkerReport::Busy => (
-            "another worker is running; it takes the queued jobs".to_owned(),
+            "another worker is running; it runs the queued jobs, and this --now, before it stops (see `git mirror status`)".to_owned(),
             false,
         ),
         WorkerReport::Idle(None) => ("nothing queued".to_owned(), false),

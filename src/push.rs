@@ -31,7 +31,8 @@ pub struct WorkerOptions {
 /// What one mirror's worker did, for the command's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorkerReport {
-    /// Another worker holds the lock; it will pick up the queued jobs.
+    /// Another worker holds the lock; it runs the queued jobs (and a `--now` request)
+    /// before it lets go.
     Busy,
     /// Nothing queued, or backing off until the given time.
     Idle(Option<String>),
@@ -125,7 +126,9 @@ pub fn run(
 
 /// One mirror: take the lock, run while jobs are queued and the mirror is due, and
 /// look once more after letting go of the lock, so a job queued while we were finishing
-/// is never left behind.
+/// is never left behind. A `--now` that finds the lock taken leaves a request the holder
+/// honours before it lets go (or after, when it looks again), and waits a little for
+/// the lock to run it itself.
 fn work(
     repo: &Path,
     git: &Git,
@@ -145,34 +148,65 @@ fn work(
         (due, state.next_update_at)
     };
     loop {
-        let Some(lock) = queue.try_lock()? else {
-            return Ok(last.map_or(WorkerReport::Busy, WorkerReport::Ran));
+        let lock = match queue.try_lock()? {
+            Some(lock) => lock,
+            None if force => {
+                // Ours is not run yet: whoever holds the lock must know, or it may let
+                // go without running (not due, nothing queued).
+                queue.request_now()?;
+                match wait_for_lock(&queue)? {
+                    Some(lock) => lock,
+                    None => return Ok(WorkerReport::Busy),
+                }
+            }
+            None => return Ok(last.map_or(WorkerReport::Busy, WorkerReport::Ran)),
         };
         lock.record_owner();
         queue.recover(&lock)?;
+        let mut failed = false;
         loop {
-            if !(force || queue.has_waiting() && due().0) {
+            force |= queue.take_now_request(&lock)?;
+            if !(force || !failed && queue.has_waiting() && due().0) {
                 break;
             }
             let jobs = queue.claim(&lock)?;
             let summary = run_once(repo, git, config, mirror, &queue, &jobs);
-            let failed = summary.error.is_some();
+            // Tried and failed: the next try is the backoff's business.
+            failed = summary.error.is_some();
             force = false;
             last = Some(summary);
-            if failed {
-                // Tried and failed: the next try is the backoff's business.
-                return Ok(WorkerReport::Ran(last.unwrap_or_default()));
-            }
         }
         drop(lock);
+        if queue.now_requested() {
+            // Asked for after our last look, before we let go: run it (or leave it to
+            // whoever took the lock meanwhile, who looks for it first).
+            continue;
+        }
         let (is_due, next_update_at) = due();
-        if !(queue.has_waiting() && is_due) {
+        if failed || !(queue.has_waiting() && is_due) {
             return Ok(match last {
                 Some(summary) => WorkerReport::Ran(summary),
                 None => WorkerReport::Idle(next_update_at.filter(|_| queue.has_waiting())),
             });
         }
     }
+}
+
+/// How long `--now` waits for a worker that holds the lock before leaving its request
+/// to that worker: long enough for one that is only looking (not due, nothing to do).
+const NOW_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits up to [`NOW_WAIT`] for the worker lock; `None` when it stayed taken, or when
+/// the holder took our request meanwhile (it runs it).
+fn wait_for_lock(queue: &Queue) -> Result<Option<crate::queue::WorkerLock>> {
+    let deadline = Instant::now() + NOW_WAIT;
+    while Instant::now() < deadline && queue.now_requested() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        if let Some(lock) = queue.try_lock()? {
+            return Ok(Some(lock));
+        }
+    }
+    Ok(None)
 }
 
 /// One run: fold the claimed jobs into one push, record the outcome, and complete or

@@ -489,3 +489,54 @@ fn the_sweep_retries_overdue_mirrors_across_repositories() {
     assert_eq!(env.refs(&later), env.refs(&down));
     let _ = (broken, quiet);
 }
+
+/// A `--now` that finds the worker lock taken by a worker that is only looking (not
+/// due, so it would let go without pushing) still pushes: the CLI waits for the lock,
+/// or the holder runs the request before it lets go.
+#[test]
+fn push_now_is_not_dropped_while_another_worker_holds_the_lock() {
+    let env = TestEnv::new();
+    let later = env.path("later.git");
+    let down = env.downstream("down.git", &mirror_toml("later", &later, ""));
+    let work = env.work("work");
+    env.commit(&work, "one");
+    assert!(env.push(&work, &down, &["HEAD:refs/heads/main"]).success);
+    // The mirror is missing: the worker fails and backs off, so it is not due.
+    assert!(eventually(PATIENCE, || record(&env, &down, "later")
+        ["consecutive_failures"]
+        == 1));
+    env.git_ok(
+        env.root(),
+        &["init", "-q", "--bare", later.to_str().unwrap()],
+    );
+
+    // The test holds the worker's lock, as a worker that is not due does while it looks.
+    let lock_path = down.join("mirror/queue/later/lock");
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    assert!(eventually(PATIENCE, || lock.try_lock().is_ok()));
+    let mut now = env
+        .command(crate::util::GIT_MIRROR)
+        .args(["push", "--now", down.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let request = down.join("mirror/queue/later/now");
+    assert!(eventually(PATIENCE, || request.exists()
+        || now.try_wait().unwrap().is_some()));
+    drop(lock);
+    let out = now.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        eventually(Duration::from_secs(10), || env.refs(&later)
+            == env.refs(&down)),
+        "the mirror never got the update; push --now said: {text}"
+    );
+    assert!(out.status.success(), "{text}");
+    assert_eq!(
+        text,
+        "later: up to date (pushed 1, deleted 0, unchanged 0)\n"
+    );
+}
