@@ -675,6 +675,9 @@ fn describe(report: &WorkerReport) -> (String, bool) {
             if !s.divergent.is_empty() {
                 parts.push(format!("diverged, skipped: {}", s.divergent.join(", ")));
             }
+            for (name, why) in &s.skipped {
+                parts.push(format!("{name} left alone ({why})"));
+            }
             (format!("failed: {}", parts.join("; ")), true)
         }
     }

@@ -480,6 +480,62 @@ impl Git {
     }
 }
 
+/// A remote's refs as `git ls-remote --symref` lists them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteListing {
+    /// Each ref's value (symbolic refs too, with their target's value), by name.
+    pub refs: std::collections::BTreeMap<String, String>,
+    /// The symbolic refs, name → target. Over protocol v0 git reports only HEAD's.
+    pub symrefs: std::collections::BTreeMap<String, String>,
+    /// Names that are not valid UTF-8 (shown with U+FFFD): no command can name them.
+    pub undecodable: Vec<String>,
+}
+
+impl Git {
+    /// Lists every ref of `url` and which of them are symbolic (`git ls-remote --symref`).
+    pub fn ls_remote_symrefs(
+        &self,
+        url: &crate::url::RemoteUrl,
+        timeout: Duration,
+    ) -> Result<Result<RemoteListing, RunOutput>> {
+        let out = self.output(
+            &["ls-remote".to_owned(), "--symref".to_owned(), url.for_git()],
+            timeout,
+        )?;
+        if !out.success() {
+            return Ok(Err(out));
+        }
+        Ok(Ok(parse_symref_listing(&out.stdout)))
+    }
+}
+
+/// Reads `git ls-remote --symref` output: `ref: TARGET<TAB>NAME` for a symbolic ref,
+/// `ID<TAB>NAME` for every ref; peeled tags (`NAME^{}`) are left out.
+fn parse_symref_listing(text: &str) -> RemoteListing {
+    let mut listing = RemoteListing::default();
+    for (left, name) in text.lines().filter_map(|l| l.split_once('\t')) {
+        if name.ends_with("^{}") {
+            continue;
+        }
+        // Output is read as lossy UTF-8: a name that was not UTF-8 now holds U+FFFD.
+        if name.contains(char::REPLACEMENT_CHARACTER) {
+            if !listing.undecodable.iter().any(|n| n == name) {
+                listing.undecodable.push(name.to_owned());
+            }
+            continue;
+        }
+        match left.strip_prefix("ref: ") {
+            Some(target) => {
+                listing.symrefs.insert(name.to_owned(), target.to_owned());
+            }
+            None => {
+                listing.refs.insert(name.to_owned(), left.to_owned());
+            }
+        }
+    }
+    listing
+}
+
 impl Git {
     /// Fetches `refspecs` (`(remote ref, local ref)` pairs, forced) from `url` into this
     /// repository: no tags followed, no FETCH_HEAD, no submodules, no pruning, only the
@@ -681,5 +737,39 @@ fn kill_group(pid: u32) {
         unsafe {
             libc::kill(-pid, libc::SIGKILL);
         }
+    }
+}
+
+#[cfg(test)]
+mod listing_tests {
+    use super::*;
+
+    #[test]
+    fn symrefs_and_undecodable_names_are_told_apart() {
+        let a = "1".repeat(40);
+        let text = format!(
+            "ref: refs/heads/main\tHEAD\n{a}\tHEAD\nref: refs/heads/main\trefs/heads/current\n{a}\trefs/heads/current\n{a}\trefs/heads/main\n{a}\trefs/heads/caf\u{FFFD}\n{a}\trefs/tags/v1\n{a}\trefs/tags/v1^{{}}\n"
+        );
+        let listing = parse_symref_listing(&text);
+        assert_eq!(
+            listing.refs.keys().collect::<Vec<_>>(),
+            [
+                "HEAD",
+                "refs/heads/current",
+                "refs/heads/main",
+                "refs/tags/v1"
+            ]
+        );
+        assert_eq!(
+            listing.symrefs.into_iter().collect::<Vec<_>>(),
+            [
+                ("HEAD".to_owned(), "refs/heads/main".to_owned()),
+                (
+                    "refs/heads/current".to_owned(),
+                    "refs/heads/main".to_owned()
+                )
+            ]
+        );
+        assert_eq!(listing.undecodable, ["refs/heads/caf\u{FFFD}"]);
     }
 }

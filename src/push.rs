@@ -4,7 +4,7 @@
 
 use crate::auth::Access;
 use crate::config::{Config, Prune, PushMirror};
-use crate::git::{Git, LeasedUpdate, PushSettings};
+use crate::git::{Git, LeasedUpdate, PushSettings, RemoteListing};
 use crate::porcelain::{Flag, PushReport};
 use crate::queue::{Claimed, Queue};
 use crate::repo::Repo;
@@ -49,6 +49,9 @@ pub struct RunSummary {
     pub divergent: Vec<String>,
     /// Refs the mirror refused, with its reason.
     pub refused: Vec<(String, String)>,
+    /// Refs of the mirror left alone on purpose, with why (a symbolic ref there, a name
+    /// that is not UTF-8): reported, never retried as an outage.
+    pub skipped: Vec<(String, String)>,
     /// The mirror could not be updated at all (unreachable, timed out, …).
     pub error: Option<String>,
     pub damaged_jobs: usize,
@@ -56,7 +59,10 @@ pub struct RunSummary {
 
 impl RunSummary {
     pub fn ok(&self) -> bool {
-        self.error.is_none() && self.refused.is_empty() && self.divergent.is_empty()
+        self.error.is_none()
+            && self.refused.is_empty()
+            && self.divergent.is_empty()
+            && self.skipped.is_empty()
     }
 
     fn problem(&self) -> Option<String> {
@@ -77,6 +83,14 @@ impl RunSummary {
                 "some refs have diverged: {}",
                 self.divergent.join(", ")
             ));
+        }
+        if !self.skipped.is_empty() {
+            let list: Vec<String> = self
+                .skipped
+                .iter()
+                .map(|(r, why)| format!("{r} ({why})"))
+                .collect();
+            parts.push(format!("left alone on the mirror: {}", list.join(", ")));
         }
         (!parts.is_empty()).then(|| parts.join("; "))
     }
@@ -317,8 +331,8 @@ fn record(s: &mut MirrorState, summary: &RunSummary, at: SystemTime) {
 fn sync(repo: &Path, git: &Git, mirror: &PushMirror, named: &BTreeSet<String>) -> RunSummary {
     let mut summary = RunSummary::default();
     for attempt in 1..=ATTEMPTS {
-        let remote = match git.ls_remote(&mirror.url, &[], mirror.timeout) {
-            Ok(Ok(refs)) => refs,
+        let remote = match git.ls_remote_symrefs(&mirror.url, mirror.timeout) {
+            Ok(Ok(listing)) => listing,
             Ok(Err(out)) => {
                 summary.error = Some(format!(
                     "cannot list the mirror's refs: {}",
@@ -340,6 +354,7 @@ fn sync(repo: &Path, git: &Git, mirror: &PushMirror, named: &BTreeSet<String>) -
         };
         let plan = plan(&local.0, &local.1, &remote, mirror, named);
         summary.divergent = plan.divergent;
+        summary.skipped = plan.skipped;
         summary.up_to_date = plan.up_to_date;
         if plan.updates.is_empty() {
             return summary;
@@ -433,19 +448,34 @@ fn is_transient(reason: &str, stderr: &str) -> bool {
 struct Plan {
     updates: Vec<LeasedUpdate>,
     divergent: Vec<String>,
+    skipped: Vec<(String, String)>,
     up_to_date: usize,
 }
 
+/// Symbolic refs on the mirror are never pushed to nor deleted: receive-pack follows
+/// them, so either would change (or delete) their target instead.
 fn plan(
     repo: &Repo,
     local: &BTreeMap<String, String>,
-    remote: &BTreeMap<String, String>,
+    listing: &RemoteListing,
     mirror: &PushMirror,
     named: &BTreeSet<String>,
 ) -> Plan {
     let mut plan = Plan::default();
+    let remote = &listing.refs;
     for (name, id) in local.iter().filter(|(n, _)| mirror.refs.matches(n)) {
         let theirs = remote.get(name);
+        if let Some(target) = listing.symrefs.get(name) {
+            if theirs != Some(id) {
+                plan.skipped.push((
+                    name.clone(),
+                    format!("a symbolic ref to {target} there; pushing to it would move {target}"),
+                ));
+            } else {
+                plan.up_to_date += 1;
+            }
+            continue;
+        }
         if theirs == Some(id) {
             plan.up_to_date += 1;
             continue;
@@ -463,10 +493,9 @@ fn plan(
             new: Some(id.clone()),
         });
     }
-    for (name, theirs) in remote
-        .iter()
-        .filter(|(n, _)| mirror.refs.matches(n) && !local.contains_key(*n))
-    {
+    for (name, theirs) in remote.iter().filter(|(n, _)| {
+        mirror.refs.matches(n) && !local.contains_key(*n) && !listing.symrefs.contains_key(*n)
+    }) {
         let deleted_here = named.contains(name);
         let delete = match mirror.prune {
             Prune::Off => false,
@@ -480,6 +509,19 @@ fn plan(
                 expect: Some(theirs.clone()),
                 new: None,
             });
+        }
+    }
+    if mirror.prune == Prune::All && !mirror.keep_divergent_refs {
+        // An exact copy would delete these, but no push can name them.
+        for name in listing
+            .undecodable
+            .iter()
+            .filter(|n| mirror.refs.matches(n))
+        {
+            plan.skipped.push((
+                name.clone(),
+                "its name is not valid UTF-8 (shown with \u{FFFD}), so no push can delete it; delete it on the mirror by hand".to_owned(),
+            ));
         }
     }
     plan
