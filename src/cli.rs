@@ -571,6 +571,12 @@ fn describe_pull(report: &PullReport, repo: &Path) -> (String, bool) {
                     if s.divergent.len() == 1 { "was" } else { "were" }
                 ));
             }
+            if !s.unappliable.is_empty() {
+                line.push_str(&format!(
+                    "; {}",
+                    crate::pull::unappliable_note(&s.unappliable)
+                ));
+            }
             if !s.hook_failures.is_empty() {
                 line.push_str(&format!(
                     "; chained post-receive hooks failed: {}",
