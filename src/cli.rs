@@ -139,6 +139,10 @@ impl From<anyhow::Error> for Failure {
 
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> i32 {
+    // A stop request (systemd, Ctrl-C, a timeout) must let git remove its lock files.
+    if let Err(e) = crate::git::stop_git_on_termination() {
+        eprintln!("git-mirror: warning: {e:#}");
+    }
     let result = match cli.command {
         Command::Status { json, repo } => status(repo.as_deref(), json),
         Command::Doctor { repo } => doctor(repo.as_deref()),
@@ -798,6 +802,22 @@ fn doctor(repo: Option<&Path>) -> Result<i32, Failure> {
             println!(
                 "hooks/{hook}: not installed; run `install.sh {}`",
                 repo.display()
+            );
+        }
+    }
+    for (path, age) in crate::reflock::stale(&repo, std::time::SystemTime::now()) {
+        problems += 1;
+        let age = humantime::format_duration(std::time::Duration::from_secs(age.as_secs()));
+        if crate::reflock::is_private(&repo, &path) {
+            println!(
+                "{}: stale lock ({age} old) of git-mirror's own refs; the next `git mirror pull` removes it",
+                path.display()
+            );
+        } else {
+            println!(
+                "{}: stale lock ({age} old): a git process was killed while it wrote refs, and every write to this ref fails until the file goes; check that no git process works on this repository (a push, gc or pull holds such a lock for moments), then remove it: rm '{}'",
+                path.display(),
+                path.display()
             );
         }
     }

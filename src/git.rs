@@ -285,6 +285,19 @@ impl Git {
         timeout: Duration,
         on_stderr: &mut dyn FnMut(&str),
     ) -> Result<RunOutput> {
+        self.run_noting(args, input, timeout, &mut |_| {}, on_stderr)
+    }
+
+    /// [`Git::run_with_input`], telling `on_start` the pid of git once it runs (a caller
+    /// that must know later whether that process is gone records it).
+    fn run_noting<S: AsRef<str>>(
+        &self,
+        args: &[S],
+        input: Option<Vec<u8>>,
+        timeout: Duration,
+        on_start: &mut dyn FnMut(u32),
+        on_stderr: &mut dyn FnMut(&str),
+    ) -> Result<RunOutput> {
         let mut cmd = self.command(args.iter().map(|a| a.as_ref()));
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         if input.is_some() {
@@ -292,18 +305,37 @@ impl Git {
         }
         cmd.process_group(0);
         #[cfg(target_os = "linux")]
-        // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                // If we are killed, git (and the transfer it runs) dies with us rather
-                // than finishing a push nobody is waiting for.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
+        {
+            let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+            // SAFETY: prctl(2) and getppid(2) are async-signal-safe and touch no memory
+            // of the parent.
+            unsafe {
+                cmd.pre_exec(move || {
+                    // If we are killed, git (and the transfer it runs) stops with us rather
+                    // than finishing a push nobody is waiting for; SIGTERM, not SIGKILL, so
+                    // that it removes its lock files first.
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    if libc::getppid() != parent {
+                        // We died before the line above took effect.
+                        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                    }
+                    Ok(())
+                });
+            }
         }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", self.program.display()))?;
+        let mut child = {
+            let mut running = running();
+            if running.stopping {
+                drop(running);
+                stopped();
+            }
+            let child = cmd
+                .spawn()
+                .with_context(|| format!("cannot start {}", self.program.display()))?;
+            running.groups.push(child.id());
+            child
+        };
+        on_start(child.id());
         if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
             // A thread of its own: git may write a lot of output before it reads all of
             // its input, and neither side may wait for the other.
@@ -312,7 +344,13 @@ impl Git {
                 let _ = stdin.write_all(&input);
             });
         }
-        Ok(supervise(child, timeout, on_stderr))
+        let output = supervise(child, timeout, on_stderr);
+        if running().stopping {
+            // Whatever would come next (another git, a record saying "failed") is not
+            // wanted from a process told to stop.
+            stopped();
+        }
+        Ok(output)
     }
 
     /// Runs git to completion within `timeout` and returns its output, stderr not relayed.
@@ -546,6 +584,17 @@ impl Git {
         refspecs: &[(String, String)],
         timeout: Duration,
     ) -> Result<RunOutput> {
+        self.fetch_noting(url, refspecs, timeout, &mut |_| {})
+    }
+
+    /// [`Git::fetch`], telling `on_start` the pid of git once it runs.
+    pub fn fetch_noting(
+        &self,
+        url: &crate::url::RemoteUrl,
+        refspecs: &[(String, String)],
+        timeout: Duration,
+        on_start: &mut dyn FnMut(u32),
+    ) -> Result<RunOutput> {
         let url = url.for_git();
         let args = [
             "-c",
@@ -572,7 +621,13 @@ impl Git {
             .iter()
             .map(|(src, dst)| format!("+{src}:{dst}\n"))
             .collect();
-        self.run_with_input(&args, Some(input.into_bytes()), timeout, &mut |_| {})
+        self.run_noting(
+            &args,
+            Some(input.into_bytes()),
+            timeout,
+            on_start,
+            &mut |_| {},
+        )
     }
 
     /// Applies `commands` (`update-ref --stdin` lines: `update REF NEW OLD`, `create REF
@@ -584,6 +639,17 @@ impl Git {
         message: &str,
         timeout: Duration,
     ) -> Result<RunOutput> {
+        self.update_refs_noting(commands, message, timeout, &mut |_| {})
+    }
+
+    /// [`Git::update_refs`], telling `on_start` the pid of git once it runs.
+    pub fn update_refs_noting(
+        &self,
+        commands: &[String],
+        message: &str,
+        timeout: Duration,
+        on_start: &mut dyn FnMut(u32),
+    ) -> Result<RunOutput> {
         let mut input = String::from("start\n");
         for c in commands {
             input.push_str(c);
@@ -591,7 +657,13 @@ impl Git {
         }
         input.push_str("prepare\ncommit\n");
         let args = ["update-ref", "-m", message, "--stdin"];
-        self.run_with_input(&args, Some(input.into_bytes()), timeout, &mut |_| {})
+        self.run_noting(
+            &args,
+            Some(input.into_bytes()),
+            timeout,
+            on_start,
+            &mut |_| {},
+        )
     }
 }
 
@@ -653,7 +725,9 @@ fn supervise(mut child: Child, timeout: Duration, on_stderr: &mut dyn FnMut(&str
     }
     let exit_tx = tx;
     std::thread::spawn(move || {
-        let _ = exit_tx.send(Event::Exited(child.wait()));
+        let status = child.wait();
+        running().groups.retain(|g| *g != pid);
+        let _ = exit_tx.send(Event::Exited(status));
     });
 
     let mut output = RunOutput {
@@ -668,13 +742,16 @@ fn supervise(mut child: Child, timeout: Duration, on_stderr: &mut dyn FnMut(&str
         .checked_add(timeout)
         .unwrap_or(start + Duration::from_secs(u32::MAX.into()));
     let mut exited = false;
+    let mut killed = false;
     while !exited || streams > 0 {
         let now = Instant::now();
         let event = match rx.recv_timeout(deadline.saturating_duration_since(now)) {
             Ok(event) => event,
-            Err(mpsc::RecvTimeoutError::Timeout) if !exited && !output.timed_out => {
+            Err(mpsc::RecvTimeoutError::Timeout) if !exited && !killed => {
+                // First SIGTERM, so git removes its lock files; SIGKILL if it lingers.
+                killed = output.timed_out;
                 output.timed_out = true;
-                kill_group(pid);
+                signal_group(pid, if killed { libc::SIGKILL } else { libc::SIGTERM });
                 deadline = Instant::now() + DRAIN_GRACE;
                 continue;
             }
@@ -730,14 +807,124 @@ fn forward<R: Read + Send + 'static>(
     });
 }
 
-fn kill_group(pid: u32) {
+fn signal_group(pid: u32, signal: libc::c_int) {
     if let Ok(pid) = libc::pid_t::try_from(pid) {
         // SAFETY: kill(2) with a negative pid signals the process group we created for
         // this child (process_group(0) made it the leader); no memory is involved.
         unsafe {
-            libc::kill(-pid, libc::SIGKILL);
+            libc::kill(-pid, signal);
         }
     }
+}
+
+/// The git processes running now (each leads its own process group), and whether this
+/// process is stopping: then no new git starts.
+struct Running {
+    groups: Vec<u32>,
+    stopping: bool,
+}
+
+static RUNNING: std::sync::Mutex<Running> = std::sync::Mutex::new(Running {
+    groups: Vec::new(),
+    stopping: false,
+});
+
+fn running() -> std::sync::MutexGuard<'static, Running> {
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The pipe's write end the signal handler wakes the stopping thread with.
+static SIGNAL_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// How long git gets to finish after our SIGTERM (it removes its lock files and
+/// exits) before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+extern "C" fn on_termination(signal: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(std::sync::atomic::Ordering::Relaxed);
+    let byte = u8::try_from(signal).unwrap_or(0);
+    // SAFETY: write(2) is async-signal-safe; `byte` outlives the call.
+    unsafe {
+        libc::write(fd, std::ptr::addr_of!(byte).cast(), 1);
+    }
+}
+
+/// Makes SIGTERM, SIGINT and SIGHUP stop this process the way that leaves no git lock
+/// behind: no new git starts, the running ones get SIGTERM (git then removes its lock
+/// files), and once they have ended (or after [`STOP_GRACE`]) the process exits with
+/// 128 + the signal. Without this, the signal would kill us at once and git would get
+/// only its death signal. A signal that was ignored (`nohup`) stays ignored.
+pub fn stop_git_on_termination() -> Result<()> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2(2) writes two file descriptors into the array it is given.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot create a pipe");
+    }
+    SIGNAL_PIPE.store(fds[1], std::sync::atomic::Ordering::Relaxed);
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: sigaction(2) with zero-initialised structs it fills or reads; the
+        // handler only calls write(2).
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(signal, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+            {
+                continue;
+            }
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_termination as extern "C" fn(libc::c_int) as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .context("cannot install a signal handler");
+            }
+        }
+    }
+    let read_end = fds[0];
+    std::thread::spawn(move || {
+        let mut byte = 0u8;
+        loop {
+            // SAFETY: read(2) into a one-byte buffer we own.
+            let n = unsafe { libc::read(read_end, std::ptr::addr_of_mut!(byte).cast(), 1) };
+            if n == 1 {
+                break;
+            }
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        stop_and_exit(libc::c_int::from(byte));
+    });
+    Ok(())
+}
+
+/// Parks the calling thread for good: the process is stopping, and the thread that stops
+/// it exits once every git has ended.
+fn stopped() -> ! {
+    loop {
+        std::thread::park();
+    }
+}
+
+fn stop_and_exit(signal: libc::c_int) -> ! {
+    let groups = {
+        let mut running = running();
+        running.stopping = true;
+        running.groups.clone()
+    };
+    for group in groups {
+        signal_group(group, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    while !running().groups.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for group in running().groups.clone() {
+        signal_group(group, libc::SIGKILL);
+    }
+    std::process::exit(128 + signal)
 }
 
 #[cfg(test)]

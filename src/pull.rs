@@ -156,6 +156,11 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
         return Ok(PullReport::Busy);
     };
     lock.record_owner();
+    // A run killed while git wrote refs may have left lock files that would fail us,
+    // and every push to those refs.
+    for line in crate::reflock::recover(repo) {
+        state::log(repo, SystemTime::now(), &format!("pull: {line}"));
+    }
     // Another run may have finished between the look and the lock.
     if let Some(report) = waiting() {
         return Ok(report);
@@ -422,9 +427,15 @@ fn fetch(
     pull: &Pull,
     refspecs: &[(String, String)],
 ) -> std::result::Result<BTreeMap<String, String>, (String, Option<&'static str>)> {
-    let out = git
-        .fetch(&pull.url, refspecs, pull.timeout)
-        .map_err(|e| (format!("{e:#}"), None))?;
+    // The fetch locks only refs of our private namespace, which the next run cleans
+    // anyway; the record tells it which git to wait for first.
+    let mut writing =
+        crate::reflock::before(repo, Vec::new()).map_err(|e| (format!("{e:#}"), None))?;
+    let out = git.fetch_noting(&pull.url, refspecs, pull.timeout, &mut |pid| {
+        writing.started(pid)
+    });
+    writing.done();
+    let out = out.map_err(|e| (format!("{e:#}"), None))?;
     if !out.success() {
         let why = if out.timed_out {
             format!(
@@ -460,7 +471,7 @@ fn forget_fetched(repo: &Path, git: &Git) -> Result<()> {
         .keys()
         .map(|name| format!("delete {name}"))
         .collect();
-    let out = git.update_refs(&commands, "mirror-hooks: pull cleanup", LOCAL_TIMEOUT)?;
+    let out = update_refs(repo, git, &commands, "mirror-hooks: pull cleanup")?;
     if !out.success() {
         anyhow::bail!(
             "cannot remove the fetched refs under {PRIVATE_REFS}: {}",
@@ -603,7 +614,7 @@ fn apply(
             return;
         }
         let commands: Vec<String> = plan.updates.iter().map(command).collect();
-        let out = match git.update_refs(&commands, REFLOG_MESSAGE, LOCAL_TIMEOUT) {
+        let out = match update_refs(repo, git, &commands, REFLOG_MESSAGE) {
             Ok(out) => out,
             Err(e) => {
                 summary.fail(format!("{e:#}"), None);
@@ -624,6 +635,22 @@ fn apply(
 
 const REFLOG_MESSAGE: &str = "mirror-hooks: pull from upstream";
 
+/// One local ref transaction, with a durable record of the lock files it may create
+/// written first, so that the next run can remove them if this one is killed.
+fn update_refs(
+    repo: &Path,
+    git: &Git,
+    commands: &[String],
+    message: &str,
+) -> Result<crate::git::RunOutput> {
+    let mut writing = crate::reflock::before(repo, crate::reflock::locks_for(repo, commands))?;
+    let out = git.update_refs_noting(commands, message, LOCAL_TIMEOUT, &mut |pid| {
+        writing.started(pid)
+    });
+    writing.done();
+    out
+}
+
 /// Applies each update in its own transaction, deletions first (so `a` can give way to
 /// `a/b`); records what went through and what did not. A ref whose name clashes with
 /// one here is reported, not a failure; refs that failed for the same reason are told
@@ -637,7 +664,7 @@ fn apply_one_by_one(
     updates.sort_by_key(|u| u.kind() != refs::UpdateKind::Delete);
     let mut failed = Vec::new();
     for u in updates {
-        match git.update_refs(&[command(&u)], REFLOG_MESSAGE, LOCAL_TIMEOUT) {
+        match update_refs(repo, git, &[command(&u)], REFLOG_MESSAGE) {
             Ok(out) if out.success() => summary.applied.push(u),
             // The ref's own name in git's words (and in a lock file's path) would make
             // each ref's complaint differ; without it, a shared cause groups.

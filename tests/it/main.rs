@@ -6,6 +6,7 @@ mod crashes;
 mod faults;
 mod inputs;
 mod install;
+mod kills;
 mod proxy;
 mod pull;
 mod push;
