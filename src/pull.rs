@@ -434,7 +434,7 @@ fn fetch(
     let out = git.fetch_noting(&pull.url, refspecs, pull.timeout, &mut |pid| {
         writing.started(pid)
     });
-    writing.done();
+    writer_ended(repo, writing, &out);
     let out = out.map_err(|e| (format!("{e:#}"), None))?;
     if !out.success() {
         let why = if out.timed_out {
@@ -647,8 +647,29 @@ fn update_refs(
     let out = git.update_refs_noting(commands, message, LOCAL_TIMEOUT, &mut |pid| {
         writing.started(pid)
     });
-    writing.done();
+    writer_ended(repo, writing, &out);
     out
+}
+
+/// A git that exited (even with an error) removed its lock files; one that was killed
+/// (by a signal, or at its deadline) may not have: then clean up after it now, as the
+/// next run would.
+fn writer_ended(
+    repo: &Path,
+    writing: crate::reflock::Writing,
+    out: &Result<crate::git::RunOutput>,
+) {
+    let exited = match out {
+        Ok(out) => !out.timed_out && out.code().is_some(),
+        Err(_) => true,
+    };
+    if exited {
+        writing.done();
+        return;
+    }
+    for line in crate::reflock::recover(repo) {
+        state::log(repo, SystemTime::now(), &format!("pull: {line}"));
+    }
 }
 
 /// Applies each update in its own transaction, deletions first (so `a` can give way to

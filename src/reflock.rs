@@ -155,10 +155,19 @@ pub fn recover(repo: &Path) -> Vec<String> {
                 }
             }
             let written = UNIX_EPOCH + Duration::from_millis(record.written_ms);
+            let mut removed = Vec::new();
             for lock in &record.locks {
-                if let Some(line) = remove_if_ours(repo, lock, written) {
-                    said.push(line);
+                match remove_if_ours(repo, lock, written) {
+                    Some(Ok(())) => removed.push(lock.as_str()),
+                    Some(Err(line)) => said.push(line),
+                    None => {}
                 }
+            }
+            if !removed.is_empty() {
+                said.push(format!(
+                    "removed {} a killed git of an earlier run left",
+                    some_files(&removed)
+                ));
             }
         }
         Some(_) => said.push(format!(
@@ -170,7 +179,7 @@ pub fn recover(repo: &Path) -> Vec<String> {
     let removed = remove_locks_under(&repo.join(PRIVATE_DIR));
     if removed > 0 {
         said.push(format!(
-            "removed {removed} lock file{} under {PRIVATE_DIR}/ a killed run left",
+            "removed {removed} lock file{} under {PRIVATE_DIR}/ (git-mirror's own refs) a killed run left",
             if removed == 1 { "" } else { "s" }
         ));
     }
@@ -214,9 +223,30 @@ fn alive(pid: libc::pid_t) -> bool {
     }
 }
 
+/// `a.lock`, or `3 lock files (a.lock, b.lock, c.lock)`, or `1000 lock files (a.lock,
+/// b.lock, c.lock and 997 more)`.
+fn some_files(names: &[&str]) -> String {
+    const SHOWN: usize = 3;
+    match names {
+        [one] => (*one).to_owned(),
+        _ if names.len() <= SHOWN => format!("{} lock files ({})", names.len(), names.join(", ")),
+        _ => format!(
+            "{} lock files ({} and {} more)",
+            names.len(),
+            names[..SHOWN].join(", "),
+            names.len() - SHOWN
+        ),
+    }
+}
+
 /// Removes the recorded lock `lock` if it is there, was made after the record was
-/// written, and stays unchanged for [`SETTLED`]; says so.
-fn remove_if_ours(repo: &Path, lock: &str, written: SystemTime) -> Option<String> {
+/// written, and stays unchanged for [`SETTLED`]: `Ok` when removed, `Err` with why when
+/// it is left although there, `None` when there is nothing to do.
+fn remove_if_ours(
+    repo: &Path,
+    lock: &str,
+    written: SystemTime,
+) -> Option<std::result::Result<(), String>> {
     let name = lock.strip_suffix(".lock")?;
     let valid = name == "HEAD"
         || name == "packed-refs"
@@ -229,9 +259,9 @@ fn remove_if_ours(repo: &Path, lock: &str, written: SystemTime) -> Option<String
     let made = before.modified().ok()?;
     // Our git could not have made a lock that was there before it started.
     if made + Duration::from_secs(1) < written {
-        return Some(format!(
+        return Some(Err(format!(
             "{lock} is older than the killed run's update; not ours, left alone (`git mirror doctor` explains it)"
-        ));
+        )));
     }
     let age = SystemTime::now().duration_since(made).unwrap_or_default();
     if age < SETTLED {
@@ -242,10 +272,7 @@ fn remove_if_ours(repo: &Path, lock: &str, written: SystemTime) -> Option<String
     if after.ino() != before.ino() || after.modified().ok()? != made {
         return None;
     }
-    match fs::remove_file(&path) {
-        Ok(()) => Some(format!("removed {lock}, which a killed run's git left")),
-        Err(e) => Some(format!("cannot remove {}: {e}", path.display())),
-    }
+    Some(fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display())))
 }
 
 /// Removes every `*.lock` file under `dir`; returns how many.

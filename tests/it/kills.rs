@@ -227,10 +227,80 @@ fn a_pull_killed_at_random_moments_never_wedges_the_repository() {
         whole = whole.max(took);
         rounds.push(format!("{how}: {status}"));
     }
+    let log = std::fs::read_to_string(down.join("mirror/log")).unwrap();
+    let cleaned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("pull: removed"))
+        .collect();
     eprintln!(
-        "{} rounds in {:?} (a pull takes up to {whole:?}):\n{}",
+        "{} rounds in {:?} (a pull takes up to {whole:?}):\n{}\nlock cleanups:\n{}",
         rounds.len(),
         clock.elapsed(),
-        rounds.join("\n")
+        rounds.join("\n"),
+        cleaned.join("\n")
+    );
+}
+
+#[test]
+fn a_stale_lock_the_pull_did_not_make_is_left_alone_and_doctor_names_it() {
+    let env = TestEnv::new();
+    let up = env.bare("up.git");
+    let work = env.work("work");
+    env.commit(&work, "one");
+    assert!(
+        env.push(
+            &work,
+            &up,
+            &["HEAD:refs/heads/main", "HEAD:refs/heads/topic"]
+        )
+        .success
+    );
+    let down = env.downstream(
+        "down.git",
+        &format!("[pull]\nurl = {:?}\n", up.to_str().unwrap()),
+    );
+    assert!(env
+        .git_mirror(&["pull", "--now", down.to_str().unwrap()])
+        .status
+        .success());
+    // Someone else's git was killed two minutes ago while it held topic's lock.
+    let lock = down.join("refs/heads/topic.lock");
+    std::fs::write(&lock, "").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&lock)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(120))
+        .unwrap();
+    env.commit(&work, "two");
+    assert!(
+        env.push(
+            &work,
+            &up,
+            &["HEAD:refs/heads/main", "HEAD:refs/heads/topic"]
+        )
+        .success
+    );
+
+    let pulled = env.git_mirror(&["pull", "--now", down.to_str().unwrap()]);
+    let said = env.normalize(&String::from_utf8_lossy(&pulled.stdout));
+    assert!(lock.exists(), "a lock the pull did not make was removed");
+    assert_eq!(
+        env.rev(&down, "refs/heads/main"),
+        env.rev(&up, "refs/heads/main")
+    );
+    assert!(said.contains("refs/heads/topic"), "{said}");
+
+    let doctor = env.git_mirror(&["doctor", down.to_str().unwrap()]);
+    let text = env.normalize(&String::from_utf8_lossy(&doctor.stdout));
+    assert_eq!(doctor.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("[TMP]/down.git/refs/heads/topic.lock: stale lock (2m")
+            && text.contains("old): a git process was killed while it wrote refs"),
+        "{text}"
+    );
+    assert!(
+        text.contains("then remove it: rm '[TMP]/down.git/refs/heads/topic.lock'"),
+        "{text}"
     );
 }
