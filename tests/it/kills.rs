@@ -304,3 +304,60 @@ fn a_stale_lock_the_pull_did_not_make_is_left_alone_and_doctor_names_it() {
         "{text}"
     );
 }
+
+/// True while process `pid` exists and is not a zombie.
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z")
+    })
+}
+
+#[test]
+fn sigterm_reaches_the_running_git_which_is_waited_for() {
+    let env = TestEnv::new();
+    let up = env.bare("up.git");
+    move_all(&env, &up, None, 0);
+    let down = env.downstream(
+        "down.git",
+        &format!("[pull]\nurl = {:?}\n", up.to_str().unwrap()),
+    );
+    let mut pull = env
+        .command(GIT_MIRROR)
+        .args(["pull", "--now", down.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = pull.id() as i32;
+    // Signal it while its fetch (1 000 refs) runs: the git among its children whose
+    // command line says so.
+    let fetching = || {
+        descendants(pid).into_iter().find(|child| {
+            std::fs::read(format!("/proc/{child}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|word| word == b"fetch"))
+        })
+    };
+    let mut git = None;
+    assert!(crate::util::eventually(Duration::from_secs(30), || {
+        git = fetching();
+        git.is_some()
+    }));
+    let git = git.unwrap();
+    signal(pid, libc::SIGTERM);
+    let status = pull.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "{status}");
+    assert!(
+        !running(git),
+        "git-mirror exited before its git {git} ended"
+    );
+    assert_eq!(lock_files(&down), Vec::<PathBuf>::new());
+    // The next run finds nothing in its way.
+    let out = env.git_mirror(&["pull", "--now", down.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(env.heads_and_tags(&down), env.heads_and_tags(&up));
+}
