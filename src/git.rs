@@ -1,6 +1,7 @@
 //! The one place that runs the `git` binary: finds it once, gives it an explicit
 //! `--git-dir`, a null stdin, a sanitised environment (no terminal prompts, batch-mode
-//! ssh, only safe transports), its own process group and a deadline.
+//! ssh, only safe transports), its own process group and a deadline; and passes a
+//! SIGTERM of ours on to it as SIGTERM, so that it removes its lock files.
 
 use anyhow::{Context, Result};
 use std::ffi::OsString;

@@ -667,5 +667,22 @@ fn an_exact_copy_mirror_never_deletes_a_symbolic_ref_nor_its_target() {
         env.git_ok(&mirror, &["symbolic-ref", "refs/heads/current"]),
         "refs/heads/main"
     );
+    assert_eq!(env.rev(&mirror, "refs/heads/main"), Some(two.clone()));
+
+    // A branch here named like the alias is not pushed through it (that would move main
+    // there): it is reported and left alone, and it is not an outage.
+    assert!(
+        env.push(&work, &down, &["HEAD~1:refs/heads/current"])
+            .success
+    );
+    let r = settled(&env, &down, "exact");
     assert_eq!(env.rev(&mirror, "refs/heads/main"), Some(two));
+    assert_eq!(r["consecutive_failures"], 0, "{r}");
+    assert!(r["next_update_at"].is_null(), "{r}");
+    assert!(
+        r["last_error"].as_str().unwrap_or_default().contains(
+            "left alone on the mirror: refs/heads/current (a symbolic ref to refs/heads/main there"
+        ),
+        "{r}"
+    );
 }
