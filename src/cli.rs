@@ -210,6 +210,10 @@ pub fn run(cli: Cli) -> i32 {
             return 1;
         }
     }
+    // A stop request (systemd, Ctrl-C, a timeout) must let git remove its lock files.
+    if let Err(e) = crate::git::stop_git_on_termination() {
+        eprintln!("git-mirror: warning: {e:#}");
+    }
     let result = match cli.command {
         Command::Status { json, repo } => status(repo.as_deref(), json),
         Command::Doctor { repo } => doctor(repo.as_deref()),
@@ -827,6 +831,12 @@ fn describe_pull(report: &PullReport, repo: &Path) -> (String, bool) {
                     s.skipped.join(", ")
                 ));
             }
+            if !s.unappliable.is_empty() {
+                line.push_str(&format!(
+                    "; {}",
+                    crate::pull::unappliable_note(&s.unappliable)
+                ));
+            }
             if !s.hook_failures.is_empty() {
                 line.push_str(&format!(
                     "; chained post-receive hooks failed: {}",
@@ -963,7 +973,7 @@ fn push_sweep_one(repo: Option<&Path>, options: &WorkerOptions) -> Result<i32, F
 fn describe(report: &WorkerReport) -> (String, bool) {
     match report {
         WorkerReport::Busy => (
-            "another worker is running; it takes the queued jobs".to_owned(),
+            "another worker is running; it runs the queued jobs, and this --now, before it stops (see `git mirror status`)".to_owned(),
             false,
         ),
         WorkerReport::Idle(None) => ("nothing queued".to_owned(), false),
@@ -988,6 +998,9 @@ fn describe(report: &WorkerReport) -> (String, bool) {
             }
             if !s.divergent.is_empty() {
                 parts.push(format!("diverged, skipped: {}", s.divergent.join(", ")));
+            }
+            for (name, why) in &s.skipped {
+                parts.push(format!("{name} left alone ({why})"));
             }
             (format!("failed: {}", parts.join("; ")), true)
         }
@@ -1106,6 +1119,22 @@ fn doctor(repo: Option<&Path>) -> Result<i32, Failure> {
             println!(
                 "hooks/{hook}: not installed; run `install.sh {}`",
                 repo.display()
+            );
+        }
+    }
+    for (path, age) in crate::reflock::stale(&repo, std::time::SystemTime::now()) {
+        problems += 1;
+        let age = humantime::format_duration(std::time::Duration::from_secs(age.as_secs()));
+        if crate::reflock::is_private(&repo, &path) {
+            println!(
+                "{}: stale lock ({age} old) of git-mirror's own refs; the next `git mirror pull` removes it",
+                path.display()
+            );
+        } else {
+            println!(
+                "{}: stale lock ({age} old): a git process was killed while it wrote refs, and every write to this ref fails until the file goes; check that no git process works on this repository (a push, gc or pull holds such a lock for moments), then remove it: rm '{}'",
+                path.display(),
+                path.display()
             );
         }
     }

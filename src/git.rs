@@ -1,6 +1,7 @@
 //! The one place that runs the `git` binary: finds it once, gives it an explicit
 //! `--git-dir`, a null stdin, a sanitised environment (no terminal prompts, batch-mode
-//! ssh, only safe transports), its own process group and a deadline.
+//! ssh, only safe transports), its own process group and a deadline; and passes a
+//! SIGTERM of ours on to it as SIGTERM, so that it removes its lock files.
 
 use anyhow::{Context, Result};
 use std::ffi::OsString;
@@ -324,7 +325,7 @@ impl Git {
         on_stderr: &mut dyn FnMut(&str),
     ) -> Result<RunOutput> {
         let cmd = self.command(args.iter().map(|a| a.as_ref()));
-        self.spawn(cmd, input, timeout, on_stderr)
+        self.spawn(cmd, input, timeout, &mut |_| {}, on_stderr)
     }
 
     /// [`Git::run_with_input`] for a git that talks to the remote ([`Git::remote_command`]).
@@ -336,14 +337,18 @@ impl Git {
         on_stderr: &mut dyn FnMut(&str),
     ) -> Result<RunOutput> {
         let cmd = self.remote_command(args);
-        self.spawn(cmd, input, timeout, on_stderr)
+        self.spawn(cmd, input, timeout, &mut |_| {}, on_stderr)
     }
 
+    /// Runs `cmd` until it ends or `timeout` passes, telling `on_start` the pid of git
+    /// once it runs (a caller that must know later whether that process is gone records
+    /// it).
     fn spawn(
         &self,
         mut cmd: Command,
         input: Option<Vec<u8>>,
         timeout: Duration,
+        on_start: &mut dyn FnMut(u32),
         on_stderr: &mut dyn FnMut(&str),
     ) -> Result<RunOutput> {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -352,18 +357,37 @@ impl Git {
         }
         cmd.process_group(0);
         #[cfg(target_os = "linux")]
-        // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                // If we are killed, git (and the transfer it runs) dies with us rather
-                // than finishing a push nobody is waiting for.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
+        {
+            let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+            // SAFETY: prctl(2) and getppid(2) are async-signal-safe and touch no memory
+            // of the parent.
+            unsafe {
+                cmd.pre_exec(move || {
+                    // If we are killed, git (and the transfer it runs) stops with us rather
+                    // than finishing a push nobody is waiting for; SIGTERM, not SIGKILL, so
+                    // that it removes its lock files first.
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    if libc::getppid() != parent {
+                        // We died before the line above took effect.
+                        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                    }
+                    Ok(())
+                });
+            }
         }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", self.program.display()))?;
+        let mut child = {
+            let mut running = running();
+            if running.stopping {
+                drop(running);
+                stopped();
+            }
+            let child = cmd
+                .spawn()
+                .with_context(|| format!("cannot start {}", self.program.display()))?;
+            running.groups.push(child.id());
+            child
+        };
+        on_start(child.id());
         if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
             // A thread of its own: git may write a lot of output before it reads all of
             // its input, and neither side may wait for the other.
@@ -372,7 +396,13 @@ impl Git {
                 let _ = stdin.write_all(&input);
             });
         }
-        Ok(supervise(child, timeout, on_stderr))
+        let output = supervise(child, timeout, on_stderr);
+        if running().stopping {
+            // Whatever would come next (another git, a record saying "failed") is not
+            // wanted from a process told to stop.
+            stopped();
+        }
+        Ok(output)
     }
 
     /// Runs git to completion within `timeout` and returns its output, stderr not relayed.
@@ -573,6 +603,64 @@ impl RemoteRefs {
     }
 }
 
+/// A remote's refs as `git ls-remote --symref` lists them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteListing {
+    /// Each ref's value (symbolic refs too, with their target's value), by name.
+    pub refs: std::collections::BTreeMap<String, String>,
+    /// The symbolic refs, name → target. Over protocol v0 git reports only HEAD's.
+    pub symrefs: std::collections::BTreeMap<String, String>,
+    /// Names that are not valid UTF-8, shown escaped: no command can name them.
+    pub undecodable: Vec<String>,
+}
+
+impl Git {
+    /// Lists every ref of `url` and which of them are symbolic (`git ls-remote --symref`).
+    pub fn ls_remote_symrefs(
+        &self,
+        url: &crate::url::RemoteUrl,
+        timeout: Duration,
+    ) -> Result<Result<RemoteListing, RunOutput>> {
+        let args = ["ls-remote".to_owned(), "--symref".to_owned(), url.for_git()];
+        let out = self.run_remote(&args, None, timeout, &mut |_| {})?;
+        if !out.success() || out.stdout_incomplete {
+            return Ok(Err(out));
+        }
+        Ok(Ok(parse_symref_listing(&out.stdout)))
+    }
+}
+
+/// Reads `git ls-remote --symref` output: `ref: TARGET<TAB>NAME` for a symbolic ref,
+/// `ID<TAB>NAME` for every ref; peeled tags (`NAME^{}`) are left out.
+fn parse_symref_listing(stdout: &[u8]) -> RemoteListing {
+    let mut listing = RemoteListing::default();
+    for line in stdout.split(|b| *b == b'\n') {
+        let Some(tab) = line.iter().position(|b| *b == b'\t') else {
+            continue;
+        };
+        let (left, name) = (&line[..tab], &line[tab + 1..]);
+        if name.ends_with(b"^{}") {
+            continue;
+        }
+        let (Ok(left), Ok(name)) = (std::str::from_utf8(left), std::str::from_utf8(name)) else {
+            let shown = crate::text::printable_bytes(name);
+            if !listing.undecodable.contains(&shown) {
+                listing.undecodable.push(shown);
+            }
+            continue;
+        };
+        match left.strip_prefix("ref: ") {
+            Some(target) => {
+                listing.symrefs.insert(name.to_owned(), target.to_owned());
+            }
+            None => {
+                listing.refs.insert(name.to_owned(), left.to_owned());
+            }
+        }
+    }
+    listing
+}
+
 impl Git {
     /// Fetches `refspecs` (`(remote ref, local ref)` pairs, forced) from `url` into this
     /// repository: no tags followed, no FETCH_HEAD, no submodules, no pruning, only the
@@ -582,6 +670,17 @@ impl Git {
         url: &crate::url::RemoteUrl,
         refspecs: &[(String, String)],
         timeout: Duration,
+    ) -> Result<RunOutput> {
+        self.fetch_noting(url, refspecs, timeout, &mut |_| {})
+    }
+
+    /// [`Git::fetch`], telling `on_start` the pid of git once it runs.
+    pub fn fetch_noting(
+        &self,
+        url: &crate::url::RemoteUrl,
+        refspecs: &[(String, String)],
+        timeout: Duration,
+        on_start: &mut dyn FnMut(u32),
     ) -> Result<RunOutput> {
         let url = url.for_git();
         let args = [
@@ -609,7 +708,14 @@ impl Git {
             .iter()
             .map(|(src, dst)| format!("+{src}:{dst}\n"))
             .collect();
-        self.run_remote(&args, Some(input.into_bytes()), timeout, &mut |_| {})
+        let cmd = self.remote_command(&args);
+        self.spawn(
+            cmd,
+            Some(input.into_bytes()),
+            timeout,
+            on_start,
+            &mut |_| {},
+        )
     }
 
     /// Applies `commands` (`update-ref --stdin` lines: `update REF NEW OLD`, `create REF
@@ -621,6 +727,17 @@ impl Git {
         message: &str,
         timeout: Duration,
     ) -> Result<RunOutput> {
+        self.update_refs_noting(commands, message, timeout, &mut |_| {})
+    }
+
+    /// [`Git::update_refs`], telling `on_start` the pid of git once it runs.
+    pub fn update_refs_noting(
+        &self,
+        commands: &[String],
+        message: &str,
+        timeout: Duration,
+        on_start: &mut dyn FnMut(u32),
+    ) -> Result<RunOutput> {
         let mut input = String::from("start\n");
         for c in commands {
             input.push_str(c);
@@ -628,7 +745,14 @@ impl Git {
         }
         input.push_str("prepare\ncommit\n");
         let args = ["update-ref", "-m", message, "--stdin"];
-        self.run_with_input(&args, Some(input.into_bytes()), timeout, &mut |_| {})
+        let cmd = self.command(args);
+        self.spawn(
+            cmd,
+            Some(input.into_bytes()),
+            timeout,
+            on_start,
+            &mut |_| {},
+        )
     }
 }
 
@@ -694,7 +818,9 @@ fn supervise(mut child: Child, timeout: Duration, on_stderr: &mut dyn FnMut(&str
     }
     let exit_tx = tx;
     std::thread::spawn(move || {
-        let _ = exit_tx.send(Event::Exited(child.wait()));
+        let status = child.wait();
+        running().groups.retain(|g| *g != pid);
+        let _ = exit_tx.send(Event::Exited(status));
     });
 
     let mut output = RunOutput {
@@ -710,13 +836,16 @@ fn supervise(mut child: Child, timeout: Duration, on_stderr: &mut dyn FnMut(&str
         .checked_add(timeout)
         .unwrap_or(start + Duration::from_secs(u32::MAX.into()));
     let mut exited = false;
+    let mut killed = false;
     while !exited || streams > 0 {
         let now = Instant::now();
         let event = match rx.recv_timeout(deadline.saturating_duration_since(now)) {
             Ok(event) => event,
-            Err(mpsc::RecvTimeoutError::Timeout) if !exited && !output.timed_out => {
+            Err(mpsc::RecvTimeoutError::Timeout) if !exited && !killed => {
+                // First SIGTERM, so git removes its lock files; SIGKILL if it lingers.
+                killed = output.timed_out;
                 output.timed_out = true;
-                kill_group(pid);
+                signal_group(pid, if killed { libc::SIGKILL } else { libc::SIGTERM });
                 deadline = Instant::now() + DRAIN_GRACE;
                 continue;
             }
@@ -905,14 +1034,124 @@ impl StderrBudget {
     }
 }
 
-fn kill_group(pid: u32) {
+fn signal_group(pid: u32, signal: libc::c_int) {
     if let Ok(pid) = libc::pid_t::try_from(pid) {
         // SAFETY: kill(2) with a negative pid signals the process group we created for
         // this child (process_group(0) made it the leader); no memory is involved.
         unsafe {
-            libc::kill(-pid, libc::SIGKILL);
+            libc::kill(-pid, signal);
         }
     }
+}
+
+/// The git processes running now (each leads its own process group), and whether this
+/// process is stopping: then no new git starts.
+struct Running {
+    groups: Vec<u32>,
+    stopping: bool,
+}
+
+static RUNNING: std::sync::Mutex<Running> = std::sync::Mutex::new(Running {
+    groups: Vec::new(),
+    stopping: false,
+});
+
+fn running() -> std::sync::MutexGuard<'static, Running> {
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The pipe's write end the signal handler wakes the stopping thread with.
+static SIGNAL_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// How long git gets to finish after our SIGTERM (it removes its lock files and
+/// exits) before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+extern "C" fn on_termination(signal: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(std::sync::atomic::Ordering::Relaxed);
+    let byte = u8::try_from(signal).unwrap_or(0);
+    // SAFETY: write(2) is async-signal-safe; `byte` outlives the call.
+    unsafe {
+        libc::write(fd, std::ptr::addr_of!(byte).cast(), 1);
+    }
+}
+
+/// Makes SIGTERM, SIGINT and SIGHUP stop this process the way that leaves no git lock
+/// behind: no new git starts, the running ones get SIGTERM (git then removes its lock
+/// files), and once they have ended (or after [`STOP_GRACE`]) the process exits with
+/// 128 + the signal. Without this, the signal would kill us at once and git would get
+/// only its death signal. A signal that was ignored (`nohup`) stays ignored.
+pub fn stop_git_on_termination() -> Result<()> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2(2) writes two file descriptors into the array it is given.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot create a pipe");
+    }
+    SIGNAL_PIPE.store(fds[1], std::sync::atomic::Ordering::Relaxed);
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: sigaction(2) with zero-initialised structs it fills or reads; the
+        // handler only calls write(2).
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(signal, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+            {
+                continue;
+            }
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_termination as extern "C" fn(libc::c_int) as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .context("cannot install a signal handler");
+            }
+        }
+    }
+    let read_end = fds[0];
+    std::thread::spawn(move || {
+        let mut byte = 0u8;
+        loop {
+            // SAFETY: read(2) into a one-byte buffer we own.
+            let n = unsafe { libc::read(read_end, std::ptr::addr_of_mut!(byte).cast(), 1) };
+            if n == 1 {
+                break;
+            }
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        stop_and_exit(libc::c_int::from(byte));
+    });
+    Ok(())
+}
+
+/// Parks the calling thread for good: the process is stopping, and the thread that stops
+/// it exits once every git has ended.
+fn stopped() -> ! {
+    loop {
+        std::thread::park();
+    }
+}
+
+fn stop_and_exit(signal: libc::c_int) -> ! {
+    let groups = {
+        let mut running = running();
+        running.stopping = true;
+        running.groups.clone()
+    };
+    for group in groups {
+        signal_group(group, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    while !running().groups.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for group in running().groups.clone() {
+        signal_group(group, libc::SIGKILL);
+    }
+    std::process::exit(128 + signal)
 }
 
 #[cfg(test)]
@@ -1072,5 +1311,45 @@ mod tests {
             stderr: "fatal: \u{1b}]0;owned\u{7} refused\n".to_owned(),
         };
         assert_eq!(out.complaint(), r"fatal: \x1b]0;owned\x07 refused");
+    }
+}
+
+#[cfg(test)]
+mod listing_tests {
+    use super::*;
+
+    #[test]
+    fn symrefs_and_undecodable_names_are_told_apart() {
+        let a = "1".repeat(40);
+        let text = format!(
+            "ref: refs/heads/main\tHEAD\n{a}\tHEAD\nref: refs/heads/main\trefs/heads/current\n{a}\trefs/heads/current\n{a}\trefs/heads/main\n{a}\trefs/tags/v1\n{a}\trefs/tags/v1^{{}}\n"
+        );
+        let listing = parse_symref_listing(text.as_bytes());
+        assert_eq!(
+            listing.refs.keys().collect::<Vec<_>>(),
+            [
+                "HEAD",
+                "refs/heads/current",
+                "refs/heads/main",
+                "refs/tags/v1"
+            ]
+        );
+        assert_eq!(
+            listing.symrefs.into_iter().collect::<Vec<_>>(),
+            [
+                ("HEAD".to_owned(), "refs/heads/main".to_owned()),
+                (
+                    "refs/heads/current".to_owned(),
+                    "refs/heads/main".to_owned()
+                )
+            ]
+        );
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(format!("{a}\trefs/heads/caf").as_bytes());
+        bytes.extend_from_slice(b"\xe9\n");
+        assert_eq!(
+            parse_symref_listing(&bytes).undecodable,
+            ["refs/heads/caf\\xe9"]
+        );
     }
 }

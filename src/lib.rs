@@ -19,6 +19,7 @@ pub mod proxy;
 pub mod pull;
 pub mod push;
 pub mod queue;
+pub mod reflock;
 pub mod refs;
 pub mod repo;
 pub mod resolve;

@@ -68,6 +68,9 @@ pub struct PullSummary {
     pub forward_error: Option<String>,
     /// Upstream refs left out because their names are not UTF-8 (shown escaped).
     pub skipped: Vec<String>,
+    /// Upstream refs that cannot exist here (a name that clashes with a ref here), with
+    /// why: reported, not an outage.
+    pub unappliable: Vec<(String, String)>,
     /// Why the pull failed.
     pub error: Option<String>,
     /// The failure is one that retrying cannot fix (why, in a few words).
@@ -85,6 +88,7 @@ impl PullSummary {
             && self.divergent.is_empty()
             && self.unforwarded.is_empty()
             && self.forward_error.is_none()
+            && self.unappliable.is_empty()
     }
 
     fn fail(&mut self, error: String, lasting: Option<&'static str>) {
@@ -175,6 +179,11 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
         None => return Ok(PullReport::Busy),
     };
     lock.record_owner();
+    // A run killed while git wrote refs may have left lock files that would fail us,
+    // and every push to those refs.
+    for line in crate::reflock::recover(repo) {
+        state::log(repo, SystemTime::now(), &format!("pull: {line}"));
+    }
     // Another run may have finished between the look and the lock.
     if let Some(report) = waiting() {
         return Ok(report);
@@ -292,6 +301,11 @@ fn settle(
     if let Some(error) = &summary.forward_error {
         problems.push(error.clone());
     }
+    if !summary.unappliable.is_empty() {
+        // Like a divergence: the others arrived, a person must act, retrying sooner
+        // would not help, so it never counts towards max_failures.
+        problems.push(unappliable_note(&summary.unappliable));
+    }
     if problems.is_empty() {
         s.finished(at);
     } else {
@@ -327,6 +341,18 @@ fn guards(repo: &Path, ledger: crate::ledger::Ledger) -> Guards {
         seen: ledger.seen,
         head,
     }
+}
+
+/// What status and the log say about upstream refs that cannot exist here.
+pub fn unappliable_note(refs: &[(String, String)]) -> String {
+    let list: Vec<String> = refs.iter().map(|(n, why)| format!("{n} ({why})")).collect();
+    format!(
+        "{} upstream ref{} cannot be applied here and {} left alone: {}",
+        refs.len(),
+        if refs.len() == 1 { "" } else { "s" },
+        if refs.len() == 1 { "was" } else { "were" },
+        list.join("; ")
+    )
 }
 
 /// Lists, compares, fetches what is missing, and applies the difference.
@@ -506,9 +532,15 @@ fn fetch(
     pull: &Pull,
     refspecs: &[(String, String)],
 ) -> std::result::Result<BTreeMap<String, String>, (String, Option<&'static str>)> {
-    let out = git
-        .fetch(&pull.url, refspecs, pull.timeout)
-        .map_err(|e| (format!("{e:#}"), None))?;
+    // The fetch locks only refs of our private namespace, which the next run cleans
+    // anyway; the record tells it which git to wait for first.
+    let mut writing =
+        crate::reflock::before(repo, Vec::new()).map_err(|e| (format!("{e:#}"), None))?;
+    let out = git.fetch_noting(&pull.url, refspecs, pull.timeout, &mut |pid| {
+        writing.started(pid)
+    });
+    writer_ended(repo, writing, &out);
+    let out = out.map_err(|e| (format!("{e:#}"), None))?;
     if !out.success() {
         let why = if out.timed_out {
             format!(
@@ -544,7 +576,7 @@ fn forget_fetched(repo: &Path, git: &Git) -> Result<()> {
         .keys()
         .map(|name| format!("delete {name}"))
         .collect();
-    let out = git.update_refs(&commands, "mirror-hooks: pull cleanup", LOCAL_TIMEOUT)?;
+    let out = update_refs(repo, git, &commands, "mirror-hooks: pull cleanup")?;
     if !out.success() {
         anyhow::bail!(
             "cannot remove the fetched refs under {PRIVATE_REFS}: {}",
@@ -741,26 +773,32 @@ fn apply(
                 ..guards.clone()
             };
             let ancestor = |a: &str, d: &str| view.is_ancestor(a, d).unwrap_or(false);
-            Ok(plan(&local, upstream, pull, &guards, &ancestor))
+            Ok((
+                plan(&local, upstream, pull, &guards, &ancestor),
+                view.refs()?,
+            ))
         });
-        let plan = match planned {
-            Ok(plan) => plan,
+        let (mut plan, here) = match planned {
+            Ok(planned) => planned,
             Err(e) => {
                 summary.fail(format!("{e:#}"), None);
                 return;
             }
         };
-        summary.divergent = plan.divergent;
+        summary.divergent = std::mem::take(&mut plan.divergent);
         summary.unchanged = plan.unchanged;
+        // A ref whose name clashes with one here cannot arrive whatever we try: it is
+        // reported, and must not fail the transaction of the others.
+        summary.unappliable = set_aside_clashes(&mut plan.updates, &here);
         if plan.updates.is_empty() {
             return;
         }
         if previous.as_ref() == Some(&plan.updates) {
-            apply_one_by_one(git, plan.updates, summary);
+            apply_one_by_one(repo, git, plan.updates, summary);
             return;
         }
         let commands: Vec<String> = plan.updates.iter().map(command).collect();
-        let out = match git.update_refs(&commands, REFLOG_MESSAGE, LOCAL_TIMEOUT) {
+        let out = match update_refs(repo, git, &commands, REFLOG_MESSAGE) {
             Ok(out) => out,
             Err(e) => {
                 summary.fail(format!("{e:#}"), None);
@@ -781,27 +819,156 @@ fn apply(
 
 const REFLOG_MESSAGE: &str = "mirror-hooks: pull from upstream";
 
+/// One local ref transaction, with a durable record of the lock files it may create
+/// written first, so that the next run can remove them if this one is killed.
+fn update_refs(
+    repo: &Path,
+    git: &Git,
+    commands: &[String],
+    message: &str,
+) -> Result<crate::git::RunOutput> {
+    let mut writing = crate::reflock::before(repo, crate::reflock::locks_for(repo, commands))?;
+    let out = git.update_refs_noting(commands, message, LOCAL_TIMEOUT, &mut |pid| {
+        writing.started(pid)
+    });
+    writer_ended(repo, writing, &out);
+    out
+}
+
+/// A git that exited (even with an error) removed its lock files; one that was killed
+/// (by a signal, or at its deadline) may not have: then clean up after it now, as the
+/// next run would.
+fn writer_ended(
+    repo: &Path,
+    writing: crate::reflock::Writing,
+    out: &Result<crate::git::RunOutput>,
+) {
+    let exited = match out {
+        Ok(out) => !out.timed_out && out.code().is_some(),
+        Err(_) => true,
+    };
+    if exited {
+        writing.done();
+        return;
+    }
+    for line in crate::reflock::recover(repo) {
+        state::log(repo, SystemTime::now(), &format!("pull: {line}"));
+    }
+}
+
 /// Applies each update in its own transaction, deletions first (so `a` can give way to
-/// `a/b`); records what went through and what did not.
-fn apply_one_by_one(git: &Git, mut updates: Vec<RefUpdate>, summary: &mut PullSummary) {
+/// `a/b`); records what went through and what did not. A ref whose name clashes with
+/// one here is reported, not a failure; refs that failed for the same reason are told
+/// once, with their count and a few names.
+fn apply_one_by_one(
+    repo: &Path,
+    git: &Git,
+    mut updates: Vec<RefUpdate>,
+    summary: &mut PullSummary,
+) {
     updates.sort_by_key(|u| u.kind() != refs::UpdateKind::Delete);
-    let mut failures = Vec::new();
+    let mut failed = Vec::new();
     for u in updates {
-        match git.update_refs(&[command(&u)], REFLOG_MESSAGE, LOCAL_TIMEOUT) {
+        match update_refs(repo, git, &[command(&u)], REFLOG_MESSAGE) {
             Ok(out) if out.success() => summary.applied.push(u),
-            Ok(out) => failures.push(format!("{} ({})", u.name, out.complaint())),
-            Err(e) => failures.push(format!("{} ({e:#})", u.name)),
+            // The ref's own name in git's words (and in a lock file's path) would make
+            // each ref's complaint differ; without it, a shared cause groups.
+            Ok(out) => {
+                let why = out.complaint().replace(&u.name, "<ref>");
+                failed.push((u, why));
+            }
+            Err(e) => failed.push((u, format!("{e:#}"))),
         }
     }
-    if !failures.is_empty() {
-        summary.fail(
-            format!(
-                "some refs could not be updated here: {}",
-                failures.join("; ")
-            ),
-            None,
-        );
+    if failed.is_empty() {
+        return;
     }
+    let here = Repo::open(repo)
+        .and_then(|view| view.refs())
+        .unwrap_or_default();
+    let mut updates: Vec<RefUpdate> = failed.iter().map(|(u, _)| u.clone()).collect();
+    let clashing = set_aside_clashes(&mut updates, &here);
+    let clashed: BTreeSet<&str> = clashing.iter().map(|(n, _)| n.as_str()).collect();
+    let mut by_cause: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (u, why) in failed
+        .iter()
+        .filter(|(u, _)| !clashed.contains(u.name.as_str()))
+    {
+        by_cause
+            .entry(why.as_str())
+            .or_default()
+            .push(u.name.as_str());
+    }
+    summary.unappliable.extend(clashing);
+    if by_cause.is_empty() {
+        return;
+    }
+    let causes: Vec<String> = by_cause
+        .iter()
+        .map(|(why, names)| format!("{}: {why}", some_names(names)))
+        .collect();
+    summary.fail(
+        format!("some refs could not be updated here: {}", causes.join("; ")),
+        None,
+    );
+}
+
+/// `refs/heads/a`, or `3 refs (refs/heads/a, refs/heads/b, refs/heads/c)`, or
+/// `1000 refs (refs/heads/a, refs/heads/b, refs/heads/c and 997 more)`.
+fn some_names(names: &[&str]) -> String {
+    const SHOWN: usize = 3;
+    match names {
+        [one] => (*one).to_owned(),
+        _ if names.len() <= SHOWN => format!("{} refs ({})", names.len(), names.join(", ")),
+        _ => format!(
+            "{} refs ({} and {} more)",
+            names.len(),
+            names[..SHOWN].join(", "),
+            names.len() - SHOWN
+        ),
+    }
+}
+
+/// Takes out of `updates` the creations that cannot happen here because their name
+/// clashes with a ref here that no update of `updates` deletes (`a/b` while `a` exists,
+/// or `a` while `a/b` exists: a ref cannot be both a file and a directory); returns
+/// them with why. A clash with a ref that `updates` deletes stays: deleted first, the
+/// creation follows.
+fn set_aside_clashes(
+    updates: &mut Vec<RefUpdate>,
+    here: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let deleted: BTreeSet<String> = updates
+        .iter()
+        .filter(|u| u.kind() == refs::UpdateKind::Delete)
+        .map(|u| u.name.clone())
+        .collect();
+    let staying = |name: &str| here.contains_key(name) && !deleted.contains(name);
+    let mut set_aside = Vec::new();
+    updates.retain(|u| {
+        if u.kind() != refs::UpdateKind::Create {
+            return true;
+        }
+        let parent = u
+            .name
+            .match_indices('/')
+            .map(|(i, _)| &u.name[..i])
+            .find(|prefix| staying(prefix));
+        let below = format!("{}/", u.name);
+        let child = here
+            .range(below.clone()..)
+            .take_while(|(n, _)| n.starts_with(&below))
+            .map(|(n, _)| n.as_str())
+            .find(|n| !deleted.contains(*n));
+        let why = match (parent, child) {
+            (Some(p), _) => format!("{p} exists here, so {} cannot; delete or rename {p} here to let it in (or set prune = true if the upstream deleted it)", u.name),
+            (None, Some(c)) => format!("{c} exists here, so {} cannot; delete or rename {c} here to let it in (or set prune = true if the upstream deleted it)", u.name),
+            (None, None) => return true,
+        };
+        set_aside.push((u.name.clone(), why));
+        false
+    });
+    set_aside
 }
 
 /// Tells the rest of the server about pulled updates, as if they had been pushed: queue
@@ -1011,6 +1178,51 @@ mod tests {
                 format!("delete refs/heads/deleted-upstream {A}"),
                 format!("delete refs/heads/only-here {A}"),
             ]
+        );
+    }
+
+    #[test]
+    fn creations_that_clash_with_a_ref_here_are_set_aside() {
+        let here = refs(&[
+            ("refs/heads/foo", A),
+            ("refs/heads/x/y", A),
+            ("refs/heads/gone", A),
+        ]);
+        let update = |name: &str, old: &str, new: &str| RefUpdate {
+            old: old.to_owned(),
+            new: new.to_owned(),
+            name: name.to_owned(),
+        };
+        let zero = "0".repeat(40);
+        let mut updates = vec![
+            update("refs/heads/foo/bar", &zero, B),
+            update("refs/heads/x", &zero, B),
+            update("refs/heads/gone/new", &zero, B),
+            update("refs/heads/gone", A, &zero),
+            update("refs/heads/fine", &zero, B),
+        ];
+        let aside = set_aside_clashes(&mut updates, &here);
+        assert_eq!(
+            aside.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["refs/heads/foo/bar", "refs/heads/x"]
+        );
+        assert!(aside[1].1.starts_with("refs/heads/x/y exists here"));
+        // A clash with a ref the same pull deletes stays: deleted first, created after.
+        assert_eq!(
+            updates.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+            ["refs/heads/gone/new", "refs/heads/gone", "refs/heads/fine"]
+        );
+    }
+
+    #[test]
+    fn a_shared_failure_names_a_few_refs_and_the_count() {
+        assert_eq!(some_names(&["a"]), "a");
+        assert_eq!(some_names(&["a", "b"]), "2 refs (a, b)");
+        let many: Vec<String> = (0..1000).map(|i| format!("refs/heads/b{i:04}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(
+            some_names(&many),
+            "1000 refs (refs/heads/b0000, refs/heads/b0001, refs/heads/b0002 and 997 more)"
         );
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::auth::Access;
 use crate::config::{Config, Prune, PushMirror};
-use crate::git::{Git, LeasedUpdate, PushSettings};
+use crate::git::{Git, LeasedUpdate, PushSettings, RemoteListing};
 use crate::porcelain::{Flag, PushReport};
 use crate::queue::{Claimed, Queue};
 use crate::repo::Repo;
@@ -31,7 +31,8 @@ pub struct WorkerOptions {
 /// What one mirror's worker did, for the command's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorkerReport {
-    /// Another worker holds the lock; it will pick up the queued jobs.
+    /// Another worker holds the lock; it runs the queued jobs (and a `--now` request)
+    /// before it lets go.
     Busy,
     /// Nothing queued, or backing off until the given time.
     Idle(Option<String>),
@@ -48,6 +49,9 @@ pub struct RunSummary {
     pub divergent: Vec<String>,
     /// Refs the mirror refused, with its reason.
     pub refused: Vec<(String, String)>,
+    /// Refs of the mirror left alone on purpose, with why (a symbolic ref there, a name
+    /// that is not UTF-8): reported, never retried as an outage.
+    pub skipped: Vec<(String, String)>,
     /// The mirror could not be updated at all (unreachable, timed out, …).
     pub error: Option<String>,
     pub damaged_jobs: usize,
@@ -55,7 +59,10 @@ pub struct RunSummary {
 
 impl RunSummary {
     pub fn ok(&self) -> bool {
-        self.error.is_none() && self.refused.is_empty() && self.divergent.is_empty()
+        self.error.is_none()
+            && self.refused.is_empty()
+            && self.divergent.is_empty()
+            && self.skipped.is_empty()
     }
 
     fn problem(&self) -> Option<String> {
@@ -76,6 +83,14 @@ impl RunSummary {
                 "some refs have diverged: {}",
                 self.divergent.join(", ")
             ));
+        }
+        if !self.skipped.is_empty() {
+            let list: Vec<String> = self
+                .skipped
+                .iter()
+                .map(|(r, why)| format!("{r} ({why})"))
+                .collect();
+            parts.push(format!("left alone on the mirror: {}", list.join(", ")));
         }
         (!parts.is_empty()).then(|| parts.join("; "))
     }
@@ -125,7 +140,9 @@ pub fn run(
 
 /// One mirror: take the lock, run while jobs are queued and the mirror is due, and
 /// look once more after letting go of the lock, so a job queued while we were finishing
-/// is never left behind.
+/// is never left behind. A `--now` that finds the lock taken leaves a request the holder
+/// honours before it lets go (or after, when it looks again), and waits a little for
+/// the lock to run it itself.
 fn work(
     repo: &Path,
     git: &Git,
@@ -145,34 +162,65 @@ fn work(
         (due, state.next_update_at)
     };
     loop {
-        let Some(lock) = queue.try_lock()? else {
-            return Ok(last.map_or(WorkerReport::Busy, WorkerReport::Ran));
+        let lock = match queue.try_lock()? {
+            Some(lock) => lock,
+            None if force => {
+                // Ours is not run yet: whoever holds the lock must know, or it may let
+                // go without running (not due, nothing queued).
+                queue.request_now()?;
+                match wait_for_lock(&queue)? {
+                    Some(lock) => lock,
+                    None => return Ok(WorkerReport::Busy),
+                }
+            }
+            None => return Ok(last.map_or(WorkerReport::Busy, WorkerReport::Ran)),
         };
         lock.record_owner();
         queue.recover(&lock)?;
+        let mut failed = false;
         loop {
-            if !(force || queue.has_waiting() && due().0) {
+            force |= queue.take_now_request(&lock)?;
+            if !(force || !failed && queue.has_waiting() && due().0) {
                 break;
             }
             let jobs = queue.claim(&lock)?;
             let summary = run_once(repo, git, config, mirror, &queue, &jobs);
-            let failed = summary.error.is_some();
+            // Tried and failed: the next try is the backoff's business.
+            failed = summary.error.is_some();
             force = false;
             last = Some(summary);
-            if failed {
-                // Tried and failed: the next try is the backoff's business.
-                return Ok(WorkerReport::Ran(last.unwrap_or_default()));
-            }
         }
         drop(lock);
+        if queue.now_requested() {
+            // Asked for after our last look, before we let go: run it (or leave it to
+            // whoever took the lock meanwhile, who looks for it first).
+            continue;
+        }
         let (is_due, next_update_at) = due();
-        if !(queue.has_waiting() && is_due) {
+        if failed || !(queue.has_waiting() && is_due) {
             return Ok(match last {
                 Some(summary) => WorkerReport::Ran(summary),
                 None => WorkerReport::Idle(next_update_at.filter(|_| queue.has_waiting())),
             });
         }
     }
+}
+
+/// How long `--now` waits for a worker that holds the lock before leaving its request
+/// to that worker: long enough for one that is only looking (not due, nothing to do).
+const NOW_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits up to [`NOW_WAIT`] for the worker lock; `None` when it stayed taken, or when
+/// the holder took our request meanwhile (it runs it).
+fn wait_for_lock(queue: &Queue) -> Result<Option<crate::queue::WorkerLock>> {
+    let deadline = Instant::now() + NOW_WAIT;
+    while Instant::now() < deadline && queue.now_requested() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        if let Some(lock) = queue.try_lock()? {
+            return Ok(Some(lock));
+        }
+    }
+    Ok(None)
 }
 
 /// One run: fold the claimed jobs into one push, record the outcome, and complete or
@@ -285,8 +333,8 @@ fn record(s: &mut MirrorState, summary: &RunSummary, at: SystemTime) {
 fn sync(repo: &Path, git: &Git, mirror: &PushMirror, named: &BTreeSet<String>) -> RunSummary {
     let mut summary = RunSummary::default();
     for attempt in 1..=ATTEMPTS {
-        let remote = match git.ls_remote(&mirror.url, &[], mirror.timeout) {
-            Ok(Ok(listing)) => listing.refs,
+        let remote = match git.ls_remote_symrefs(&mirror.url, mirror.timeout) {
+            Ok(Ok(listing)) => listing,
             Ok(Err(out)) => {
                 summary.error = Some(format!(
                     "cannot list the mirror's refs: {}",
@@ -308,6 +356,7 @@ fn sync(repo: &Path, git: &Git, mirror: &PushMirror, named: &BTreeSet<String>) -
         };
         let plan = plan(&local.0, &local.1, &remote, mirror, named);
         summary.divergent = plan.divergent;
+        summary.skipped = plan.skipped;
         summary.up_to_date = plan.up_to_date;
         if plan.updates.is_empty() {
             return summary;
@@ -401,19 +450,34 @@ fn is_transient(reason: &str, stderr: &str) -> bool {
 struct Plan {
     updates: Vec<LeasedUpdate>,
     divergent: Vec<String>,
+    skipped: Vec<(String, String)>,
     up_to_date: usize,
 }
 
+/// Symbolic refs on the mirror are never pushed to nor deleted: receive-pack follows
+/// them, so either would change (or delete) their target instead.
 fn plan(
     repo: &Repo,
     local: &BTreeMap<String, String>,
-    remote: &BTreeMap<String, String>,
+    listing: &RemoteListing,
     mirror: &PushMirror,
     named: &BTreeSet<String>,
 ) -> Plan {
     let mut plan = Plan::default();
+    let remote = &listing.refs;
     for (name, id) in local.iter().filter(|(n, _)| mirror.refs.matches(n)) {
         let theirs = remote.get(name);
+        if let Some(target) = listing.symrefs.get(name) {
+            if theirs != Some(id) {
+                plan.skipped.push((
+                    name.clone(),
+                    format!("a symbolic ref to {target} there; pushing to it would move {target}"),
+                ));
+            } else {
+                plan.up_to_date += 1;
+            }
+            continue;
+        }
         if theirs == Some(id) {
             plan.up_to_date += 1;
             continue;
@@ -431,10 +495,9 @@ fn plan(
             new: Some(id.clone()),
         });
     }
-    for (name, theirs) in remote
-        .iter()
-        .filter(|(n, _)| mirror.refs.matches(n) && !local.contains_key(*n))
-    {
+    for (name, theirs) in remote.iter().filter(|(n, _)| {
+        mirror.refs.matches(n) && !local.contains_key(*n) && !listing.symrefs.contains_key(*n)
+    }) {
         let deleted_here = named.contains(name);
         let delete = match mirror.prune {
             Prune::Off => false,
@@ -448,6 +511,19 @@ fn plan(
                 expect: Some(theirs.clone()),
                 new: None,
             });
+        }
+    }
+    if mirror.prune == Prune::All && !mirror.keep_divergent_refs {
+        // An exact copy would delete these, but no push can name them.
+        for name in listing
+            .undecodable
+            .iter()
+            .filter(|n| mirror.refs.matches(n))
+        {
+            plan.skipped.push((
+                name.clone(),
+                "its name is not valid UTF-8 (shown with \u{FFFD}), so no push can delete it; delete it on the mirror by hand".to_owned(),
+            ));
         }
     }
     plan

@@ -132,6 +132,38 @@ impl Queue {
         crate::lock::Lock::try_acquire(&self.dir.join("lock"))
     }
 
+    /// Where a `--now` request waits for the worker that holds the lock.
+    fn now_request(&self) -> PathBuf {
+        self.dir.join("now")
+    }
+
+    /// Leaves a durable request for a run now, for a worker that holds the lock: every
+    /// lock holder takes it before it decides whether to run, and looks for it again
+    /// after letting go of the lock, so a request is never dropped.
+    pub fn request_now(&self) -> Result<()> {
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let path = self.now_request();
+        let write = || -> std::io::Result<()> { File::create(&path)?.sync_all() };
+        write().with_context(|| format!("cannot write {}", path.display()))?;
+        sync_dir(&self.dir)
+    }
+
+    /// True when a `--now` request waits.
+    pub fn now_requested(&self) -> bool {
+        self.now_request().exists()
+    }
+
+    /// Takes the waiting `--now` request, if any. Call with the lock.
+    pub fn take_now_request(&self, _lock: &WorkerLock) -> Result<bool> {
+        let path = self.now_request();
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
+        }
+    }
+
     /// Jobs a dead worker left in `running/` go back to `waiting/`. Call with the lock.
     pub fn recover(&self, _lock: &WorkerLock) -> Result<usize> {
         let mut moved = 0;

@@ -8,6 +8,7 @@ mod gitolite;
 mod hostile;
 mod inputs;
 mod install;
+mod kills;
 mod pipes;
 mod proxy;
 mod pull;

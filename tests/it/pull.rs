@@ -655,9 +655,9 @@ fn a_ref_that_cannot_be_created_here_holds_back_no_other() {
     s.push_up(&["HEAD:refs/heads/main"]);
 
     let said = s.pull_expect(&["--now"], 1);
-    assert!(
-        said.starts_with("pull: failed: some refs could not be updated here: refs/heads/foo/bar ("),
-        "{said}"
+    assert_eq!(
+        said.trim_end(),
+        "pull: updated 1 ref (2 fetched, 0 unchanged); 1 upstream ref cannot be applied here and was left alone: refs/heads/foo/bar (refs/heads/foo exists here, so refs/heads/foo/bar cannot; delete or rename refs/heads/foo here to let it in (or set prune = true if the upstream deleted it))"
     );
     assert_eq!(
         env.rev(&s.down, "refs/heads/main"),
@@ -684,4 +684,43 @@ fn prune_never_empties_the_repository_because_the_upstream_lists_nothing() {
     let said = s.pull_expect(&["--now"], 1);
     assert_eq!(said.lines().next().unwrap().split("; next try").next().unwrap(), "pull: failed: the upstream lists none of the refs [pull] refs matches, so prune would delete 1 of them here (the branch HEAD names is never pruned); nothing was changed. Check the url; to empty this repository, delete the refs by hand");
     assert_eq!(env.heads_and_tags(&s.down).len(), 2);
+}
+
+#[test]
+fn a_ref_that_cannot_be_applied_here_is_reported_and_never_an_outage() {
+    let s = setup("max_failures = 2");
+    let env = &s.env;
+    env.commit(&s.work, "one");
+    s.push_up(&["HEAD:refs/heads/main", "HEAD:refs/heads/foo"]);
+    s.pull_expect(&[], 0);
+    s.push_up(&[":refs/heads/foo"]);
+    s.push_up(&["HEAD:refs/heads/foo/bar"]);
+    for round in 0..3 {
+        let two = env.commit(&s.work, &format!("round {round}"));
+        s.push_up(&["HEAD:refs/heads/main"]);
+        let said = s.pull_expect(&["--now"], 1);
+        assert!(
+            said.contains("1 upstream ref cannot be applied here and was left alone: refs/heads/foo/bar (refs/heads/foo exists here"),
+            "{said}"
+        );
+        assert_eq!(env.rev(&s.down, "refs/heads/main"), Some(two));
+        let r = s.record();
+        assert_eq!(r["consecutive_failures"], 0, "not an outage: {r}");
+        assert_eq!(r["update_status"], "failed", "{r}");
+        assert!(
+            r["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("refs/heads/foo/bar (refs/heads/foo exists here"),
+            "{r}"
+        );
+    }
+    // The schedule stays that of a success: not due again at once.
+    let said = s.pull_expect(&[], 0);
+    assert!(said.starts_with("pull: not due until"), "{said}");
+    let log = std::fs::read_to_string(s.down.join("mirror/log")).unwrap();
+    assert!(
+        log.lines().last().unwrap().contains("refs/heads/foo/bar"),
+        "{log}"
+    );
 }

@@ -496,3 +496,200 @@ fn the_sweep_retries_overdue_mirrors_across_repositories() {
     assert_eq!(env.refs(&later), env.refs(&down));
     let _ = (broken, quiet);
 }
+
+/// A `--now` that finds the worker lock taken by a worker that is only looking (not
+/// due, so it would let go without pushing) still pushes: the CLI waits for the lock,
+/// or the holder runs the request before it lets go.
+#[test]
+fn push_now_is_not_dropped_while_another_worker_holds_the_lock() {
+    let env = TestEnv::new();
+    let later = env.path("later.git");
+    let down = env.downstream("down.git", &mirror_toml("later", &later, ""));
+    let work = env.work("work");
+    env.commit(&work, "one");
+    assert!(env.push(&work, &down, &["HEAD:refs/heads/main"]).success);
+    // The mirror is missing: the worker fails and backs off, so it is not due.
+    assert!(eventually(PATIENCE, || record(&env, &down, "later")
+        ["consecutive_failures"]
+        == 1));
+    env.git_ok(
+        env.root(),
+        &["init", "-q", "--bare", later.to_str().unwrap()],
+    );
+
+    // The test holds the worker's lock, as a worker that is not due does while it looks.
+    let lock_path = down.join("mirror/queue/later/lock");
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    assert!(eventually(PATIENCE, || lock.try_lock().is_ok()));
+    let mut now = env
+        .command(crate::util::GIT_MIRROR)
+        .args(["push", "--now", down.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let request = down.join("mirror/queue/later/now");
+    assert!(eventually(PATIENCE, || request.exists()
+        || now.try_wait().unwrap().is_some()));
+    drop(lock);
+    let out = now.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        eventually(Duration::from_secs(10), || env.refs(&later)
+            == env.refs(&down)),
+        "the mirror never got the update; push --now said: {text}"
+    );
+    assert!(out.status.success(), "{text}");
+    assert_eq!(
+        text,
+        "later: up to date (pushed 1, deleted 0, unchanged 0)\n"
+    );
+}
+
+/// Waits until the worker of `name` has finished with every queued job.
+fn settled(env: &TestEnv, repo: &Path, name: &str) -> serde_json::Value {
+    let settled = eventually(PATIENCE, || {
+        let r = record(env, repo, name);
+        r["queued_jobs"] == 0 && r["update_status"] != "started"
+    });
+    let r = record(env, repo, name);
+    assert!(settled, "the worker never finished its jobs: {r}");
+    r
+}
+
+#[test]
+fn a_ref_named_in_bytes_that_are_not_utf8_on_an_exact_copy_mirror_is_reported_not_an_outage() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = TestEnv::new();
+    let mirror = env.bare("mirror.git");
+    let down = env.downstream(
+        "down.git",
+        &mirror_toml("exact", &mirror, "prune = \"all\""),
+    );
+    let work = env.work("work");
+    env.commit(&work, "one");
+    assert!(env.push(&work, &down, &["HEAD:refs/heads/main"]).success);
+    converges(&env, &mirror, &env.refs(&down));
+    // Someone made a branch on the mirror whose name is Latin-1, not UTF-8.
+    let status = env
+        .command("git")
+        .arg("-C")
+        .arg(&mirror)
+        .arg("update-ref")
+        .arg(std::ffi::OsStr::from_bytes(b"refs/heads/caf\xe9"))
+        .arg("refs/heads/main")
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let two = env.commit(&work, "two");
+    assert!(
+        env.push(
+            &work,
+            &down,
+            &["HEAD:refs/heads/main", "HEAD:refs/heads/topic"]
+        )
+        .success
+    );
+    assert!(eventually(PATIENCE, || env
+        .rev(&mirror, "refs/heads/topic")
+        == Some(two.clone())));
+    let r = settled(&env, &down, "exact");
+    assert_eq!(env.rev(&mirror, "refs/heads/main"), Some(two.clone()));
+    assert_eq!(r["consecutive_failures"], 0, "not an outage: {r}");
+    assert!(r["next_update_at"].is_null(), "no backoff: {r}");
+    let error = r["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("refs/heads/caf\u{FFFD} (its name is not valid UTF-8"),
+        "{r}"
+    );
+    // The ref is still there, untouched.
+    let listed = env.git(&mirror, &["for-each-ref", "--format=%(refname)"]);
+    assert!(listed.stdout.windows(4).any(|w| w == b"caf\xe9"));
+
+    let now = env.git_mirror(&["push", "--now", down.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&now.stdout);
+    assert!(
+        text.contains("left alone (its name is not valid UTF-8"),
+        "{text}"
+    );
+    assert_eq!(record(&env, &down, "exact")["consecutive_failures"], 0);
+}
+
+#[test]
+fn an_exact_copy_mirror_never_deletes_a_symbolic_ref_nor_its_target() {
+    let env = TestEnv::new();
+    let mirror = env.bare("mirror.git");
+    let down = env.downstream(
+        "down.git",
+        &mirror_toml("exact", &mirror, "prune = \"all\""),
+    );
+    let work = env.work("work");
+    env.commit(&work, "one");
+    assert!(
+        env.push(
+            &work,
+            &down,
+            &["HEAD:refs/heads/main", "HEAD:refs/heads/topic"]
+        )
+        .success
+    );
+    converges(&env, &mirror, &env.refs(&down));
+    // The mirror's administrator made an alias of main, and one of topic.
+    env.git_ok(
+        &mirror,
+        &["symbolic-ref", "refs/heads/current", "refs/heads/main"],
+    );
+    env.git_ok(
+        &mirror,
+        &["symbolic-ref", "refs/heads/alias", "refs/heads/topic"],
+    );
+
+    let two = env.commit(&work, "two");
+    assert!(env.push(&work, &down, &["HEAD:refs/heads/main"]).success);
+    assert!(eventually(PATIENCE, || env.rev(&mirror, "refs/heads/main")
+        == Some(two.clone())));
+    let r = settled(&env, &down, "exact");
+    assert_eq!(r["update_status"], "finished", "{r}");
+    assert_eq!(
+        env.git_ok(&mirror, &["symbolic-ref", "refs/heads/current"]),
+        "refs/heads/main"
+    );
+    assert_eq!(
+        env.git_ok(&mirror, &["symbolic-ref", "refs/heads/alias"]),
+        "refs/heads/topic"
+    );
+    assert!(env.rev(&mirror, "refs/heads/topic").is_some());
+
+    // Deleting topic here deletes it there, and leaves the alias alone.
+    assert!(env.push(&work, &down, &[":refs/heads/topic"]).success);
+    assert!(eventually(PATIENCE, || env
+        .rev(&mirror, "refs/heads/topic")
+        .is_none()));
+    let r = settled(&env, &down, "exact");
+    assert_eq!(r["consecutive_failures"], 0, "{r}");
+    assert_eq!(
+        env.git_ok(&mirror, &["symbolic-ref", "refs/heads/current"]),
+        "refs/heads/main"
+    );
+    assert_eq!(env.rev(&mirror, "refs/heads/main"), Some(two.clone()));
+
+    // A branch here named like the alias is not pushed through it (that would move main
+    // there): it is reported and left alone, and it is not an outage.
+    assert!(
+        env.push(&work, &down, &["HEAD~1:refs/heads/current"])
+            .success
+    );
+    let r = settled(&env, &down, "exact");
+    assert_eq!(env.rev(&mirror, "refs/heads/main"), Some(two));
+    assert_eq!(r["consecutive_failures"], 0, "{r}");
+    assert!(r["next_update_at"].is_null(), "{r}");
+    assert!(
+        r["last_error"].as_str().unwrap_or_default().contains(
+            "left alone on the mirror: refs/heads/current (a symbolic ref to refs/heads/main there"
+        ),
+        "{r}"
+    );
+}

@@ -1,0 +1,427 @@
+//! Git's ref lock files (`refs/…/NAME.lock`, `packed-refs.lock`, `HEAD.lock`) that a
+//! killed pull may leave behind: the record a pull writes before each git that writes
+//! refs, the cleanup the next run makes with it, and the stale locks `doctor` reports.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The record, in `mirror/`: present only while a git that writes refs runs.
+const RECORD: &str = "pull-writer.json";
+const FORMAT: &str = "mirror-hooks-ref-writer";
+/// Our own refs: a lock under them is never anyone else's (pushes there are refused).
+const PRIVATE_DIR: &str = "refs/mirror-hooks";
+/// How long the next run waits for a git of the killed run to end (it got SIGTERM
+/// when its parent died, and removes its own locks).
+const GONE_WAIT: Duration = Duration::from_secs(10);
+/// A recorded lock is removed only once it has existed this long unchanged: a writer
+/// that is alive holds a lock for moments, not for this long.
+const SETTLED: Duration = Duration::from_secs(1);
+/// `doctor` calls a lock stale from this age.
+pub const STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// What the git about to run (or running) may lock.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Record {
+    format: String,
+    /// The git-mirror process that started it.
+    pid: u32,
+    /// The git process, once started.
+    git_pid: Option<u32>,
+    /// When the record was written, in milliseconds since the epoch: a lock older than
+    /// that was not made by this git.
+    written_ms: u64,
+    /// Lock files it may create, relative to the repository.
+    locks: Vec<String>,
+}
+
+/// The record of one git that writes refs; remove it with [`Writing::done`] once that
+/// git has ended.
+#[derive(Debug)]
+pub struct Writing {
+    path: PathBuf,
+    record: Record,
+}
+
+/// Writes, durably, the record of the lock files a git about to start may create.
+pub fn before(repo: &Path, locks: Vec<String>) -> Result<Writing> {
+    let record = Record {
+        format: FORMAT.to_owned(),
+        pid: std::process::id(),
+        git_pid: None,
+        written_ms: millis(SystemTime::now()),
+        locks,
+    };
+    let writing = Writing {
+        path: repo.join("mirror").join(RECORD),
+        record,
+    };
+    writing.write(true)?;
+    Ok(writing)
+}
+
+impl Writing {
+    /// Adds the pid of the git that now runs. Not synced: after a power cut no process
+    /// is alive, and the pid is only needed while the machine is up.
+    pub fn started(&mut self, pid: u32) {
+        self.record.git_pid = Some(pid);
+        let _ = self.write(false);
+    }
+
+    /// The git has ended (and released its locks): forget the record.
+    pub fn done(self) {
+        let _ = fs::remove_file(&self.path);
+    }
+
+    fn write(&self, durable: bool) -> Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut file = tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("cannot write in {}", dir.display()))?;
+        file.write_all(&serde_json::to_vec(&self.record)?)?;
+        if durable {
+            file.as_file().sync_all()?;
+        }
+        file.persist(&self.path)
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        if durable {
+            fs::File::open(dir).and_then(|d| d.sync_all())?;
+        }
+        Ok(())
+    }
+}
+
+/// The lock files `git update-ref --stdin` may create for `commands` (`update REF …`,
+/// `create REF …`, `delete REF …`): each ref's own; `packed-refs.lock` when it deletes
+/// (the ref may be packed); `HEAD.lock` when it moves the branch HEAD points to (git
+/// writes HEAD's reflog too).
+pub fn locks_for(repo: &Path, commands: &[String]) -> Vec<String> {
+    let head = fs::read_to_string(repo.join("HEAD")).ok();
+    let head = head
+        .as_deref()
+        .and_then(|h| h.strip_prefix("ref: "))
+        .map(str::trim_end);
+    let mut locks = Vec::new();
+    let mut deletes = false;
+    for command in commands {
+        let mut words = command.split(' ');
+        let (Some(verb), Some(name)) = (words.next(), words.next()) else {
+            continue;
+        };
+        deletes |= verb == "delete";
+        locks.push(format!("{name}.lock"));
+        if Some(name) == head {
+            locks.push("HEAD.lock".to_owned());
+        }
+    }
+    if deletes {
+        locks.push("packed-refs.lock".to_owned());
+    }
+    locks.sort();
+    locks.dedup();
+    locks
+}
+
+/// After a run was killed, with the pull's lock held: removes the lock files the git
+/// it recorded left (once that git is gone), and every lock file under our private
+/// namespace, and never any other. Returns what it did, for the log.
+pub fn recover(repo: &Path) -> Vec<String> {
+    let mut said = Vec::new();
+    let record_path = repo.join("mirror").join(RECORD);
+    let record = match fs::read(&record_path) {
+        Ok(bytes) => Some(serde_json::from_slice::<Record>(&bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            said.push(format!(
+                "cannot read {}: {e}; no lock removed",
+                record_path.display()
+            ));
+            return said;
+        }
+    };
+    match record {
+        Some(Ok(record)) if record.format == FORMAT => {
+            if let Some(pid) = record.git_pid {
+                if !wait_gone(pid) {
+                    said.push(format!(
+                        "the git process {pid} a killed run started is still running after {}s; its locks are left alone",
+                        GONE_WAIT.as_secs()
+                    ));
+                    return said;
+                }
+            }
+            let written = UNIX_EPOCH + Duration::from_millis(record.written_ms);
+            let mut removed = Vec::new();
+            for lock in &record.locks {
+                match remove_if_ours(repo, lock, written) {
+                    Some(Ok(())) => removed.push(lock.as_str()),
+                    Some(Err(line)) => said.push(line),
+                    None => {}
+                }
+            }
+            if !removed.is_empty() {
+                said.push(format!(
+                    "removed {} a killed git of an earlier run left",
+                    some_files(&removed)
+                ));
+            }
+        }
+        Some(_) => said.push(format!(
+            "{} is not a record this version reads; the locks of public refs are left alone (`git mirror doctor` lists stale ones)",
+            record_path.display()
+        )),
+        None => {}
+    }
+    let removed = remove_locks_under(&repo.join(PRIVATE_DIR));
+    if removed > 0 {
+        said.push(format!(
+            "removed {removed} lock file{} under {PRIVATE_DIR}/ (git-mirror's own refs) a killed run left",
+            if removed == 1 { "" } else { "s" }
+        ));
+    }
+    let _ = fs::remove_file(&record_path);
+    said
+}
+
+/// Waits up to [`GONE_WAIT`] for process `pid` to end; true once it has.
+fn wait_gone(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return true;
+    };
+    let deadline = std::time::Instant::now() + GONE_WAIT;
+    loop {
+        if !alive(pid) {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// True while process `pid` runs; a zombie (dead, not yet reaped by whoever adopted
+/// it) has ended.
+fn alive(pid: libc::pid_t) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (comm) STATE …`; comm may hold spaces and parentheses.
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        // No /proc: ask the kernel whether the pid exists.
+        // SAFETY: kill(2) with signal 0 only checks that the process exists.
+        Err(_) => {
+            let exists = unsafe { libc::kill(pid, 0) } == 0;
+            exists || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+        }
+    }
+}
+
+/// `a.lock`, or `3 lock files (a.lock, b.lock, c.lock)`, or `1000 lock files (a.lock,
+/// b.lock, c.lock and 997 more)`.
+fn some_files(names: &[&str]) -> String {
+    const SHOWN: usize = 3;
+    match names {
+        [one] => (*one).to_owned(),
+        _ if names.len() <= SHOWN => format!("{} lock files ({})", names.len(), names.join(", ")),
+        _ => format!(
+            "{} lock files ({} and {} more)",
+            names.len(),
+            names[..SHOWN].join(", "),
+            names.len() - SHOWN
+        ),
+    }
+}
+
+/// Removes the recorded lock `lock` if it is there, was made after the record was
+/// written, and stays unchanged for [`SETTLED`]: `Ok` when removed, `Err` with why when
+/// it is left although there, `None` when there is nothing to do.
+fn remove_if_ours(
+    repo: &Path,
+    lock: &str,
+    written: SystemTime,
+) -> Option<std::result::Result<(), String>> {
+    let name = lock.strip_suffix(".lock")?;
+    let valid = name == "HEAD"
+        || name == "packed-refs"
+        || (name.starts_with("refs/") && crate::refs::check_ref_name(name).is_ok());
+    if !valid {
+        return None;
+    }
+    let path = repo.join(lock);
+    let before = fs::symlink_metadata(&path).ok()?;
+    let made = before.modified().ok()?;
+    // Our git could not have made a lock that was there before it started.
+    if made + Duration::from_secs(1) < written {
+        return Some(Err(format!(
+            "{lock} is older than the killed run's update; not ours, left alone (`git mirror doctor` explains it)"
+        )));
+    }
+    let age = SystemTime::now().duration_since(made).unwrap_or_default();
+    if age < SETTLED {
+        std::thread::sleep(SETTLED - age);
+    }
+    let after = fs::symlink_metadata(&path).ok()?;
+    use std::os::unix::fs::MetadataExt;
+    if after.ino() != before.ino() || after.modified().ok()? != made {
+        return None;
+    }
+    Some(fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display())))
+}
+
+/// Removes every `*.lock` file under `dir`; returns how many.
+fn remove_locks_under(dir: &Path) -> usize {
+    lock_files_under(dir)
+        .into_iter()
+        .filter(|path| fs::remove_file(path).is_ok())
+        .count()
+}
+
+fn lock_files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => dirs.push(path),
+                Ok(t) if t.is_file() && path.extension().is_some_and(|e| e == "lock") => {
+                    found.push(path);
+                }
+                _ => {}
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Git lock files in `repo` at least [`STALE_AFTER`] old, with their age: a git that
+/// was killed while writing refs left them, and writes to those refs fail until they
+/// go.
+pub fn stale(repo: &Path, now: SystemTime) -> Vec<(PathBuf, Duration)> {
+    let mut candidates = lock_files_under(&repo.join("refs"));
+    candidates.extend(
+        ["packed-refs.lock", "HEAD.lock"]
+            .iter()
+            .map(|name| repo.join(name))
+            .filter(|p| p.is_file()),
+    );
+    candidates
+        .into_iter()
+        .filter_map(|path| {
+            let made = fs::symlink_metadata(&path).ok()?.modified().ok()?;
+            let age = now.duration_since(made).ok()?;
+            (age >= STALE_AFTER).then_some((path, age))
+        })
+        .collect()
+}
+
+/// True when `path` (from [`stale`]) is under our private namespace, which the next
+/// pull cleans by itself.
+pub fn is_private(repo: &Path, path: &Path) -> bool {
+    path.starts_with(repo.join(PRIVATE_DIR))
+}
+
+fn millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_locks_an_update_may_take() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        let a = "1".repeat(40);
+        let commands = [
+            format!("update refs/heads/main {a} {a}"),
+            format!("create refs/heads/topic {a}"),
+        ];
+        assert_eq!(
+            locks_for(dir.path(), &commands),
+            ["HEAD.lock", "refs/heads/main.lock", "refs/heads/topic.lock"]
+        );
+        let deletes = [format!("delete refs/mirror-hooks/pull/refs/heads/x {a}")];
+        assert_eq!(
+            locks_for(dir.path(), &deletes),
+            [
+                "packed-refs.lock",
+                "refs/mirror-hooks/pull/refs/heads/x.lock"
+            ]
+        );
+    }
+
+    #[test]
+    fn only_recorded_locks_made_after_the_record_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        fs::create_dir_all(repo.join("refs/heads")).unwrap();
+        fs::create_dir_all(repo.join("refs/mirror-hooks/pull/refs/heads")).unwrap();
+        // Someone else's lock, older than our record.
+        fs::write(repo.join("refs/heads/old.lock"), "").unwrap();
+        let past = SystemTime::now() - Duration::from_secs(3600);
+        fs::File::options()
+            .write(true)
+            .open(repo.join("refs/heads/old.lock"))
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
+        let mut writing = before(
+            repo,
+            vec![
+                "refs/heads/main.lock".to_owned(),
+                "refs/heads/old.lock".to_owned(),
+                "packed-refs.lock".to_owned(),
+                "../../etc/passwd.lock".to_owned(),
+            ],
+        )
+        .unwrap();
+        // A process that is certainly gone: a child we reaped.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        writing.started(pid);
+        for lock in [
+            "refs/heads/main.lock",
+            "packed-refs.lock",
+            "refs/heads/unrecorded.lock",
+            "refs/mirror-hooks/pull/refs/heads/x.lock",
+        ] {
+            fs::write(repo.join(lock), "").unwrap();
+        }
+        let said = recover(repo);
+        assert!(!repo.join("refs/heads/main.lock").exists(), "{said:?}");
+        assert!(!repo.join("packed-refs.lock").exists());
+        assert!(!repo
+            .join("refs/mirror-hooks/pull/refs/heads/x.lock")
+            .exists());
+        assert!(repo.join("refs/heads/old.lock").exists());
+        assert!(repo.join("refs/heads/unrecorded.lock").exists());
+        assert!(!repo.join("mirror").join(RECORD).exists());
+        let stale_now = stale(repo, SystemTime::now() + STALE_AFTER);
+        let names: Vec<_> = stale_now
+            .iter()
+            .map(|(p, _)| p.strip_prefix(repo).unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                PathBuf::from("refs/heads/old.lock"),
+                PathBuf::from("refs/heads/unrecorded.lock")
+            ]
+        );
+    }
+}
