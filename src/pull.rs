@@ -45,7 +45,7 @@ pub enum PullReport {
     NotDue(SystemTime),
     /// Hard-failed: skipped until `--now` or an edit of mirror.toml; the last error.
     HardFailed(String),
-    Ran(PullSummary),
+    Ran(Box<PullSummary>),
 }
 
 /// The outcome of one pull.
@@ -258,7 +258,7 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
         ),
     );
     drop(lock);
-    Ok(PullReport::Ran(summary))
+    Ok(PullReport::Ran(Box::new(summary)))
 }
 
 /// Records the outcome of a pull in its status record.
