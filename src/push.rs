@@ -522,7 +522,7 @@ fn plan(
         {
             plan.skipped.push((
                 name.clone(),
-                "its name is not valid UTF-8 (shown with \u{FFFD}), so no push can delete it; delete it on the mirror by hand".to_owned(),
+                "its name is not valid UTF-8 (shown escaped), so no push can delete it; delete it on the mirror by hand".to_owned(),
             ));
         }
     }

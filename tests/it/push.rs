@@ -602,7 +602,7 @@ fn a_ref_named_in_bytes_that_are_not_utf8_on_an_exact_copy_mirror_is_reported_no
     assert!(r["next_update_at"].is_null(), "no backoff: {r}");
     let error = r["last_error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("refs/heads/caf\u{FFFD} (its name is not valid UTF-8"),
+        error.contains(r"refs/heads/caf\xe9 (its name is not valid UTF-8"),
         "{r}"
     );
     // The ref is still there, untouched.
