@@ -204,6 +204,16 @@ impl RunOutput {
         })
     }
 
+    /// git's client refused to send push options to a server that does not advertise
+    /// them (`receive.advertisePushOptions`), before sending anything.
+    pub fn refused_push_options(&self) -> bool {
+        !crate::porcelain::PushReport::parse(&self.stdout).reached
+            && self
+                .stderr
+                .lines()
+                .any(|l| l.contains("receiving end does not support push options"))
+    }
+
     /// A one-line description of how the process ended, for messages.
     pub fn describe_end(&self) -> String {
         match self.status {

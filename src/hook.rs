@@ -182,7 +182,7 @@ const BACKGROUND_NICENESS: libc::c_int = 10;
 /// no standard streams, so the pusher's connection is not held open; it is not waited
 /// for.
 pub fn spawn_detached(repo: &Path, args: &[&str]) -> Result<()> {
-    companion(repo, args)?;
+    companion(repo, args, BACKGROUND_NICENESS)?;
     Ok(())
 }
 
@@ -190,7 +190,8 @@ pub fn spawn_detached(repo: &Path, args: &[&str]) -> Result<()> {
 /// `timeout`: `Some(success)` when it ended, `None` when it is still running (it goes on
 /// by itself).
 pub fn run_companion(repo: &Path, args: &[&str], timeout: Duration) -> Result<Option<bool>> {
-    let mut child = companion(repo, args)?;
+    // Someone waits for this one: no lower priority.
+    let mut child = companion(repo, args, 0)?;
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().context("cannot wait for git-mirror")? {
@@ -203,7 +204,7 @@ pub fn run_companion(repo: &Path, args: &[&str], timeout: Duration) -> Result<Op
     }
 }
 
-fn companion(repo: &Path, args: &[&str]) -> Result<std::process::Child> {
+fn companion(repo: &Path, args: &[&str], niceness: libc::c_int) -> Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("cannot find this program's own path")?;
     let program = exe.with_file_name("git-mirror");
@@ -219,9 +220,11 @@ fn companion(repo: &Path, args: &[&str]) -> Result<std::process::Child> {
     // the parent. The new session keeps signals to the hook's process group away from
     // the worker; the lower priority lets the pushes people wait for go first.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             libc::setsid();
-            libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICENESS);
+            if niceness != 0 {
+                libc::setpriority(libc::PRIO_PROCESS, 0, niceness);
+            }
             Ok(())
         });
     }

@@ -347,7 +347,7 @@ fn push_upstream(
         return push(options, out);
     }
     let output = push(options.clone(), out)?;
-    if !refuses_push_options(&output) {
+    if !output.refused_push_options() {
         return Ok(output);
     }
     out.say(&format!(
@@ -356,16 +356,6 @@ fn push_upstream(
         if options.len() == 1 { "was" } else { "were" }
     ));
     push(Vec::new(), out)
-}
-
-/// git's client refuses to send push options to a server that does not advertise them
-/// (`receive.advertisePushOptions`), before sending anything.
-fn refuses_push_options(output: &RunOutput) -> bool {
-    !PushReport::parse(&output.stdout).reached
-        && output
-            .stderr
-            .lines()
-            .any(|l| l.contains("receiving end does not support push options"))
 }
 
 /// Turns an answer that is not yet certain into a certain one where the upstream's refs
