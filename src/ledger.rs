@@ -212,6 +212,15 @@ fn save(repo: &Path, ledger: &Ledger, durable: bool) -> Result<()> {
     let dir = repo.join("mirror");
     let mut file = tempfile::NamedTempFile::new_in(&dir)
         .with_context(|| format!("cannot write in {}", dir.display()))?;
+    // Readable as the repository itself is (a group-shared repository is served by
+    // several users, and each one's pull must read it); a temporary file is 0600.
+    if let Ok(config) = std::fs::metadata(repo.join("config")) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = config.permissions().mode() & 0o666;
+        let _ = file
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode));
+    }
     let mut ledger = ledger.clone();
     ledger.version = VERSION;
     serde_json::to_writer_pretty(&mut file, &ledger)?;
