@@ -172,6 +172,16 @@ install_repo() {
   local repo=$1
   check_repo "$repo"
   repo=$(cd "$repo" && pwd)
+  # As root in another user's repository, write nothing through a link that user
+  # controls: it could point anywhere (into /etc, say).
+  if [[ $(id -u) -eq 0 && $(stat -c %u "$repo") -ne 0 ]]; then
+    local link
+    for link in hooks hooks/pre-receive.d hooks/post-receive.d mirror mirror.toml config; do
+      if [[ -L "$repo/$link" ]]; then
+        die "$repo/$link is a symbolic link; as root, install.sh writes nothing through links in a repository another user owns: run it as the owner (sudo -u $(stat -c %U "$repo") -H ./install.sh …) or replace the link" 2
+      fi
+    done
+  fi
   say "$repo:"
   mkdir -p "$repo/hooks" "$repo/mirror"
   own_like_repo "$repo" "$repo/mirror"

@@ -182,7 +182,7 @@ impl From<anyhow::Error> for Failure {
 impl Command {
     /// Where the command works: its repository, or the current directory. `None` for
     /// `--all` runs, which act as each repository's owner in turn.
-    fn works_in(&self) -> Option<&Path> {
+    fn works_in(&self) -> Option<PathBuf> {
         let repo = match self {
             Command::Pull { all: Some(_), .. } | Command::Push { all: Some(_), .. } => return None,
             Command::Status { repo, .. }
@@ -193,7 +193,12 @@ impl Command {
             | Command::Resolve { repo, .. }
             | Command::Doctor { repo } => repo,
         };
-        Some(repo.as_deref().unwrap_or(Path::new(".")))
+        // Without REPO the repository is where git finds it: GIT_DIR first (as in
+        // `git --git-dir=REPO mirror …`), then the current directory.
+        Some(match repo {
+            Some(repo) => repo.clone(),
+            None => std::env::var_os("GIT_DIR").map_or_else(|| PathBuf::from("."), PathBuf::from),
+        })
     }
 }
 
@@ -205,9 +210,13 @@ pub fn run(cli: Cli) -> i32 {
         // What to run instead, if it comes to that: what was run, as a person types it.
         let args: Vec<std::ffi::OsString> =
             std::env::args_os().filter(|a| a != "--sweep-one").collect();
-        if let Err(e) = crate::owner::become_owner_of(dir, &args) {
-            eprintln!("git-mirror: error: {e}");
-            return 1;
+        match crate::owner::become_owner_of(&dir, &args) {
+            Ok(Some(_)) => crate::owner::scrub_environment(&password_variables(&dir)),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("git-mirror: error: {e}");
+                return 1;
+            }
         }
     }
     // A stop request (systemd, Ctrl-C, a timeout) must let git remove its lock files.
@@ -268,7 +277,41 @@ pub fn run(cli: Cli) -> i32 {
 }
 
 fn repository(repo: Option<&Path>) -> Result<PathBuf> {
-    Git::discover(repo.unwrap_or(Path::new(".")))
+    let dir = Git::discover(repo.unwrap_or(Path::new(".")))?;
+    // `run` became the owner of what it was pointed at; a repository found elsewhere
+    // (a symlink, a GIT_DIR set in between) must not be worked on as root: its hooks
+    // would run as root, and root-owned files would break its owner's pushes.
+    if let Some(uid) = crate::owner::foreign_owner(&dir) {
+        anyhow::bail!(
+            "{} belongs to uid {uid}, and this runs as root; run the command as its owner (sudo -u OWNER -H git-mirror …)",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// `text` with each line made printable: ref names and errors in it come from other
+/// servers, and must not drive the reader's terminal.
+fn printable_lines(text: &str) -> String {
+    text.lines()
+        .map(|line| format!("{}\n", crate::text::printable(line)))
+        .collect()
+}
+
+/// The variables mirror.toml names as `password_env`: the owner's run needs them, and
+/// nothing else of root's environment.
+fn password_variables(dir: &Path) -> Vec<String> {
+    let Ok(Some(config)) = Config::load(dir) else {
+        return Vec::new();
+    };
+    config
+        .auth
+        .values()
+        .filter_map(|auth| match &auth.password {
+            Some(crate::config::Secret::Env(name)) => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn load(repo: &Path) -> Result<Config, Failure> {
@@ -415,10 +458,11 @@ fn status(repo: Option<&Path>, json: bool) -> Result<i32, Failure> {
     let report = status_report(&repo, &config)?;
     let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, &report).map_err(anyhow::Error::from)?;
+        // A reader that went away (`| head`) is not a failure of status.
+        let _ = serde_json::to_writer_pretty(&mut out, &report);
         let _ = writeln!(out);
     } else {
-        let _ = write!(out, "{}", status_table(&report));
+        let _ = write!(out, "{}", printable_lines(&status_table(&report)));
     }
     Ok(0)
 }
@@ -522,7 +566,7 @@ fn pull(repo: Option<&Path>, options: PullOptions) -> Result<i32, Failure> {
     }
     let report = crate::pull::run(&repo, &config, options)?;
     let (line, bad) = describe_pull(&report, &repo);
-    println!("pull: {line}");
+    println!("pull: {}", crate::text::printable(&line));
     if options.catch_up {
         // The proxy asks whether this repository now has the upstream's commits; a
         // divergence elsewhere does not change that.
@@ -568,7 +612,7 @@ fn pull_all(root: &Path, options: PullOptions, jobs: usize, quiet: bool) -> Resu
                 let mut total = tally.lock().unwrap_or_else(|e| e.into_inner());
                 if !quiet || mine.failed > 0 {
                     // One println per line, under the tally's lock: lines never mix.
-                    println!("{}: {line}", repo.display());
+                    println!("{}: {}", repo.display(), crate::text::printable(&line));
                 }
                 total.pulled += mine.pulled;
                 total.updated += mine.updated;

@@ -100,6 +100,25 @@ pub fn become_owner_of(repo: &Path, args: &[OsString]) -> Result<Option<User>, O
     Ok(Some(user))
 }
 
+/// What of root's environment the owner's run keeps: enough to find programs and speak
+/// the locale, and the variables its own mirror.toml names (`password_env`). Everything
+/// else (tokens in a cron or systemd environment, `SSH_AUTH_SOCK`, root's `GIT_CONFIG_*`)
+/// would reach code the owner controls, such as the repository's hooks.
+pub fn scrub_environment(keep: &[String]) {
+    const KEPT: [&str; 6] = ["PATH", "LANG", "LANGUAGE", "TZ", "TERM", "GIT_DIR"];
+    const SET_BY_US: [&str; 3] = ["HOME", "USER", "LOGNAME"];
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        let kept = KEPT.contains(&text.as_ref())
+            || SET_BY_US.contains(&text.as_ref())
+            || text.starts_with("LC_")
+            || keep.iter().any(|k| *k == text);
+        if !kept {
+            std::env::remove_var(&name);
+        }
+    }
+}
+
 /// Groups first, uid last: once the uid is dropped, nothing else may be changed.
 fn switch_to(user: &User) -> std::io::Result<()> {
     let name = CString::new(user.name.as_bytes())

@@ -229,6 +229,12 @@ fn run_hook(repo: &Path, hook: &Path, update: &RefUpdate) -> std::io::Result<Exi
         // our own standard output may be a protocol (proc-receive), never the hook's.
         let stderr = std::io::stderr().as_fd().try_clone_to_owned()?;
         let mut cmd = Command::new(program);
+        // Git hands push options to pre-receive and post-receive only.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("GIT_PUSH_OPTION") {
+                cmd.env_remove(name);
+            }
+        }
         cmd.current_dir(repo)
             .stdin(Stdio::null())
             .stdout(Stdio::from(stderr));

@@ -156,6 +156,8 @@ pub fn update(repo: &Path, name: &str, change: impl FnOnce(&mut MirrorState)) ->
 /// masked for credentials and kept on one line; a failure to log is not an error.
 pub fn log(repo: &Path, at: SystemTime, line: &str) {
     let line = crate::url::mask_text(line).replace(['\n', '\r'], " ");
+    // Ref names and remote words come from other servers: no control characters.
+    let line = crate::text::printable(&line);
     let path = repo.join("mirror").join("log");
     let write = || -> std::io::Result<()> {
         std::fs::create_dir_all(repo.join("mirror"))?;

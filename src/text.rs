@@ -51,12 +51,23 @@ fn push_printable(out: &mut String, text: &str) {
 /// them.
 fn needs_escape(c: char) -> bool {
     (c.is_control() && c != '\t')
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        || matches!(
+            c,
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_bidirectional_control_is_shown_escaped() {
+        for c in ['\u{061c}', '\u{200e}', '\u{202e}', '\u{2067}', '\u{9b}'] {
+            let text = format!("refs/heads/a{c}b");
+            assert!(!printable(&text).contains(c), "{c:?}");
+        }
+    }
 
     #[test]
     fn printable_text_passes_unchanged() {

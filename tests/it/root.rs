@@ -274,3 +274,70 @@ fn root_refuses_a_repository_whose_owner_is_unknown_and_says_what_to_run() {
     insta::assert_snapshot!(text, @"git-mirror: error: [TMP]/git/srv/down.git belongs to uid 54321, which has no entry in the password database, so git-mirror cannot act as its owner; run it as that user instead: setpriv --reuid=54321 --regid=54321 --clear-groups git-mirror pull --now [TMP]/git/srv/down.git");
     assert_eq!(not_owned_by(&down, 54321), Vec::<PathBuf>::new());
 }
+
+#[test]
+fn root_through_git_dir_works_as_the_owner_and_hands_them_none_of_its_environment() {
+    if !is_root() {
+        return;
+    }
+    let env = open_env();
+    let (_up, _mirror, down, one) = repositories(&env, "git", NOBODY);
+    // The repository's own hook writes down who runs it and what it sees.
+    let seen = env.path("git/seen");
+    env.script(
+        &down.join("hooks/reference-transaction"),
+        &format!("{{ id -u; env; }} > {} 2>&1", seen.display()),
+    );
+    chown(&env, &env.path("git"), NOBODY);
+    // `git --git-dir=REPO mirror …` (GIT_DIR), from a directory root owns, with something
+    // of root's in the environment.
+    let cwd = env.path("root-cwd");
+    std::fs::create_dir(&cwd).unwrap();
+    let bin = Path::new(GIT_MIRROR).parent().unwrap();
+    let out = env
+        .command("git")
+        .arg(format!("--git-dir={}", down.display()))
+        .args(["mirror", "pull", "--now"])
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("ROOTS_SECRET", "s3cr3t-of-root")
+        .env("SSH_AUTH_SOCK", "/tmp/roots-agent")
+        .current_dir(&cwd)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", said(&out));
+    assert_eq!(inspect(&env, &down, &["rev-parse", "refs/heads/main"]), one);
+    let hook_saw = std::fs::read_to_string(&seen).unwrap();
+    assert!(hook_saw.starts_with(&format!("{NOBODY}\n")), "{hook_saw}");
+    assert!(!hook_saw.contains("s3cr3t-of-root"), "{hook_saw}");
+    assert!(!hook_saw.contains("roots-agent"), "{hook_saw}");
+    assert_eq!(not_owned_by(&down, NOBODY), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn root_installs_nothing_through_a_link_the_owner_made() {
+    if !is_root() {
+        return;
+    }
+    let env = open_env();
+    let repo = env.bare("git/evil.git");
+    let target = env.path("root-owned");
+    std::fs::create_dir(&target).unwrap();
+    env.script(&repo.join("hooks/pre-receive"), "echo mine");
+    std::os::unix::fs::symlink(&target, repo.join("hooks/pre-receive.d")).unwrap();
+    chown(&env, &env.path("git"), NOBODY);
+    let out = crate::install::install(&env, &[repo.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", said(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("hooks/pre-receive.d is a symbolic link"),
+        "{}",
+        said(&out)
+    );
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+}
