@@ -1176,9 +1176,9 @@ fn doctor(repo: Option<&Path>) -> Result<i32, Failure> {
             );
         } else {
             println!(
-                "{}: stale lock ({age} old): a git process was killed while it wrote refs, and every write to this ref fails until the file goes; check that no git process works on this repository (a push, gc or pull holds such a lock for moments), then remove it: rm '{}'",
+                "{}: stale lock ({age} old): a git process was killed while it wrote refs, and every write to this ref fails until the file goes; check that no git process works on this repository (a push, gc or pull holds such a lock for moments), then remove it: rm -- {}",
                 path.display(),
-                path.display()
+                crate::owner::shell_words(&[path.clone().into_os_string()])
             );
         }
     }

@@ -1097,6 +1097,12 @@ pub fn stop_git_on_termination() -> Result<()> {
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(std::io::Error::last_os_error()).context("cannot create a pipe");
     }
+    // The write end does not block: the handler must never wait on a full pipe (a flood
+    // of signals after the first, which the reader no longer reads).
+    // SAFETY: fcntl(2) on a descriptor we just created.
+    unsafe {
+        libc::fcntl(fds[1], libc::F_SETFL, libc::O_NONBLOCK);
+    }
     SIGNAL_PIPE.store(fds[1], std::sync::atomic::Ordering::Relaxed);
     for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         // SAFETY: sigaction(2) with zero-initialised structs it fills or reads; the

@@ -184,7 +184,8 @@ pub fn lookup(uid: u32) -> Option<User> {
 }
 
 /// `args` as one line a shell reads back as the same words.
-fn shell_words(args: &[OsString]) -> String {
+/// `args` as a shell reads them back: plain words as they are, others single-quoted.
+pub fn shell_words(args: &[OsString]) -> String {
     args.iter()
         .map(|a| {
             let a = a.to_string_lossy();

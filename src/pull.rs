@@ -181,8 +181,15 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
     lock.record_owner();
     // A run killed while git wrote refs may have left lock files that would fail us,
     // and every push to those refs.
-    for line in crate::reflock::recover(repo) {
+    let recovery = crate::reflock::recover(repo);
+    for line in &recovery.said {
         state::log(repo, SystemTime::now(), &format!("pull: {line}"));
+    }
+    if recovery.pending {
+        anyhow::bail!(
+            "a killed run's git may have left lock files that cannot be told from a live writer's yet ({}); this run changes nothing, and a run in a minute or more removes them",
+            recovery.said.join("; ")
+        );
     }
     // Another run may have finished between the look and the lock.
     if let Some(report) = waiting() {
@@ -534,8 +541,8 @@ fn fetch(
 ) -> std::result::Result<BTreeMap<String, String>, (String, Option<&'static str>)> {
     // The fetch locks only refs of our private namespace, which the next run cleans
     // anyway; the record tells it which git to wait for first.
-    let mut writing =
-        crate::reflock::before(repo, Vec::new()).map_err(|e| (format!("{e:#}"), None))?;
+    let mut writing = crate::reflock::before(repo, crate::reflock::Locks::default())
+        .map_err(|e| (format!("{e:#}"), None))?;
     let out = git.fetch_noting(&pull.url, refspecs, pull.timeout, &mut |pid| {
         writing.started(pid)
     });
@@ -851,7 +858,7 @@ fn writer_ended(
         writing.done();
         return;
     }
-    for line in crate::reflock::recover(repo) {
+    for line in crate::reflock::recover(repo).said {
         state::log(repo, SystemTime::now(), &format!("pull: {line}"));
     }
 }

@@ -4,6 +4,7 @@
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,8 +18,8 @@ const PRIVATE_DIR: &str = "refs/mirror-hooks";
 /// How long the next run waits for a git of the killed run to end (it got SIGTERM
 /// when its parent died, and removes its own locks).
 const GONE_WAIT: Duration = Duration::from_secs(10);
-/// A recorded lock is removed only once it has existed this long unchanged: a writer
-/// that is alive holds a lock for moments, not for this long.
+/// A recorded lock whose content says it is ours is removed only once it has existed
+/// this long unchanged.
 const SETTLED: Duration = Duration::from_secs(1);
 /// `doctor` calls a lock stale from this age.
 pub const STALE_AFTER: Duration = Duration::from_secs(60);
@@ -32,11 +33,27 @@ struct Record {
     pid: u32,
     /// The git process, once started.
     git_pid: Option<u32>,
+    /// When that process started, in clock ticks since boot (`/proc/PID/stat` field 22),
+    /// and the boot it started in: a pid that names another process is not it.
+    #[serde(default)]
+    git_started: Option<(u64, String)>,
     /// When the record was written, in milliseconds since the epoch: a lock older than
     /// that was not made by this git.
     written_ms: u64,
     /// Lock files it may create, relative to the repository.
     locks: Vec<String>,
+    /// What git writes into some of them (`NEW\n` for a ref it updates or creates): a
+    /// lock with other content is another writer's. Locks not listed are empty (a ref
+    /// being deleted, `packed-refs.lock`), and tell nothing about their writer.
+    #[serde(default)]
+    contents: BTreeMap<String, String>,
+}
+
+/// The lock files a git that writes refs may create, and what it writes into them.
+#[derive(Debug, Clone, Default)]
+pub struct Locks {
+    names: Vec<String>,
+    contents: BTreeMap<String, String>,
 }
 
 /// The record of one git that writes refs; remove it with [`Writing::done`] once that
@@ -47,19 +64,29 @@ pub struct Writing {
     record: Record,
 }
 
-/// Writes, durably, the record of the lock files a git about to start may create.
-pub fn before(repo: &Path, locks: Vec<String>) -> Result<Writing> {
+/// Writes, durably, the record of the lock files a git about to start may create. The
+/// record of an earlier git whose locks could not be settled yet is never replaced:
+/// then this fails, and the run with it.
+pub fn before(repo: &Path, locks: Locks) -> Result<Writing> {
     let record = Record {
         format: FORMAT.to_owned(),
         pid: std::process::id(),
         git_pid: None,
+        git_started: None,
         written_ms: millis(SystemTime::now()),
-        locks,
+        locks: locks.names,
+        contents: locks.contents,
     };
     let writing = Writing {
         path: repo.join("mirror").join(RECORD),
         record,
     };
+    if writing.path.exists() {
+        anyhow::bail!(
+            "lock files a killed git may have left are not settled yet ({} is still there); the next run removes them once it can tell they are not a live writer's",
+            writing.path.display()
+        );
+    }
     writing.write(true)?;
     Ok(writing)
 }
@@ -69,6 +96,7 @@ impl Writing {
     /// is alive, and the pid is only needed while the machine is up.
     pub fn started(&mut self, pid: u32) {
         self.record.git_pid = Some(pid);
+        self.record.git_started = started_at(pid);
         let _ = self.write(false);
     }
 
@@ -99,13 +127,14 @@ impl Writing {
 /// `create REF …`, `delete REF …`): each ref's own; `packed-refs.lock` when it deletes
 /// (the ref may be packed); `HEAD.lock` when it moves the branch HEAD points to (git
 /// writes HEAD's reflog too).
-pub fn locks_for(repo: &Path, commands: &[String]) -> Vec<String> {
+pub fn locks_for(repo: &Path, commands: &[String]) -> Locks {
     let head = fs::read_to_string(repo.join("HEAD")).ok();
     let head = head
         .as_deref()
         .and_then(|h| h.strip_prefix("ref: "))
         .map(str::trim_end);
     let mut locks = Vec::new();
+    let mut contents = BTreeMap::new();
     let mut deletes = false;
     for command in commands {
         let mut words = command.split(' ');
@@ -114,6 +143,9 @@ pub fn locks_for(repo: &Path, commands: &[String]) -> Vec<String> {
         };
         deletes |= verb == "delete";
         locks.push(format!("{name}.lock"));
+        if let ("update" | "create", Some(new)) = (verb, words.next()) {
+            contents.insert(format!("{name}.lock"), format!("{new}\n"));
+        }
         if Some(name) == head {
             locks.push("HEAD.lock".to_owned());
         }
@@ -123,14 +155,28 @@ pub fn locks_for(repo: &Path, commands: &[String]) -> Vec<String> {
     }
     locks.sort();
     locks.dedup();
-    locks
+    Locks {
+        names: locks,
+        contents,
+    }
+}
+
+/// What [`recover`] did, and whether it had to leave a lock it could not yet judge (the
+/// record then stays, and the run must stop: see [`before`]).
+#[derive(Debug, Default)]
+pub struct Recovery {
+    pub said: Vec<String>,
+    pub pending: bool,
 }
 
 /// After a run was killed, with the pull's lock held: removes the lock files the git
 /// it recorded left (once that git is gone), and every lock file under our private
-/// namespace, and never any other. Returns what it did, for the log.
-pub fn recover(repo: &Path) -> Vec<String> {
+/// namespace, and never any other: a recorded ref lock only when it holds what that git
+/// wrote, an empty one (a deletion's, `packed-refs.lock`) only once it is older than
+/// [`STALE_AFTER`], which no live writer holds a lock for.
+pub fn recover(repo: &Path) -> Recovery {
     let mut said = Vec::new();
+    let mut pending = false;
     let record_path = repo.join("mirror").join(RECORD);
     let record = match fs::read(&record_path) {
         Ok(bytes) => Some(serde_json::from_slice::<Record>(&bytes)),
@@ -140,27 +186,46 @@ pub fn recover(repo: &Path) -> Vec<String> {
                 "cannot read {}: {e}; no lock removed",
                 record_path.display()
             ));
-            return said;
+            return Recovery {
+                said,
+                pending: true,
+            };
         }
     };
     match record {
         Some(Ok(record)) if record.format == FORMAT => {
             if let Some(pid) = record.git_pid {
-                if !wait_gone(pid) {
+                if !wait_gone(pid, record.git_started.as_ref()) {
                     said.push(format!(
                         "the git process {pid} a killed run started is still running after {}s; its locks are left alone",
                         GONE_WAIT.as_secs()
                     ));
-                    return said;
+                    return Recovery {
+                        said,
+                        pending: true,
+                    };
                 }
             }
             let written = UNIX_EPOCH + Duration::from_millis(record.written_ms);
             let mut removed = Vec::new();
-            for lock in &record.locks {
-                match remove_if_ours(repo, lock, written) {
-                    Some(Ok(())) => removed.push(lock.as_str()),
-                    Some(Err(line)) => said.push(line),
-                    None => {}
+            // Locks under our own namespace are removed below, whoever made them.
+            let public = record
+                .locks
+                .iter()
+                .filter(|lock| !lock.starts_with(&format!("{PRIVATE_DIR}/")));
+            for lock in public {
+                let content = record.contents.get(lock).map(String::as_str);
+                match remove_if_ours(repo, lock, written, content) {
+                    Verdict::Removed => removed.push(lock.as_str()),
+                    Verdict::NotOurs(line) => said.push(line),
+                    Verdict::TooYoung => {
+                        pending = true;
+                        said.push(format!(
+                            "{lock} may be a killed git's or a live writer's; it is left until it is {}s old",
+                            STALE_AFTER.as_secs()
+                        ));
+                    }
+                    Verdict::Nothing => {}
                 }
             }
             if !removed.is_empty() {
@@ -183,12 +248,32 @@ pub fn recover(repo: &Path) -> Vec<String> {
             if removed == 1 { "" } else { "s" }
         ));
     }
-    let _ = fs::remove_file(&record_path);
-    said
+    if !pending {
+        let _ = fs::remove_file(&record_path);
+    }
+    Recovery { said, pending }
 }
 
-/// Waits up to [`GONE_WAIT`] for process `pid` to end; true once it has.
-fn wait_gone(pid: u32) -> bool {
+/// When process `pid` started, and in which boot; `None` when that cannot be read.
+fn started_at(pid: u32) -> Option<(u64, String)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) STATE …`: field 22 is the 20th after the closing parenthesis.
+    let ticks = stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()?;
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some((ticks, boot.trim().to_owned()))
+}
+
+/// Waits up to [`GONE_WAIT`] for process `pid` (started at `started`, when known) to
+/// end; true once it has. A pid now naming another process (reused, another boot, a
+/// fresh pid namespace) is gone.
+fn wait_gone(pid: u32, started: Option<&(u64, String)>) -> bool {
+    if started.is_some() && started_at(pid).as_ref() != started {
+        return true;
+    }
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return true;
     };
@@ -239,14 +324,34 @@ fn some_files(names: &[&str]) -> String {
     }
 }
 
+/// What became of one recorded lock.
+enum Verdict {
+    Removed,
+    /// Not the killed git's: left, with why.
+    NotOurs(String),
+    /// Empty and young: a live writer's as likely as the killed git's.
+    TooYoung,
+    /// Not there (or nothing to judge).
+    Nothing,
+}
+
 /// Removes the recorded lock `lock` if it is there, was made after the record was
-/// written, and stays unchanged for [`SETTLED`]: `Ok` when removed, `Err` with why when
-/// it is left although there, `None` when there is nothing to do.
-fn remove_if_ours(
+/// written, and is the killed git's: it holds `content` (what that git wrote) and stays
+/// unchanged for [`SETTLED`], or, empty, is older than [`STALE_AFTER`].
+fn remove_if_ours(repo: &Path, lock: &str, written: SystemTime, content: Option<&str>) -> Verdict {
+    match judge(repo, lock, written, content) {
+        Some(Ok(())) => Verdict::Removed,
+        Some(Err(verdict)) => verdict,
+        None => Verdict::Nothing,
+    }
+}
+
+fn judge(
     repo: &Path,
     lock: &str,
     written: SystemTime,
-) -> Option<std::result::Result<(), String>> {
+    content: Option<&str>,
+) -> Option<std::result::Result<(), Verdict>> {
     let name = lock.strip_suffix(".lock")?;
     let valid = name == "HEAD"
         || name == "packed-refs"
@@ -259,11 +364,22 @@ fn remove_if_ours(
     let made = before.modified().ok()?;
     // Our git could not have made a lock that was there before it started.
     if made + Duration::from_secs(1) < written {
-        return Some(Err(format!(
+        return Some(Err(Verdict::NotOurs(format!(
             "{lock} is older than the killed run's update; not ours, left alone (`git mirror doctor` explains it)"
-        )));
+        ))));
     }
     let age = SystemTime::now().duration_since(made).unwrap_or_default();
+    match content {
+        // Git creates the lock, then writes the value: a git killed in between leaves
+        // it empty (or cut short). What another writer wrote differs.
+        Some(expected) if !expected.as_bytes().starts_with(&fs::read(&path).ok()?) => {
+            return Some(Err(Verdict::NotOurs(format!(
+                "{lock} holds another value than the killed git wrote: a live writer's, left alone"
+            ))));
+        }
+        None if age < STALE_AFTER => return Some(Err(Verdict::TooYoung)),
+        _ => {}
+    }
     if age < SETTLED {
         std::thread::sleep(SETTLED - age);
     }
@@ -272,7 +388,10 @@ fn remove_if_ours(
     if after.ino() != before.ino() || after.modified().ok()? != made {
         return None;
     }
-    Some(fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display())))
+    Some(
+        fs::remove_file(&path)
+            .map_err(|e| Verdict::NotOurs(format!("cannot remove {}: {e}", path.display()))),
+    )
 }
 
 /// Removes every `*.lock` file under `dir`; returns how many.
@@ -350,43 +469,37 @@ mod tests {
             format!("update refs/heads/main {a} {a}"),
             format!("create refs/heads/topic {a}"),
         ];
+        let locks = locks_for(dir.path(), &commands);
         assert_eq!(
-            locks_for(dir.path(), &commands),
+            locks.names,
             ["HEAD.lock", "refs/heads/main.lock", "refs/heads/topic.lock"]
         );
+        assert_eq!(locks.contents["refs/heads/topic.lock"], format!("{a}\n"));
+        assert!(!locks.contents.contains_key("HEAD.lock"));
         let deletes = [format!("delete refs/mirror-hooks/pull/refs/heads/x {a}")];
+        let locks = locks_for(dir.path(), &deletes);
         assert_eq!(
-            locks_for(dir.path(), &deletes),
+            locks.names,
             [
                 "packed-refs.lock",
                 "refs/mirror-hooks/pull/refs/heads/x.lock"
             ]
         );
+        assert!(locks.contents.is_empty());
     }
 
-    #[test]
-    fn only_recorded_locks_made_after_the_record_go() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = dir.path();
-        fs::create_dir_all(repo.join("refs/heads")).unwrap();
-        fs::create_dir_all(repo.join("refs/mirror-hooks/pull/refs/heads")).unwrap();
-        // Someone else's lock, older than our record.
-        fs::write(repo.join("refs/heads/old.lock"), "").unwrap();
-        let past = SystemTime::now() - Duration::from_secs(3600);
-        fs::File::options()
-            .write(true)
-            .open(repo.join("refs/heads/old.lock"))
-            .unwrap()
-            .set_modified(past)
-            .unwrap();
+    /// Writes a record of `locks` (with what git wrote into some), dated `ago`, for a
+    /// git that is gone.
+    fn killed_writer(repo: &Path, locks: &[&str], contents: &[(&str, &str)], ago: Duration) {
         let mut writing = before(
             repo,
-            vec![
-                "refs/heads/main.lock".to_owned(),
-                "refs/heads/old.lock".to_owned(),
-                "packed-refs.lock".to_owned(),
-                "../../etc/passwd.lock".to_owned(),
-            ],
+            Locks {
+                names: locks.iter().map(|l| (*l).to_owned()).collect(),
+                contents: contents
+                    .iter()
+                    .map(|(l, c)| ((*l).to_owned(), (*c).to_owned()))
+                    .collect(),
+            },
         )
         .unwrap();
         // A process that is certainly gone: a child we reaped.
@@ -394,16 +507,67 @@ mod tests {
         let pid = child.id();
         child.wait().unwrap();
         writing.started(pid);
-        for lock in [
-            "refs/heads/main.lock",
-            "packed-refs.lock",
-            "refs/heads/unrecorded.lock",
+        writing.record.written_ms = millis(SystemTime::now() - ago);
+        writing.write(false).unwrap();
+    }
+
+    fn lock(repo: &Path, name: &str, content: &str, ago: Duration) {
+        fs::write(repo.join(name), content).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(repo.join(name))
+            .unwrap()
+            .set_modified(SystemTime::now() - ago)
+            .unwrap();
+    }
+
+    #[test]
+    fn only_the_killed_gits_own_locks_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        fs::create_dir_all(repo.join("refs/heads")).unwrap();
+        fs::create_dir_all(repo.join("refs/mirror-hooks/pull/refs/heads")).unwrap();
+        let a = format!("{}\n", "1".repeat(40));
+        let b = format!("{}\n", "2".repeat(40));
+        // Someone else's lock, older than the record.
+        lock(repo, "refs/heads/old.lock", "", Duration::from_secs(3600));
+        killed_writer(
+            repo,
+            &[
+                "refs/heads/main.lock",
+                "refs/heads/cut.lock",
+                "refs/heads/live.lock",
+                "refs/heads/old.lock",
+                "packed-refs.lock",
+                "../../etc/passwd.lock",
+            ],
+            &[
+                ("refs/heads/main.lock", &a),
+                ("refs/heads/cut.lock", &a),
+                ("refs/heads/live.lock", &a),
+            ],
+            Duration::from_secs(600),
+        );
+        lock(repo, "refs/heads/main.lock", &a, Duration::ZERO);
+        // Killed between creating the lock and writing the value.
+        lock(repo, "refs/heads/cut.lock", &a[..10], Duration::ZERO);
+        // A live push took this one since, writing its own value.
+        lock(repo, "refs/heads/live.lock", &b, Duration::ZERO);
+        // Empty, and older than any live writer holds a lock.
+        lock(repo, "packed-refs.lock", "", STALE_AFTER * 2);
+        lock(repo, "refs/heads/unrecorded.lock", "", Duration::ZERO);
+        lock(
+            repo,
             "refs/mirror-hooks/pull/refs/heads/x.lock",
-        ] {
-            fs::write(repo.join(lock), "").unwrap();
-        }
-        let said = recover(repo);
+            "",
+            Duration::ZERO,
+        );
+        let recovery = recover(repo);
+        let said = &recovery.said;
+        assert!(!recovery.pending, "{said:?}");
         assert!(!repo.join("refs/heads/main.lock").exists(), "{said:?}");
+        assert!(!repo.join("refs/heads/cut.lock").exists(), "{said:?}");
+        assert!(repo.join("refs/heads/live.lock").exists(), "{said:?}");
         assert!(!repo.join("packed-refs.lock").exists());
         assert!(!repo
             .join("refs/mirror-hooks/pull/refs/heads/x.lock")
@@ -419,9 +583,25 @@ mod tests {
         assert_eq!(
             names,
             [
+                PathBuf::from("refs/heads/live.lock"),
                 PathBuf::from("refs/heads/old.lock"),
                 PathBuf::from("refs/heads/unrecorded.lock")
             ]
         );
+    }
+
+    #[test]
+    fn a_young_empty_lock_is_left_and_the_record_kept_until_it_can_be_judged() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        killed_writer(repo, &["packed-refs.lock"], &[], Duration::from_secs(5));
+        // A live `git pack-refs` (or a push deleting a branch) may hold it right now.
+        lock(repo, "packed-refs.lock", "", Duration::ZERO);
+        let recovery = recover(repo);
+        assert!(recovery.pending, "{:?}", recovery.said);
+        assert!(repo.join("packed-refs.lock").exists());
+        assert!(repo.join("mirror").join(RECORD).exists());
+        // Nothing may replace the record meanwhile.
+        assert!(before(repo, Locks::default()).is_err());
     }
 }
