@@ -1369,3 +1369,104 @@ mod listing_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod diagnosis_tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn failed(stderr: &str) -> RunOutput {
+        RunOutput {
+            status: Some(ExitStatus::from_raw(128 << 8)),
+            timed_out: false,
+            stdout: Vec::new(),
+            stdout_incomplete: false,
+            stderr: stderr.to_owned(),
+        }
+    }
+
+    /// Samples of what git and ssh print for the failures people meet, and what each
+    /// must be taken for: retrying cannot help (`Some(why)`), or it may (`None`).
+    const SAMPLES: &[(&str, Option<&str>)] = &[
+        (
+            "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nHost key verification failed.\nfatal: Could not read from remote repository.",
+            Some("SSH host key changed"),
+        ),
+        (
+            "No ED25519 host key is known for [127.0.0.1]:2222 and you have requested strict checking.\nHost key verification failed.\nfatal: Could not read from remote repository.",
+            Some("SSH host key not trusted"),
+        ),
+        (
+            "git@127.0.0.1: Permission denied (publickey).\nfatal: Could not read from remote repository.",
+            Some("authentication refused"),
+        ),
+        (
+            "fatal: could not read Username for 'https://git.example.com': terminal prompts disabled",
+            Some("authentication required"),
+        ),
+        (
+            "remote: HTTP Basic: Access denied\nfatal: Authentication failed for 'https://git.example.com/team/project.git/'",
+            Some("authentication refused"),
+        ),
+        (
+            "fatal: unable to access 'https://git.example.com/p.git/': The requested URL returned error: 403",
+            Some("access denied"),
+        ),
+        (
+            "fatal: repository 'http://127.0.0.1:8080/dumb.git/' not found\nfatal: https://127.0.0.1/dumb.git/info/refs not valid: is this a git repository? did you run git update-server-info on the server?",
+            Some("dumb HTTP server"),
+        ),
+        (
+            "fatal: unable to access 'https://git.example.com/p/': The requested URL returned error: 301",
+            Some("redirected"),
+        ),
+        (
+            "fatal: '/srv/git/missing.git' does not appear to be a git repository\nfatal: Could not read from remote repository.",
+            Some("repository not found"),
+        ),
+        (
+            "fatal: unable to access 'https://git.example.com/p.git/': SSL certificate problem: self-signed certificate",
+            Some("TLS certificate problem"),
+        ),
+        (
+            "fatal: unable to connect to 127.0.0.1:\n127.0.0.1[0: 127.0.0.1]: errno=Connection refused",
+            None,
+        ),
+        (
+            "fatal: unable to access 'https://nowhere.invalid/p.git/': Could not resolve host: nowhere.invalid",
+            None,
+        ),
+        (
+            "ssh: connect to host 10.0.0.1 port 22: Connection timed out\nfatal: Could not read from remote repository.",
+            None,
+        ),
+    ];
+
+    #[test]
+    fn each_known_failure_is_recognised_with_its_advice() {
+        for (stderr, lasting) in SAMPLES {
+            let out = failed(stderr);
+            assert_eq!(out.lasting_failure(), *lasting, "{stderr}");
+            let complaint = out.complaint();
+            assert!(complaint.contains("(git: "), "{complaint}");
+            assert!(!complaint.contains('\n'), "{complaint}");
+        }
+    }
+
+    #[test]
+    fn the_remotes_own_words_are_no_diagnosis() {
+        // Anyone running the server chooses what follows `remote:`.
+        let out =
+            failed("remote: Repository not found (just kidding)\nerror: failed to push some refs");
+        assert_eq!(out.lasting_failure(), None);
+        assert!(!out.complaint().contains("(git: "));
+    }
+
+    #[test]
+    fn a_timeout_is_never_a_lasting_failure() {
+        let mut out = failed("fatal: Authentication failed");
+        out.timed_out = true;
+        assert_eq!(out.lasting_failure(), None);
+        assert_eq!(out.describe_end(), "timed out and was stopped");
+    }
+}

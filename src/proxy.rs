@@ -669,3 +669,138 @@ fn describe_status(status: std::process::ExitStatus) -> String {
         _ => "failed".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    const A: &str = "1111111111111111111111111111111111111111";
+    const B: &str = "2222222222222222222222222222222222222222";
+    const ZERO: &str = "0000000000000000000000000000000000000000";
+    const TIMEOUT: Duration = Duration::from_secs(60);
+
+    fn update(name: &str, old: &str, new: &str) -> RefUpdate {
+        RefUpdate {
+            old: old.to_owned(),
+            new: new.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    fn ran(code: i32, stdout: &str, stderr: &str) -> RunOutput {
+        RunOutput {
+            status: Some(std::process::ExitStatus::from_raw(code << 8)),
+            timed_out: false,
+            stdout: stdout.as_bytes().to_vec(),
+            stdout_incomplete: false,
+            stderr: stderr.to_owned(),
+        }
+    }
+
+    fn judged(out: &RunOutput) -> Answer {
+        let main = update("refs/heads/main", A, B);
+        let tag = update("refs/tags/v1", ZERO, B);
+        judge(out, &[&main, &tag], TIMEOUT)
+    }
+
+    #[test]
+    fn every_ref_taken_and_done_is_accepted() {
+        let out = ran(
+            0,
+            "To up\n \tB:refs/heads/main\tA..B\n*\tB:refs/tags/v1\t[new tag]\nDone\n",
+            "",
+        );
+        assert!(matches!(judged(&out), Answer::Accepted));
+        // `=` (up to date) is accepted too: a retry of a push that landed.
+        let out = ran(
+            0,
+            "To up\n=\tB:refs/heads/main\t[up to date]\n=\tB:refs/tags/v1\t[up to date]\nDone\n",
+            "",
+        );
+        assert!(matches!(judged(&out), Answer::Accepted));
+    }
+
+    #[test]
+    fn refusals_are_read_by_ref_in_any_order_as_reasons() {
+        let out = ran(
+            1,
+            "To up\n!\tB:refs/tags/v1\t[rejected] (atomic push failed)\n!\tB:refs/heads/main\t[rejected] (stale info)\nDone\n",
+            "",
+        );
+        let Answer::Refused {
+            reasons,
+            maybe_late,
+        } = judged(&out)
+        else {
+            panic!("not refused");
+        };
+        assert!(!maybe_late);
+        assert_eq!(reasons["refs/heads/main"], Reason::StaleInfo);
+        assert_eq!(reasons["refs/tags/v1"], Reason::AtomicPushFailed);
+        let out = ran(
+            1,
+            "To up\n!\tB:refs/heads/main\t[remote rejected] (pre-receive hook declined)\n!\tB:refs/tags/v1\t[remote rejected] (atomic push failure)\nDone\n",
+            "",
+        );
+        let Answer::Refused { reasons, .. } = judged(&out) else {
+            panic!("not refused");
+        };
+        assert_eq!(
+            reasons["refs/heads/main"],
+            Reason::Other("pre-receive hook declined".to_owned())
+        );
+        assert_eq!(reasons["refs/tags/v1"], Reason::AtomicPushFailed);
+    }
+
+    #[test]
+    fn no_to_line_is_unreachable_and_says_whether_retrying_helps() {
+        let out = ran(
+            128,
+            "",
+            "fatal: unable to connect to 127.0.0.1:\n127.0.0.1[0: 127.0.0.1]: errno=Connection refused\n",
+        );
+        assert!(matches!(
+            judged(&out),
+            Answer::Unreachable { lasting: None, .. }
+        ));
+        let out = ran(
+            128,
+            "",
+            "git@host: Permission denied (publickey).\nfatal: Could not read from remote repository.\n",
+        );
+        assert!(matches!(
+            judged(&out),
+            Answer::Unreachable {
+                lasting: Some("authentication refused"),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_timeout_or_an_incomplete_report_is_an_unknown_outcome() {
+        let mut out = ran(0, "To up\n \tB:refs/heads/main\tA..B\n", "");
+        out.timed_out = true;
+        assert!(matches!(judged(&out), Answer::Unknown(_)));
+        // No `Done`, and a ref missing from the report.
+        let out = ran(0, "To up\n \tB:refs/heads/main\tA..B\n", "");
+        assert!(matches!(judged(&out), Answer::Unknown(_)));
+    }
+
+    #[test]
+    fn push_options_refused_before_anything_was_sent_are_recognised() {
+        let out = ran(
+            128,
+            "",
+            "fatal: the receiving end does not support push options\nfatal: the remote end hung up unexpectedly\n",
+        );
+        assert!(out.refused_push_options());
+        let out = ran(
+            1,
+            "To up\nDone\n",
+            "fatal: the receiving end does not support push options\n",
+        );
+        assert!(!out.refused_push_options(), "it was reached: not that");
+    }
+}
