@@ -1424,6 +1424,12 @@ mod diagnosis_tests {
             "fatal: '/srv/git/missing.git' does not appear to be a git repository\nfatal: Could not read from remote repository.",
             Some("repository not found"),
         ),
+        // Two entries match: the first one wins (a refused key also says "does not
+        // appear to be a git repository", which would be "not found").
+        (
+            "git@host: Permission denied (publickey).\nfatal: 'team/p.git' does not appear to be a git repository\nfatal: Could not read from remote repository.",
+            Some("authentication refused"),
+        ),
         (
             "fatal: unable to access 'https://git.example.com/p.git/': SSL certificate problem: self-signed certificate",
             Some("TLS certificate problem"),

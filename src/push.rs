@@ -354,7 +354,8 @@ fn sync(repo: &Path, git: &Git, mirror: &PushMirror, named: &BTreeSet<String>) -
                 return summary;
             }
         };
-        let plan = plan(&local.0, &local.1, &remote, mirror, named);
+        let ancestor = |a: &str, d: &str| local.0.is_ancestor(a, d).unwrap_or(false);
+        let plan = plan(&local.1, &remote, mirror, named, &ancestor);
         summary.divergent = plan.divergent;
         summary.skipped = plan.skipped;
         summary.up_to_date = plan.up_to_date;
@@ -457,11 +458,11 @@ struct Plan {
 /// Symbolic refs on the mirror are never pushed to nor deleted: receive-pack follows
 /// them, so either would change (or delete) their target instead.
 fn plan(
-    repo: &Repo,
     local: &BTreeMap<String, String>,
     listing: &RemoteListing,
     mirror: &PushMirror,
     named: &BTreeSet<String>,
+    is_ancestor: &dyn Fn(&str, &str) -> bool,
 ) -> Plan {
     let mut plan = Plan::default();
     let remote = &listing.refs;
@@ -483,7 +484,7 @@ fn plan(
             continue;
         }
         if let Some(theirs) = theirs {
-            let fast_forward = repo.is_ancestor(theirs, id).unwrap_or(false);
+            let fast_forward = is_ancestor(theirs, id);
             if mirror.keep_divergent_refs && !fast_forward {
                 plan.divergent.push(name.clone());
                 continue;
@@ -527,4 +528,170 @@ fn plan(
         }
     }
     plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::refs::RefPatterns;
+
+    const A: &str = "1111111111111111111111111111111111111111";
+    const B: &str = "2222222222222222222222222222222222222222";
+    const C: &str = "3333333333333333333333333333333333333333";
+
+    fn mirror(prune: Prune, keep_divergent_refs: bool) -> PushMirror {
+        PushMirror {
+            name: "m".to_owned(),
+            url: crate::url::RemoteUrl::parse("/srv/git/m.git", std::path::Path::new("/")).unwrap(),
+            refs: RefPatterns::heads_and_tags(),
+            keep_divergent_refs,
+            prune,
+            auth: None,
+            timeout: std::time::Duration::from_secs(60),
+        }
+    }
+
+    fn refs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(n, id)| ((*n).to_owned(), (*id).to_owned()))
+            .collect()
+    }
+
+    fn listing(pairs: &[(&str, &str)], symrefs: &[(&str, &str)]) -> RemoteListing {
+        RemoteListing {
+            refs: refs(pairs),
+            symrefs: refs(symrefs),
+            undecodable: Vec::new(),
+        }
+    }
+
+    /// `REF EXPECT -> NEW` per update (`-` for none).
+    fn lines(plan: &Plan) -> Vec<String> {
+        plan.updates
+            .iter()
+            .map(|u| {
+                format!(
+                    "{} {} -> {}",
+                    u.name,
+                    u.expect.as_deref().unwrap_or("-"),
+                    u.new.as_deref().unwrap_or("-")
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mirror_refs_are_made_ours_with_a_lease_on_what_was_listed() {
+        let local = refs(&[
+            ("refs/heads/main", B),
+            ("refs/heads/new", A),
+            ("refs/heads/same", A),
+            ("refs/notes/x", A),
+        ]);
+        let there = listing(&[("refs/heads/main", A), ("refs/heads/same", A)], &[]);
+        let never = |_: &str, _: &str| false;
+        let plan = plan(
+            &local,
+            &there,
+            &mirror(Prune::Deleted, false),
+            &BTreeSet::new(),
+            &never,
+        );
+        assert_eq!(
+            lines(&plan),
+            [
+                format!("refs/heads/main {A} -> {B}"),
+                format!("refs/heads/new - -> {A}"),
+            ]
+        );
+        assert_eq!(plan.up_to_date, 1);
+    }
+
+    #[test]
+    fn prune_deletes_what_was_deleted_here_and_all_also_what_only_the_mirror_has() {
+        let local = refs(&[("refs/heads/main", A)]);
+        let there = listing(
+            &[
+                ("refs/heads/main", A),
+                ("refs/heads/gone", B),
+                ("refs/heads/theirs", C),
+            ],
+            &[],
+        );
+        let named: BTreeSet<String> = ["refs/heads/gone".to_owned()].into();
+        let never = |_: &str, _: &str| false;
+        let off = plan(&local, &there, &mirror(Prune::Off, false), &named, &never);
+        assert!(off.updates.is_empty());
+        let deleted = plan(
+            &local,
+            &there,
+            &mirror(Prune::Deleted, false),
+            &named,
+            &never,
+        );
+        assert_eq!(lines(&deleted), [format!("refs/heads/gone {B} -> -")]);
+        let all = plan(&local, &there, &mirror(Prune::All, false), &named, &never);
+        assert_eq!(
+            lines(&all),
+            [
+                format!("refs/heads/gone {B} -> -"),
+                format!("refs/heads/theirs {C} -> -"),
+            ]
+        );
+        // Under keep_divergent_refs, refs only the mirror has are someone else's.
+        let kept = plan(&local, &there, &mirror(Prune::All, true), &named, &never);
+        assert_eq!(lines(&kept), [format!("refs/heads/gone {B} -> -")]);
+    }
+
+    #[test]
+    fn keep_divergent_refs_skips_what_is_not_a_fast_forward() {
+        let local = refs(&[("refs/heads/ff", B), ("refs/heads/diverged", B)]);
+        let there = listing(&[("refs/heads/ff", A), ("refs/heads/diverged", C)], &[]);
+        let ancestor = |a: &str, d: &str| a == A && d == B;
+        let kept = plan(
+            &local,
+            &there,
+            &mirror(Prune::Deleted, true),
+            &BTreeSet::new(),
+            &ancestor,
+        );
+        assert_eq!(lines(&kept), [format!("refs/heads/ff {A} -> {B}")]);
+        assert_eq!(kept.divergent, ["refs/heads/diverged"]);
+        let forced = plan(
+            &local,
+            &there,
+            &mirror(Prune::Deleted, false),
+            &BTreeSet::new(),
+            &ancestor,
+        );
+        assert_eq!(forced.updates.len(), 2);
+    }
+
+    #[test]
+    fn symbolic_refs_on_the_mirror_are_never_pushed_to_nor_deleted() {
+        let local = refs(&[("refs/heads/main", B), ("refs/heads/current", B)]);
+        let there = listing(
+            &[
+                ("refs/heads/main", A),
+                ("refs/heads/current", A),
+                ("refs/heads/alias", A),
+            ],
+            &[
+                ("refs/heads/current", "refs/heads/main"),
+                ("refs/heads/alias", "refs/heads/main"),
+            ],
+        );
+        let never = |_: &str, _: &str| false;
+        let plan = plan(
+            &local,
+            &there,
+            &mirror(Prune::All, false),
+            &BTreeSet::new(),
+            &never,
+        );
+        assert_eq!(lines(&plan), [format!("refs/heads/main {A} -> {B}")]);
+        assert_eq!(plan.skipped.len(), 1);
+        assert_eq!(plan.skipped[0].0, "refs/heads/current");
+    }
 }

@@ -86,13 +86,9 @@ impl TestEnv {
 
     /// Runs git and returns its trimmed stdout, failing the test if git fails.
     pub fn git_ok(&self, dir: &Path, args: &[&str]) -> String {
-        let out = self.git(dir, args);
-        assert!(
-            out.status.success(),
-            "git {args:?} in {} failed:\n{}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut cmd = self.command("git");
+        cmd.arg("-C").arg(dir).args(args);
+        let out = run_ok(&mut cmd);
         String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
     }
 
@@ -374,4 +370,26 @@ impl Family {
             .filter(|pid| self.known.contains(pid))
             .collect();
     }
+}
+
+/// Runs `cmd` and returns its output; when it fails, the test fails with everything a
+/// reader of a CI log needs: the command, its directory, how it ended, stdout, stderr.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{}", explain(cmd, &out));
+    out
+}
+
+/// A command and what came of it, for a failure message.
+pub fn explain(cmd: &Command, out: &Output) -> String {
+    format!(
+        "command: {cmd:?}\ndirectory: {}\nstatus: {}\nstdout:\n{}\nstderr:\n{}",
+        cmd.get_current_dir()
+            .map_or_else(|| "(inherited)".to_owned(), |d| d.display().to_string()),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
