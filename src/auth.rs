@@ -9,9 +9,6 @@ use anyhow::{bail, Context, Result};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// How long ssh may take to establish a TCP connection before giving up.
-pub const SSH_CONNECT_TIMEOUT_SECS: u32 = 15;
-
 /// Variables the credential helper reads; set only in the environment of the git that
 /// talks to the remote (and the helper git starts), never exported further.
 const USERNAME_VARIABLE: &str = "MIRROR_HOOKS_USERNAME";
@@ -22,22 +19,7 @@ const PASSWORD_VARIABLE: &str = "MIRROR_HOOKS_PASSWORD";
 /// text holds no secret, so it may stand on any command line.
 const HELPER: &str = "!f() { test \"$1\" = get || exit 0; printf 'username=%s\\npassword=%s\\n' \"$MIRROR_HOOKS_USERNAME\" \"$MIRROR_HOOKS_PASSWORD\"; }; f";
 
-/// The environment a git process needs to reach one remote.
-#[derive(Clone, Default)]
-pub struct Access {
-    env: Vec<(String, String)>,
-    /// Variables of our own environment that hold a secret (`password_env`): no git we
-    /// start inherits them; the one that needs the secret gets it through `env`.
-    hidden: Vec<String>,
-}
-
-impl std::fmt::Debug for Access {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Values may be secrets: show names only.
-        let names: Vec<&str> = self.env.iter().map(|(n, _)| n.as_str()).collect();
-        write!(f, "Access({names:?})")
-    }
-}
+pub use crate::git::Access;
 
 impl Access {
     /// What reaching `url` takes, with the `[auth.NAME]` table `auth` names (if any) of
@@ -150,16 +132,6 @@ impl Access {
             .push((PASSWORD_VARIABLE.to_owned(), password.to_owned()));
         Ok(())
     }
-
-    /// The variables to set on the git process, values included.
-    pub fn env(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.env.iter().map(|(n, v)| (n.as_str(), v.as_str()))
-    }
-
-    /// The variables of our own environment no git may inherit (they hold a secret).
-    pub fn hidden(&self) -> impl Iterator<Item = &str> {
-        self.hidden.iter().map(String::as_str)
-    }
 }
 
 /// Where `git-mirror keygen` and `host-keys --trust` keep their files.
@@ -212,9 +184,8 @@ pub fn ssh_command(options: SshOptions) -> String {
         }
         command.push_str(&format!(" -o {}", shell_quote(Path::new(&option))));
     }
-    command.push_str(&format!(
-        " -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout={SSH_CONNECT_TIMEOUT_SECS}"
-    ));
+    command.push(' ');
+    command.push_str(crate::git::SSH_SAFE_OPTIONS);
     command
 }
 

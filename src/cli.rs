@@ -359,10 +359,10 @@ pub struct StatusReport {
 pub fn status_report(repo: &Path, config: &Config) -> Result<StatusReport> {
     let mut mirrors = Vec::new();
     if let Some(up) = &config.upstream {
-        let mut record = record(repo, crate::proxy::RECORD, "proxy", &up.url)?;
+        let mut record = record(repo, crate::state::UPSTREAM_RECORD, "proxy", &up.url)?;
         match crate::ledger::load(repo) {
             Ok(ledger) => {
-                let diverged = state::load(repo, crate::pull::RECORD)
+                let diverged = state::load(repo, crate::state::PULL_RECORD)
                     .map(|s| s.divergent_refs)
                     .unwrap_or_default();
                 let local = crate::repo::Repo::open(repo).and_then(|view| view.refs())?;
@@ -389,7 +389,7 @@ pub fn status_report(repo: &Path, config: &Config) -> Result<StatusReport> {
         mirrors.push(record);
     }
     if let Some(pull) = &config.pull {
-        let mut record = record(repo, crate::pull::RECORD, "pull", &pull.url)?;
+        let mut record = record(repo, crate::state::PULL_RECORD, "pull", &pull.url)?;
         // Computed from the configuration as it is now, so an edited interval or a
         // resumed hard failure shows at once.
         let next = crate::pull::next_due(repo, config, pull, &record.state);
@@ -1215,7 +1215,7 @@ fn doctor_upstream(repo: &Path, up: &crate::config::Upstream) -> Result<usize> {
                     names.join(", ")
                 );
             }
-            let diverged = state::load(repo, crate::pull::RECORD)
+            let diverged = state::load(repo, crate::state::PULL_RECORD)
                 .map(|s| s.divergent_refs)
                 .unwrap_or_default();
             let unapplied = ledger.unapplied(&view.refs()?, &up.refs, &diverged);

@@ -180,12 +180,12 @@ impl Config {
     /// Every remote: the upstream, the pull, then the push mirrors in file order.
     pub fn remotes(&self) -> Vec<Remote<'_>> {
         let upstream = self.upstream.iter().map(|u| Remote {
-            name: crate::proxy::RECORD,
+            name: crate::state::UPSTREAM_RECORD,
             url: &u.url,
             auth: u.auth.as_deref(),
         });
         let pull = self.pull.iter().map(|p| Remote {
-            name: crate::pull::RECORD,
+            name: crate::state::PULL_RECORD,
             url: &p.url,
             auth: p.auth.as_deref(),
         });
@@ -408,7 +408,7 @@ impl Config {
             pull,
             push,
             auth,
-            fingerprint: crate::schedule::fingerprint(text.as_bytes()),
+            fingerprint: crate::state::fingerprint(text.as_bytes()),
         })
     }
 }

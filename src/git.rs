@@ -25,13 +25,48 @@ const DROPPED_VARIABLES: [&str; 4] = [
     "GIT_PUSH_CERT",
 ];
 
+/// What ssh always gets: never a prompt, strict host key checking, and a limit on how
+/// long establishing the TCP connection may take.
+pub const SSH_SAFE_OPTIONS: &str =
+    "-o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=15";
+
+/// The environment a git process needs to reach one remote (built by [`crate::auth`]
+/// from mirror.toml; here so that running git needs nothing above it).
+#[derive(Clone, Default)]
+pub struct Access {
+    pub(crate) env: Vec<(String, String)>,
+    /// Variables of our own environment that hold a secret (`password_env`): no git we
+    /// start inherits them; the one that needs the secret gets it through `env`.
+    pub(crate) hidden: Vec<String>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values may be secrets: show names only.
+        let names: Vec<&str> = self.env.iter().map(|(n, _)| n.as_str()).collect();
+        write!(f, "Access({names:?})")
+    }
+}
+
+impl Access {
+    /// The variables to set on the git process, values included.
+    pub fn env(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.env.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// The variables of our own environment no git may inherit (they hold a secret).
+    pub fn hidden(&self) -> impl Iterator<Item = &str> {
+        self.hidden.iter().map(String::as_str)
+    }
+}
+
 /// A git binary bound to one repository.
 #[derive(Debug, Clone)]
 pub struct Git {
     program: PathBuf,
     git_dir: PathBuf,
     /// What reaching the remote takes (credentials, ssh options); empty for local work.
-    access: crate::auth::Access,
+    access: Access,
 }
 
 /// What a finished (or killed) git process left behind.
@@ -235,7 +270,7 @@ impl Git {
         Ok(Git {
             program,
             git_dir: git_dir.to_owned(),
-            access: crate::auth::Access::default(),
+            access: Access::default(),
         })
     }
 
@@ -262,7 +297,7 @@ impl Git {
     }
 
     /// This git, set up to reach one remote with `access`.
-    pub fn with_access(&self, access: crate::auth::Access) -> Git {
+    pub fn with_access(&self, access: Access) -> Git {
         Git {
             access,
             ..self.clone()
@@ -288,10 +323,7 @@ impl Git {
         cmd.env("LC_ALL", "C")
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_ALLOW_PROTOCOL", ALLOWED_PROTOCOLS)
-            .env(
-                "GIT_SSH_COMMAND",
-                crate::auth::ssh_command(Default::default()),
-            )
+            .env("GIT_SSH_COMMAND", format!("ssh {SSH_SAFE_OPTIONS}"))
             .env_remove("GIT_SSH")
             .env_remove("SSH_ASKPASS")
             .env_remove("GIT_ASKPASS")

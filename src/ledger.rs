@@ -165,7 +165,7 @@ pub fn load(repo: &Path) -> Result<Ledger, Damaged> {
 
 fn carried_over(repo: &Path) -> Ledger {
     let mut ledger = Ledger::default();
-    let old = crate::state::load(repo, crate::proxy::RECORD).unwrap_or_default();
+    let old = crate::state::load(repo, crate::state::UPSTREAM_RECORD).unwrap_or_default();
     for name in old.divergent_refs {
         ledger.unforwarded.insert(
             name,

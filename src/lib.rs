@@ -1,6 +1,19 @@
 //! mirror-hooks: Git server-side hooks that keep a bare repository mirrored with other
 //! Git servers in both directions without races. The binaries (`pre-receive`,
 //! `post-receive`, `git-mirror`) are thin; everything real lives in these modules.
+//!
+//! The modules form layers; each uses only those below it (`.ci/modules.py` checks
+//! that no module uses one that uses it back):
+//!
+//! - leaves: `text`, `refs`, `url`, `porcelain`, `lock`, `owner`, `repo` (gix reads),
+//!   `chain`, `reflock`, `state` (status records, their names, the log, the hash),
+//!   `ledger` (what the upstream last held)
+//! - configuration: `config` (the only reader of mirror.toml)
+//! - access: `git` (the only code that runs git), `process` (detached git-mirror
+//!   processes), `auth` (what reaching a remote takes), `keys`, `rules`
+//! - work: `queue`, `schedule`, `fleet`
+//! - flows: `proxy`, `offline`, `pull`, `push`, `resolve`
+//! - entries: `hook` (the hook binaries), `cli` (git-mirror)
 
 pub mod auth;
 pub mod chain;
@@ -15,6 +28,7 @@ pub mod lock;
 pub mod offline;
 pub mod owner;
 pub mod porcelain;
+pub mod process;
 pub mod proxy;
 pub mod pull;
 pub mod push;

@@ -124,7 +124,7 @@ pub fn forward(repo: &Path, config: &Config) -> Result<Forwarding> {
             ),
         );
         if outcome.forwarded.len() == pending.len() {
-            let _ = state::update(repo, crate::proxy::RECORD, |s| s.finished(now));
+            let _ = state::update(repo, crate::state::UPSTREAM_RECORD, |s| s.finished(now));
         }
     }
     if !outcome.diverged.is_empty() {

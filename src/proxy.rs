@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 /// Name of the upstream's status record.
-pub const RECORD: &str = "upstream";
+pub const RECORD: &str = state::UPSTREAM_RECORD;
 
 /// What the hook tells git.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -593,7 +593,7 @@ enum CatchUp {
 /// Pulls from the upstream now (`git-mirror pull --now`, which works with or without a
 /// [pull] table) and waits for it up to `timeout`.
 fn catch_up(repo: &Path, timeout: Duration) -> CatchUp {
-    match crate::hook::run_companion(repo, &["pull", "--catch-up"], timeout) {
+    match crate::process::run_companion(repo, &["pull", "--catch-up"], timeout) {
         Ok(Some(true)) => CatchUp::Done,
         Ok(None) => CatchUp::Running,
         Ok(Some(false)) => CatchUp::Failed,

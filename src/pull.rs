@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Name of the pull's status record.
-pub const RECORD: &str = "pull";
+pub const RECORD: &str = state::PULL_RECORD;
 /// Where fetched values wait until the transaction applies them.
 const FETCHED: &str = "refs/mirror-hooks/pull/";
 /// How often one run reads the local refs again and retries the transaction when a
@@ -138,7 +138,7 @@ fn setup_fingerprint(repo: &Path, config: &Config, pull: &Pull) -> String {
             .map_or(0, |d| d.as_nanos());
         text.push_str(&format!(" {changed}"));
     }
-    schedule::fingerprint(text.as_bytes())
+    state::fingerprint(text.as_bytes())
 }
 
 /// Runs the pull of `repo` if it is due (or at once with `--now`).
@@ -983,7 +983,7 @@ fn set_aside_clashes(
 fn announce(repo: &Path, applied: &[RefUpdate]) -> Vec<String> {
     let now = SystemTime::now();
     let mut said = Vec::new();
-    crate::hook::enqueue_push_mirrors(repo, applied, &mut |line: &str| said.push(line.to_owned()));
+    crate::queue::enqueue_push_mirrors(repo, applied, &mut |line: &str| said.push(line.to_owned()));
     for line in said.iter().filter(|l| l.contains("warning")) {
         state::log(repo, now, &format!("pull: {line}"));
     }

@@ -2,6 +2,9 @@
 //! temp-file, fsync, rename, fsync-directory; moved `waiting/` → `running/` → deleted;
 //! and the per-mirror OS lock that lets exactly one worker run.
 
+use crate::config::Config;
+use crate::refs::RefUpdate;
+use crate::state;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
@@ -290,5 +293,68 @@ fn sync_dir(dir: &Path) -> Result<()> {
         Err(e) => {
             bail!("cannot sync {}: {e}", dir.display())
         }
+    }
+}
+/// Queues a job for every push mirror whose refs `updates` touch and starts a detached
+/// worker for each; problems are reported and logged, never fatal.
+pub fn enqueue_push_mirrors(repo: &Path, updates: &[RefUpdate], say: &mut dyn FnMut(&str)) {
+    let now = SystemTime::now();
+    let config = match Config::load(repo) {
+        Ok(Some(config)) => config,
+        Ok(None) => return,
+        Err(e) => {
+            say("mirror-hooks: warning: mirror.toml is invalid, so no push mirror was queued:");
+            say(&format!("mirror-hooks: {e}"));
+            say("mirror-hooks: the push itself was accepted. Fix mirror.toml, then run `git mirror push --now` on the server.");
+            state::log(
+                repo,
+                now,
+                &format!("post-receive: push mirrors not queued: {e}"),
+            );
+            return;
+        }
+    };
+    let mut queued = Vec::new();
+    for mirror in &config.push {
+        let refs: Vec<String> = updates
+            .iter()
+            .filter(|u| mirror.refs.matches(&u.name))
+            .map(|u| u.name.clone())
+            .collect();
+        if refs.is_empty() {
+            continue;
+        }
+        match Queue::new(repo, &mirror.name).enqueue(&refs, now) {
+            Ok(_) => queued.push((mirror.name.as_str(), refs.len())),
+            Err(e) => {
+                say(&format!(
+                    "mirror-hooks: warning: could not queue the update of push mirror {}: {e:#}.",
+                    mirror.name
+                ));
+                say("mirror-hooks: the push itself was accepted; once the problem is fixed, run `git mirror push --now` on the server.");
+                state::log(
+                    repo,
+                    now,
+                    &format!("push {} not queued: {e:#}", mirror.name),
+                );
+            }
+        }
+    }
+    if queued.is_empty() {
+        return;
+    }
+    // One worker process serves every mirror with queued jobs, each in its own thread.
+    let note = match crate::process::spawn_detached(repo, &["push"]) {
+        Ok(()) => String::new(),
+        Err(e) => {
+            state::log(repo, now, &format!("push worker not started: {e:#}"));
+            format!(" (the worker could not be started: {e:#}; the job stays queued)")
+        }
+    };
+    for (name, count) in queued {
+        say(&format!(
+            "mirror-hooks: queued for push mirror {name} ({count} ref{}){note}.",
+            if count == 1 { "" } else { "s" }
+        ));
     }
 }

@@ -208,7 +208,7 @@ fn describe(reason: &Reason) -> String {
 /// ref is no longer waiting to be forwarded, and status stops listing it.
 fn record(repo: &Path, name: &str, value: Option<&str>) -> Result<()> {
     crate::ledger::change(repo, |ledger| ledger.forwarded(name, value))?;
-    for record in [crate::pull::RECORD, crate::proxy::RECORD] {
+    for record in [crate::state::PULL_RECORD, crate::state::UPSTREAM_RECORD] {
         let _ = state::update(repo, record, |s| s.divergent_refs.retain(|n| n != name));
     }
     Ok(())

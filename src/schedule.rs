@@ -73,20 +73,8 @@ pub fn auto_interval(since_change: Duration) -> Duration {
 /// `delay` shortened by up to a fifth, by an amount that `seed` fixes: spread over a
 /// fleet, yet the same each time it is computed for the same repository and failure.
 pub fn jitter(delay: Duration, seed: &str) -> Duration {
-    let fraction = (fnv1a(seed.as_bytes()) % 1000) as f64 / 1000.0;
+    let fraction = (crate::state::hash(seed.as_bytes()) % 1000) as f64 / 1000.0;
     delay.mul_f64(1.0 - 0.2 * fraction)
-}
-
-/// A short hash of `bytes` that stays the same across builds and platforms.
-pub fn fingerprint(bytes: &[u8]) -> String {
-    format!("{:016x}", fnv1a(bytes))
-}
-
-/// FNV-1a: a small hash that stays the same across builds and platforms.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-        (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// When the pull is next due, from what its record says and what the configuration is

@@ -7,6 +7,23 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Name of the upstream's (the proxy's) status record.
+pub const UPSTREAM_RECORD: &str = "upstream";
+/// Name of the pull's status record.
+pub const PULL_RECORD: &str = "pull";
+
+/// A short hash of `bytes` that stays the same across builds and platforms.
+pub fn fingerprint(bytes: &[u8]) -> String {
+    format!("{:016x}", hash(bytes))
+}
+
+/// FNV-1a: a small hash that stays the same across builds and platforms.
+pub fn hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// `update_status` values, as GitLab's API names them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
