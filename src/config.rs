@@ -217,191 +217,35 @@ impl Config {
     /// Parses and checks the text of a `mirror.toml` found at `path`; relative paths in
     /// it are taken relative to `repo`.
     pub fn parse(text: &str, path: &Path, repo: &Path) -> Result<Config, ConfigError> {
-        let at = |span: Range<usize>, key: String, message: String| {
-            let (line, column) = line_column(text, span.start);
-            ConfigError {
-                path: path.to_owned(),
-                line,
-                column,
-                key,
-                message,
-            }
+        let mut check = Checker {
+            text,
+            path,
+            repo,
+            auth_names: Vec::new(),
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let key = key_at(text, span.start);
             let message = e.message().trim_end().replace('\n', "; ");
-            at(span, key, message)
+            check.at(span, key, message)
         })?;
-
-        let auth_names: Vec<String> = raw.auth.keys().cloned().collect();
-        let check_auth = |name: &Option<Spanned<String>>, key: String| match name {
-            Some(name) if !auth_names.contains(name.get_ref()) => Err(at(
-                name.span(),
-                key,
-                format!(
-                    "names [auth.{}], which is not defined; add that table or use one of: {}",
-                    name.get_ref(),
-                    if auth_names.is_empty() {
-                        "(none defined)".to_owned()
-                    } else {
-                        auth_names.join(", ")
-                    }
-                ),
-            )),
-            Some(name) => Ok(Some(name.get_ref().clone())),
-            None => Ok(None),
-        };
-        let url = |value: &Spanned<String>, key: String| {
-            RemoteUrl::parse(value.get_ref(), repo).map_err(|m| at(value.span(), key, m))
-        };
-        let refs = |value: &Option<Spanned<Vec<String>>>, key: String| match value {
-            None => Ok(RefPatterns::heads_and_tags()),
-            Some(list) => RefPatterns::new(list.get_ref()).map_err(|m| at(list.span(), key, m)),
-        };
-        let duration = |value: &Option<Spanned<String>>, key: String, default: Duration| {
-            value.as_ref().map_or(Ok(default), |v| {
-                parse_duration(v.get_ref()).map_err(|m| at(v.span(), key, m))
-            })
-        };
-
-        let upstream = match &raw.upstream {
-            None => None,
-            Some(u) => Some(Upstream {
-                url: url(&u.url, "upstream.url".into())?,
-                refs: refs(&u.refs, "upstream.refs".into())?,
-                auth: check_auth(&u.auth, "upstream.auth".into())?,
-                timeout: duration(
-                    &u.timeout,
-                    "upstream.timeout".into(),
-                    DEFAULT_UPSTREAM_TIMEOUT,
-                )?,
-                on_unreachable: u.on_unreachable.unwrap_or(OnUnreachable::Reject),
-                push_options: u.push_options.clone(),
-            }),
-        };
-
-        let pull = match &raw.pull {
-            None => None,
-            Some(spanned) => {
-                let p = spanned.get_ref();
-                let (url, inherited_auth) = match (&p.url, &upstream) {
-                    (Some(u), _) => (url(u, "pull.url".into())?, None),
-                    (None, Some(up)) => (up.url.clone(), up.auth.clone()),
-                    (None, None) => return Err(at(
-                        spanned.span(),
-                        "pull".into(),
-                        "has no url and there is no [upstream] url to default to; add url = \"…\""
-                            .into(),
-                    )),
-                };
-                let interval = match &p.interval {
-                    None => Interval::Every(DEFAULT_INTERVAL),
-                    Some(v) if v.get_ref() == "auto" => Interval::Auto,
-                    Some(v) => Interval::Every(parse_duration(v.get_ref()).map_err(|m| {
-                        at(
-                            v.span(),
-                            "pull.interval".into(),
-                            format!("{m}, or \"auto\""),
-                        )
-                    })?),
-                };
-                let max_failures = match &p.max_failures {
-                    None => DEFAULT_MAX_FAILURES,
-                    Some(n) => u32::try_from(*n.get_ref())
-                        .ok()
-                        .filter(|n| *n >= 1)
-                        .ok_or_else(|| {
-                            at(
-                                n.span(),
-                                "pull.max_failures".into(),
-                                "must be a whole number of at least 1".into(),
-                            )
-                        })?,
-                };
-                Some(Pull {
-                    url,
-                    refs: refs(&p.refs, "pull.refs".into())?,
-                    interval,
-                    overwrite_diverged: p.overwrite_diverged,
-                    prune: p.prune.unwrap_or(Prune::Off),
-                    max_failures,
-                    auth: check_auth(&p.auth, "pull.auth".into())?.or(inherited_auth),
-                    timeout: duration(&p.timeout, "pull.timeout".into(), DEFAULT_TRANSFER_TIMEOUT)?,
-                })
-            }
-        };
-
-        let mut push: Vec<PushMirror> = Vec::new();
-        for spanned in &raw.push {
-            let m = spanned.get_ref();
-            let name = m.name.get_ref();
-            let key = |k: &str| format!("push.{name}.{k}");
-            check_mirror_name(name).map_err(|msg| at(m.name.span(), "push.name".into(), msg))?;
-            if push.iter().any(|other| &other.name == name) {
-                return Err(at(
-                    m.name.span(),
-                    "push.name".into(),
-                    format!("{name:?} is used by another [[push]] mirror; give each mirror its own name"),
-                ));
-            }
-            push.push(PushMirror {
-                name: name.clone(),
-                url: url(&m.url, key("url"))?,
-                refs: refs(&m.refs, key("refs"))?,
-                keep_divergent_refs: m.keep_divergent_refs,
-                prune: m.prune.unwrap_or(Prune::Deleted),
-                auth: check_auth(&m.auth, key("auth"))?,
-                timeout: duration(&m.timeout, key("timeout"), DEFAULT_TRANSFER_TIMEOUT)?,
-            });
-        }
-
-        let mut auth = BTreeMap::new();
-        for (name, spanned) in &raw.auth {
-            let a = spanned.get_ref();
-            let key = format!("auth.{name}");
-            let password = match (&a.password_env, &a.password_file) {
-                (Some(_), Some(_)) => {
-                    return Err(at(
-                        spanned.span(),
-                        key,
-                        "sets both password_env and password_file; keep one".into(),
-                    ))
-                }
-                (Some(var), None) => Some(Secret::Env(var.clone())),
-                (None, Some(file)) => Some(Secret::File(repo.join(file))),
-                (None, None) => None,
-            };
-            if password.is_some() && a.username.is_none() {
-                return Err(at(
-                    spanned.span(),
-                    key,
-                    "has a password but no username; add username = \"…\" (for a token, hosts accept e.g. \"oauth2\")".into(),
-                ));
-            }
-            if password.is_none()
-                && a.ssh_key.is_none()
-                && a.known_hosts.is_none()
-                && a.ssh_config.is_none()
-            {
-                return Err(at(
-                    spanned.span(),
-                    key,
-                    "sets no credential; give username with password_env or password_file, or ssh_key".into(),
-                ));
-            }
-            auth.insert(
-                name.clone(),
-                Auth {
-                    username: a.username.clone(),
-                    password,
-                    ssh_key: a.ssh_key.as_ref().map(|p| repo.join(p)),
-                    known_hosts: a.known_hosts.as_ref().map(|p| repo.join(p)),
-                    ssh_config: a.ssh_config.as_ref().map(|p| repo.join(p)),
-                },
-            );
-        }
-
+        check.auth_names = raw.auth.keys().cloned().collect();
+        let upstream = raw
+            .upstream
+            .as_ref()
+            .map(|u| check.upstream(u))
+            .transpose()?;
+        let pull = raw
+            .pull
+            .as_ref()
+            .map(|p| check.pull(p, upstream.as_ref()))
+            .transpose()?;
+        let push = check.push_mirrors(&raw.push)?;
+        let auth = raw
+            .auth
+            .iter()
+            .map(|(name, table)| Ok((name.clone(), check.auth(name, table)?)))
+            .collect::<Result<_, ConfigError>>()?;
         Ok(Config {
             path: path.to_owned(),
             upstream,
@@ -409,6 +253,223 @@ impl Config {
             push,
             auth,
             fingerprint: crate::state::fingerprint(text.as_bytes()),
+        })
+    }
+}
+
+/// Checks one `mirror.toml`, table by table; every error names the file, the line and
+/// column of the offending value, and its key.
+struct Checker<'a> {
+    text: &'a str,
+    path: &'a Path,
+    repo: &'a Path,
+    /// The `[auth.NAME]` tables defined, which `auth = "NAME"` keys may name.
+    auth_names: Vec<String>,
+}
+
+impl Checker<'_> {
+    fn at(&self, span: Range<usize>, key: String, message: String) -> ConfigError {
+        let (line, column) = line_column(self.text, span.start);
+        ConfigError {
+            path: self.path.to_owned(),
+            line,
+            column,
+            key,
+            message,
+        }
+    }
+
+    fn auth_name(
+        &self,
+        name: &Option<Spanned<String>>,
+        key: String,
+    ) -> Result<Option<String>, ConfigError> {
+        match name {
+            Some(name) if !self.auth_names.contains(name.get_ref()) => Err(self.at(
+                name.span(),
+                key,
+                format!(
+                    "names [auth.{}], which is not defined; add that table or use one of: {}",
+                    name.get_ref(),
+                    if self.auth_names.is_empty() {
+                        "(none defined)".to_owned()
+                    } else {
+                        self.auth_names.join(", ")
+                    }
+                ),
+            )),
+            Some(name) => Ok(Some(name.get_ref().clone())),
+            None => Ok(None),
+        }
+    }
+
+    fn url(&self, value: &Spanned<String>, key: String) -> Result<RemoteUrl, ConfigError> {
+        RemoteUrl::parse(value.get_ref(), self.repo).map_err(|m| self.at(value.span(), key, m))
+    }
+
+    fn refs(
+        &self,
+        value: &Option<Spanned<Vec<String>>>,
+        key: String,
+    ) -> Result<RefPatterns, ConfigError> {
+        match value {
+            None => Ok(RefPatterns::heads_and_tags()),
+            Some(list) => {
+                RefPatterns::new(list.get_ref()).map_err(|m| self.at(list.span(), key, m))
+            }
+        }
+    }
+
+    fn duration(
+        &self,
+        value: &Option<Spanned<String>>,
+        key: String,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        value.as_ref().map_or(Ok(default), |v| {
+            parse_duration(v.get_ref()).map_err(|m| self.at(v.span(), key, m))
+        })
+    }
+
+    fn upstream(&self, u: &RawUpstream) -> Result<Upstream, ConfigError> {
+        Ok(Upstream {
+            url: self.url(&u.url, "upstream.url".into())?,
+            refs: self.refs(&u.refs, "upstream.refs".into())?,
+            auth: self.auth_name(&u.auth, "upstream.auth".into())?,
+            timeout: self.duration(
+                &u.timeout,
+                "upstream.timeout".into(),
+                DEFAULT_UPSTREAM_TIMEOUT,
+            )?,
+            on_unreachable: u.on_unreachable.unwrap_or(OnUnreachable::Reject),
+            push_options: u.push_options.clone(),
+        })
+    }
+
+    fn pull(
+        &self,
+        spanned: &Spanned<RawPull>,
+        upstream: Option<&Upstream>,
+    ) -> Result<Pull, ConfigError> {
+        let p = spanned.get_ref();
+        let (url, inherited_auth) = match (&p.url, upstream) {
+            (Some(u), _) => (self.url(u, "pull.url".into())?, None),
+            (None, Some(up)) => (up.url.clone(), up.auth.clone()),
+            (None, None) => {
+                return Err(self.at(
+                    spanned.span(),
+                    "pull".into(),
+                    "has no url and there is no [upstream] url to default to; add url = \"…\""
+                        .into(),
+                ))
+            }
+        };
+        let interval = match &p.interval {
+            None => Interval::Every(DEFAULT_INTERVAL),
+            Some(v) if v.get_ref() == "auto" => Interval::Auto,
+            Some(v) => Interval::Every(parse_duration(v.get_ref()).map_err(|m| {
+                self.at(
+                    v.span(),
+                    "pull.interval".into(),
+                    format!("{m}, or \"auto\""),
+                )
+            })?),
+        };
+        let max_failures = match &p.max_failures {
+            None => DEFAULT_MAX_FAILURES,
+            Some(n) => u32::try_from(*n.get_ref())
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    self.at(
+                        n.span(),
+                        "pull.max_failures".into(),
+                        "must be a whole number of at least 1".into(),
+                    )
+                })?,
+        };
+        Ok(Pull {
+            url,
+            refs: self.refs(&p.refs, "pull.refs".into())?,
+            interval,
+            overwrite_diverged: p.overwrite_diverged,
+            prune: p.prune.unwrap_or(Prune::Off),
+            max_failures,
+            auth: self
+                .auth_name(&p.auth, "pull.auth".into())?
+                .or(inherited_auth),
+            timeout: self.duration(&p.timeout, "pull.timeout".into(), DEFAULT_TRANSFER_TIMEOUT)?,
+        })
+    }
+
+    fn push_mirrors(&self, tables: &[Spanned<RawPush>]) -> Result<Vec<PushMirror>, ConfigError> {
+        let mut push: Vec<PushMirror> = Vec::new();
+        for spanned in tables {
+            let m = spanned.get_ref();
+            let name = m.name.get_ref();
+            let key = |k: &str| format!("push.{name}.{k}");
+            check_mirror_name(name)
+                .map_err(|msg| self.at(m.name.span(), "push.name".into(), msg))?;
+            if push.iter().any(|other| &other.name == name) {
+                return Err(self.at(
+                    m.name.span(),
+                    "push.name".into(),
+                    format!("{name:?} is used by another [[push]] mirror; give each mirror its own name"),
+                ));
+            }
+            push.push(PushMirror {
+                name: name.clone(),
+                url: self.url(&m.url, key("url"))?,
+                refs: self.refs(&m.refs, key("refs"))?,
+                keep_divergent_refs: m.keep_divergent_refs,
+                prune: m.prune.unwrap_or(Prune::Deleted),
+                auth: self.auth_name(&m.auth, key("auth"))?,
+                timeout: self.duration(&m.timeout, key("timeout"), DEFAULT_TRANSFER_TIMEOUT)?,
+            });
+        }
+        Ok(push)
+    }
+
+    fn auth(&self, name: &str, spanned: &Spanned<RawAuth>) -> Result<Auth, ConfigError> {
+        let a = spanned.get_ref();
+        let key = format!("auth.{name}");
+        let password = match (&a.password_env, &a.password_file) {
+            (Some(_), Some(_)) => {
+                return Err(self.at(
+                    spanned.span(),
+                    key,
+                    "sets both password_env and password_file; keep one".into(),
+                ))
+            }
+            (Some(var), None) => Some(Secret::Env(var.clone())),
+            (None, Some(file)) => Some(Secret::File(self.repo.join(file))),
+            (None, None) => None,
+        };
+        if password.is_some() && a.username.is_none() {
+            return Err(self.at(
+                spanned.span(),
+                key,
+                "has a password but no username; add username = \"…\" (for a token, hosts accept e.g. \"oauth2\")".into(),
+            ));
+        }
+        if password.is_none()
+            && a.ssh_key.is_none()
+            && a.known_hosts.is_none()
+            && a.ssh_config.is_none()
+        {
+            return Err(self.at(
+                spanned.span(),
+                key,
+                "sets no credential; give username with password_env or password_file, or ssh_key"
+                    .into(),
+            ));
+        }
+        Ok(Auth {
+            username: a.username.clone(),
+            password,
+            ssh_key: a.ssh_key.as_ref().map(|p| self.repo.join(p)),
+            known_hosts: a.known_hosts.as_ref().map(|p| self.repo.join(p)),
+            ssh_config: a.ssh_config.as_ref().map(|p| self.repo.join(p)),
         })
     }
 }
