@@ -26,73 +26,15 @@ impl RemoteUrl {
     /// Checks `text`; relative local paths are made absolute against `base` (the
     /// repository), since hooks and the companion run from different directories.
     pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
-        if text.is_empty() {
-            return Err("is empty; give the remote repository's URL".to_owned());
-        }
-        if text.starts_with('-') {
-            return Err(format!(
-                "{text:?} starts with '-', which git would read as an option"
-            ));
-        }
-        if text.chars().any(char::is_control) {
-            return Err("contains a control character (a line break?)".to_owned());
-        }
-        if let Some((helper, _)) = text.split_once("::") {
-            if !helper.is_empty()
-                && helper
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-            {
-                let why = if helper == "ext" {
-                    "the ext:: transport runs arbitrary commands"
-                } else {
-                    "remote-helper URLs (`transport::address`) are not supported"
-                };
-                return Err(format!(
-                    "uses `{helper}::`: {why}; use an https://, ssh://, git:// URL, an scp-style host:path or a local path"
-                ));
-            }
-        }
+        check_text(text)?;
         if let Some((scheme, rest)) = text.split_once("://") {
-            let kind = match scheme.to_ascii_lowercase().as_str() {
-                "http" | "https" => UrlKind::Http,
-                "ssh" | "git+ssh" | "ssh+git" => UrlKind::Ssh,
-                "git" => UrlKind::Git,
-                "file" => UrlKind::Local,
-                _ => {
-                    return Err(format!(
-                        "has the unsupported scheme `{scheme}://`; use https://, http://, ssh://, git:// or file://"
-                    ))
-                }
-            };
-            if kind != UrlKind::Local {
-                let after_user = userinfo_end(rest).map_or(rest, |at| &rest[at + 1..]);
-                let host = after_user.split('/').next().unwrap_or_default();
-                if host.is_empty() || host.starts_with(':') {
-                    return Err(format!("{} has no host name", mask(text)));
-                }
-                if host.starts_with('-') {
-                    return Err(format!(
-                        "{}: the host name starts with '-', which ssh would read as an option",
-                        mask(text)
-                    ));
-                }
-            }
             return Ok(RemoteUrl {
                 raw: text.to_owned(),
-                kind,
+                kind: with_scheme(text, scheme, rest)?,
             });
         }
         if let Some((host, path)) = scp_parts(text) {
-            let bare_host = host.rsplit('@').next().unwrap_or_default();
-            if bare_host.is_empty() || bare_host.starts_with('-') {
-                return Err(format!(
-                    "{text:?} looks like an scp-style host:path but its host name is empty or starts with '-'"
-                ));
-            }
-            if path.is_empty() {
-                return Err(format!("{text:?} has no repository path after the ':'"));
-            }
+            check_scp(text, host, path)?;
             return Ok(RemoteUrl {
                 raw: text.to_owned(),
                 kind: UrlKind::Ssh,
@@ -239,6 +181,82 @@ fn percent_decode(text: &str) -> String {
 fn userinfo(url: &str) -> Option<&str> {
     let (_, rest) = url.split_once("://")?;
     Some(&rest[..userinfo_end(rest)?])
+}
+
+/// What no URL may be, whatever its kind: empty, an option, multi-line, or a remote
+/// helper (`ext::` runs commands).
+fn check_text(text: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Err("is empty; give the remote repository's URL".to_owned());
+    }
+    if text.starts_with('-') {
+        return Err(format!(
+            "{text:?} starts with '-', which git would read as an option"
+        ));
+    }
+    if text.chars().any(char::is_control) {
+        return Err("contains a control character (a line break?)".to_owned());
+    }
+    if let Some((helper, _)) = text.split_once("::") {
+        if !helper.is_empty()
+            && helper
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        {
+            let why = if helper == "ext" {
+                "the ext:: transport runs arbitrary commands"
+            } else {
+                "remote-helper URLs (`transport::address`) are not supported"
+            };
+            return Err(format!(
+                "uses `{helper}::`: {why}; use an https://, ssh://, git:// URL, an scp-style host:path or a local path"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The kind of a `scheme://rest` URL, which must name a host (but `file://`).
+fn with_scheme(text: &str, scheme: &str, rest: &str) -> Result<UrlKind, String> {
+    let kind = match scheme.to_ascii_lowercase().as_str() {
+        "http" | "https" => UrlKind::Http,
+        "ssh" | "git+ssh" | "ssh+git" => UrlKind::Ssh,
+        "git" => UrlKind::Git,
+        "file" => UrlKind::Local,
+        _ => {
+            return Err(format!(
+                "has the unsupported scheme `{scheme}://`; use https://, http://, ssh://, git:// or file://"
+            ))
+        }
+    };
+    if kind != UrlKind::Local {
+        let after_user = userinfo_end(rest).map_or(rest, |at| &rest[at + 1..]);
+        let host = after_user.split('/').next().unwrap_or_default();
+        if host.is_empty() || host.starts_with(':') {
+            return Err(format!("{} has no host name", mask(text)));
+        }
+        if host.starts_with('-') {
+            return Err(format!(
+                "{}: the host name starts with '-', which ssh would read as an option",
+                mask(text)
+            ));
+        }
+    }
+    Ok(kind)
+}
+
+/// An scp-style `host:path` needs both, and a host that is not an option.
+fn check_scp(text: &str, host: &str, path: &str) -> Result<(), String> {
+    let bare_host = host.rsplit('@').next().unwrap_or_default();
+    if bare_host.is_empty() || bare_host.starts_with('-') {
+        return Err(format!(
+            "{text:?} looks like an scp-style host:path but its host name is empty or starts with '-'"
+        ));
+    }
+    if path.is_empty() {
+        return Err(format!("{text:?} has no repository path after the ':'"));
+    }
+    Ok(())
 }
 
 /// Where the user part of `rest` (a URL after `scheme://`) ends: the index of the `@`
