@@ -1,5 +1,8 @@
 //! Integration tests: real git, real bare repositories, the built hooks.
 
+// Test code states its expectations with unwrap; the library may not.
+#![allow(clippy::unwrap_used)]
+
 mod cli;
 mod config;
 mod crashes;
