@@ -7,16 +7,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
-/// The directory chained `hook`s live in: beside the hook git ran (so `core.hooksPath`
-/// works), falling back to `REPO/hooks`.
-pub fn chain_dir(repo: &Path, hook: &str) -> PathBuf {
+/// The directory chained `hook`s live in: beside the hook git ran, in `hook_dir` (so
+/// `core.hooksPath` works), falling back to `REPO/hooks`.
+pub fn chain_dir(repo: &Path, hook_dir: Option<&Path>, hook: &str) -> PathBuf {
     let name = format!("{hook}.d");
-    std::env::args_os()
-        .next()
-        .map(PathBuf::from)
-        .as_deref()
-        .and_then(Path::parent)
-        .filter(|dir| dir.file_name().is_some())
+    hook_dir
         .map(|dir| dir.join(&name))
         .filter(|dir| dir.is_dir())
         .unwrap_or_else(|| repo.join("hooks").join(name))

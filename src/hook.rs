@@ -1,12 +1,12 @@
 //! Entry points of the two hook binaries: find the repository git is running us in,
 //! read standard input, run the hook, and turn the outcome into an exit code.
 
+use crate::hookenv::HookEnv;
 use crate::queue::enqueue_push_mirrors;
 use crate::{chain, proxy};
 use anyhow::{Context, Result};
 use clap::Parser;
 use std::io::{Read, Write};
-use std::path::PathBuf;
 
 /// Text embedded in every hook binary; install.sh and `git-mirror doctor` look for it to
 /// tell our hooks from a site's own.
@@ -17,11 +17,13 @@ pub const MARKER: &str = "mirror-hooks hook binary";
 #[command(version, disable_help_subcommand = true)]
 pub struct HookArgs {}
 
-/// The repository a hook runs in: `GIT_DIR` as git set it, else the current directory
-/// (git runs hooks from the top of a bare repository).
-pub fn repository() -> Result<PathBuf> {
-    let dir = std::env::var_os("GIT_DIR").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))
+/// What git tells the hook besides its standard input, read here once: nothing below
+/// the entry reads the process environment for it.
+pub fn hook_env() -> Result<HookEnv> {
+    HookEnv::read(
+        |name| std::env::var_os(name),
+        std::env::args_os().next().as_deref(),
+    )
 }
 
 fn read_stdin() -> Result<Vec<u8>> {
@@ -51,9 +53,9 @@ install.sh.";
 pub fn pre_receive_main() -> i32 {
     let _ = HookArgs::command_with_about(PRE_RECEIVE_ABOUT, "pre-receive");
     let run = || -> Result<i32> {
-        let repo = repository()?;
+        let env = hook_env()?;
         let input = read_stdin()?;
-        Ok(proxy::pre_receive(&repo, &input, &mut say).exit_code())
+        Ok(proxy::pre_receive(&env, &input, &mut say).exit_code())
     };
     run().unwrap_or_else(|e| {
         say(&format!("mirror-hooks: push refused: {e:#}."));
@@ -66,17 +68,18 @@ pub fn pre_receive_main() -> i32 {
 pub fn post_receive_main() -> i32 {
     let _ = HookArgs::command_with_about(POST_RECEIVE_ABOUT, "post-receive");
     let run = || -> Result<()> {
-        let repo = repository()?;
+        let env = hook_env()?;
+        let repo = env.git_dir.as_path();
         let input = read_stdin()?;
         match crate::refs::parse_updates(&input) {
-            Ok(updates) => enqueue_push_mirrors(&repo, &updates, &mut say),
+            Ok(updates) => enqueue_push_mirrors(repo, &updates, &mut say),
             Err(e) => say(&format!(
                 "mirror-hooks: warning: push mirrors not queued: {e:#}."
             )),
         }
         for failure in chain::run(
-            &repo,
-            &chain::chain_dir(&repo, "post-receive"),
+            repo,
+            &chain::chain_dir(repo, env.hook_dir.as_deref(), "post-receive"),
             &input,
             false,
         )? {

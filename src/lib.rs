@@ -5,7 +5,8 @@
 //! The modules form layers; each uses only those below it (`.ci/modules.py` checks
 //! that no module uses one that uses it back):
 //!
-//! - leaves: `text`, `refs`, `url`, `porcelain`, `lock`, `owner`, `repo` (gix reads),
+//! - leaves: `text`, `refs`, `url`, `porcelain`, `lock`, `owner`, `hookenv` (what git
+//!   tells a hook, read once by `hook`), `repo` (gix reads),
 //!   `chain`, `reflock`, `state` (status records, their names, the log, the hash),
 //!   `ledger` (what the upstream last held)
 //! - configuration: `config` (the only reader of mirror.toml)
@@ -22,6 +23,7 @@ pub mod config;
 pub mod fleet;
 pub mod git;
 pub mod hook;
+pub mod hookenv;
 pub mod keys;
 pub mod ledger;
 pub mod lock;

@@ -5,6 +5,7 @@
 use crate::chain;
 use crate::config::{Config, OnUnreachable, Upstream};
 use crate::git::{Git, LeasedUpdate, PushSettings, RunOutput};
+use crate::hookenv::HookEnv;
 use crate::porcelain::{Flag, PushReport, Reason};
 use crate::refs::{self, RefUpdate, UpdateKind};
 use crate::state;
@@ -45,9 +46,10 @@ impl<F: FnMut(&str)> Pusher for F {
     }
 }
 
-/// Runs the whole pre-receive hook for the repository at `repo` with git's standard
-/// input `input`.
-pub fn pre_receive(repo: &Path, input: &[u8], out: &mut dyn Pusher) -> Verdict {
+/// Runs the whole pre-receive hook for the repository and push that `env` describes,
+/// with git's standard input `input`.
+pub fn pre_receive(env: &HookEnv, input: &[u8], out: &mut dyn Pusher) -> Verdict {
+    let repo = env.git_dir.as_path();
     let updates = match refs::parse_updates(input) {
         Ok(updates) => updates,
         Err(e) => {
@@ -56,7 +58,7 @@ pub fn pre_receive(repo: &Path, input: &[u8], out: &mut dyn Pusher) -> Verdict {
         }
     };
 
-    let chained = chain::chain_dir(repo, "pre-receive");
+    let chained = chain::chain_dir(repo, env.hook_dir.as_deref(), "pre-receive");
     match chain::run(repo, &chained, input, true) {
         Ok(failures) => {
             if let Some(f) = failures.first() {
@@ -101,7 +103,8 @@ pub fn pre_receive(repo: &Path, input: &[u8], out: &mut dyn Pusher) -> Verdict {
         return Verdict::Accept;
     };
 
-    if crate::rules::check(repo, &updates, &mut |line: &str| out.say(line)).is_err() {
+    let quarantine = env.quarantine.as_ref();
+    if crate::rules::check(repo, quarantine, &updates, &mut |line: &str| out.say(line)).is_err() {
         return Verdict::Refuse;
     }
 
@@ -127,7 +130,7 @@ pub fn pre_receive(repo: &Path, input: &[u8], out: &mut dyn Pusher) -> Verdict {
             return Verdict::Refuse;
         }
     };
-    forward(repo, upstream, access, &forwarded, out)
+    forward(env, upstream, access, &forwarded, out)
 }
 
 /// How the upstream answered.
@@ -193,12 +196,13 @@ fn upstream_view(repo: &Path, updates: &[&RefUpdate]) -> (Vec<RefUpdate>, BTreeS
 }
 
 fn forward(
-    repo: &Path,
+    env: &HookEnv,
     upstream: &Upstream,
     access: crate::auth::Access,
     local: &[&RefUpdate],
     out: &mut dyn Pusher,
 ) -> Verdict {
+    let repo = env.git_dir.as_path();
     let started = SystemTime::now();
     let git = match Git::new(repo) {
         Ok(git) => git.with_access(access),
@@ -219,7 +223,7 @@ fn forward(
         out.say("mirror-hooks: nothing was forwarded or changed. Push them in smaller groups (for example a few thousand tags at a time).");
         return Verdict::Refuse;
     }
-    let answer = match push_upstream(&git, upstream, &leased, out) {
+    let answer = match push_upstream(&git, upstream, &env.push_options, &leased, out) {
         Ok(output) => judge(&output, updates, upstream.timeout),
         Err(e) => Answer::Unreachable {
             why: format!("{e:#}"),
@@ -316,10 +320,11 @@ fn leased(u: &RefUpdate) -> LeasedUpdate {
 fn push_upstream(
     git: &Git,
     upstream: &Upstream,
+    pushed_options: &[String],
     leased: &[LeasedUpdate],
     out: &mut dyn Pusher,
 ) -> anyhow::Result<RunOutput> {
-    let options = forwarded_push_options(upstream, out);
+    let options = forwarded_push_options(upstream, pushed_options, out);
     let push = |options: Vec<String>, out: &mut dyn Pusher| {
         let settings = PushSettings {
             atomic: true,
@@ -456,20 +461,17 @@ fn remember_forwarded(repo: &Path, updates: &[&RefUpdate]) {
     }
 }
 
-/// The push options of this push that `upstream.push_options` allows, by name.
-fn forwarded_push_options(upstream: &Upstream, out: &mut dyn Pusher) -> Vec<String> {
-    let count: usize = std::env::var("GIT_PUSH_OPTION_COUNT")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+/// The push options of this push (`pushed`) that `upstream.push_options` allows, by name.
+fn forwarded_push_options(
+    upstream: &Upstream,
+    pushed: &[String],
+    out: &mut dyn Pusher,
+) -> Vec<String> {
     let mut forwarded = Vec::new();
-    for i in 0..count {
-        let Ok(option) = std::env::var(format!("GIT_PUSH_OPTION_{i}")) else {
-            continue;
-        };
+    for option in pushed {
         let name = option.split('=').next().unwrap_or_default();
         if upstream.push_options.iter().any(|allowed| allowed == name) {
-            forwarded.push(option);
+            forwarded.push(option.clone());
         } else {
             out.say(&format!(
                 "mirror-hooks: push option {name:?} is not forwarded to the upstream (not in upstream.push_options)."

@@ -2,6 +2,7 @@
 //! Inside a hook it also sees the objects of the push being received, which still sit
 //! in git's quarantine directory; it never writes anything.
 
+use crate::hookenv::Quarantine;
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -19,18 +20,22 @@ pub struct Repo {
 }
 
 impl Repo {
-    /// Opens the repository at `git_dir`. When git has set `GIT_OBJECT_DIRECTORY` (the
-    /// receive quarantine) the object database is the quarantine plus every alternate,
-    /// because gix does not read those variables itself.
+    /// Opens the repository at `git_dir` with no quarantine (outside a hook, or where the
+    /// objects of the push being received do not matter).
     pub fn open(git_dir: &Path) -> Result<Repo> {
+        Repo::open_with(git_dir, None)
+    }
+
+    /// Opens the repository at `git_dir`. With the receive `quarantine` of a hook the
+    /// object database is the quarantine plus every alternate, because gix does not read
+    /// git's variables for it.
+    pub fn open_with(git_dir: &Path, quarantine: Option<&Quarantine>) -> Result<Repo> {
         let mut inner = gix::open(git_dir)
             .with_context(|| format!("cannot open the repository {}", git_dir.display()))?;
         let mut quarantine_view = None;
-        if let Some(objects) = std::env::var_os("GIT_OBJECT_DIRECTORY") {
-            let mut dirs = vec![absolute(Path::new(&objects))];
-            if let Some(alternates) = std::env::var_os("GIT_ALTERNATE_OBJECT_DIRECTORIES") {
-                dirs.extend(std::env::split_paths(&alternates).map(|p| absolute(&p)));
-            }
+        if let Some(quarantine) = quarantine {
+            let mut dirs = vec![absolute(&quarantine.objects)];
+            dirs.extend(quarantine.alternates.iter().map(|p| absolute(p)));
             dirs.push(inner.objects.store_ref().path().to_owned());
             let view = tempfile::Builder::new()
                 .prefix("mirror-hooks-objects-")

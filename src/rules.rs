@@ -4,6 +4,7 @@
 //! the upstream never takes what this side would then refuse. Every forwarding mode uses it.
 
 use crate::git::Git;
+use crate::hookenv::Quarantine;
 use crate::refs::{self, RefUpdate, UpdateKind};
 use crate::repo::Repo;
 use std::ffi::OsStr;
@@ -61,8 +62,15 @@ impl fmt::Display for Refusal {
 /// as receive-pack will after pre-receive: its `receive.deny*` settings, then its `update`
 /// hook once per ref. On a refusal the pusher is told which ref and why through `out`; the
 /// hook's own output reaches our stderr (the pusher) directly, as receive-pack relays it.
-pub fn check(repo: &Path, updates: &[RefUpdate], out: &mut dyn FnMut(&str)) -> Result<(), Refusal> {
-    let checked = check_settings(repo, updates).and_then(|()| run_update_hook(repo, updates));
+/// `quarantine` (the hook's) lets it see the pushed commits.
+pub fn check(
+    repo: &Path,
+    quarantine: Option<&Quarantine>,
+    updates: &[RefUpdate],
+    out: &mut dyn FnMut(&str),
+) -> Result<(), Refusal> {
+    let checked =
+        check_settings(repo, quarantine, updates).and_then(|()| run_update_hook(repo, updates));
     match &checked {
         Ok(()) => {}
         Err(refusal @ Refusal::UpdateHook(refused)) => {
@@ -95,12 +103,17 @@ pub fn check(repo: &Path, updates: &[RefUpdate], out: &mut dyn FnMut(&str)) -> R
 /// Git checks `receive.denyDeletes` and `receive.denyNonFastForwards` only after
 /// pre-receive; checking them first keeps the upstream from taking what this side
 /// would then refuse.
-fn check_settings(repo: &Path, updates: &[RefUpdate]) -> Result<(), Refusal> {
+fn check_settings(
+    repo: &Path,
+    quarantine: Option<&Quarantine>,
+    updates: &[RefUpdate],
+) -> Result<(), Refusal> {
     let branches = || updates.iter().filter(|u| u.name.starts_with("refs/heads/"));
     if !branches().any(|u| u.kind() != UpdateKind::Create) {
         return Ok(());
     }
-    let repo = Repo::open(repo).map_err(|e| Refusal::Unchecked(format!("{e:#}")))?;
+    let repo =
+        Repo::open_with(repo, quarantine).map_err(|e| Refusal::Unchecked(format!("{e:#}")))?;
     let deny_deletes = repo.config_bool("receive.denyDeletes").unwrap_or(false);
     // Git refuses deleting the branch HEAD points to unless told to ignore or warn.
     let deny_delete_current = !matches!(
