@@ -1139,14 +1139,14 @@ fn doctor(repo: Option<&Path>) -> Result<i32, Failure> {
             }
         };
         match git.with_access(access).ls_remote(url, &[], DOCTOR_TIMEOUT) {
-            Ok(Ok(listing)) => println!("  reachable: {} refs", listing.refs.len()),
-            Ok(Err(out)) => {
+            Ok(listing) => println!("  reachable: {} refs", listing.refs.len()),
+            Err(e @ crate::git::GitError::Spawn { .. }) => {
                 problems += 1;
-                println!("  problem: cannot list its refs: {}", out.complaint());
+                println!("  problem: {:#}", anyhow::Error::from(e));
             }
             Err(e) => {
                 problems += 1;
-                println!("  problem: {e:#}");
+                println!("  problem: cannot list its refs: {e}");
             }
         }
     }

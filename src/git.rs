@@ -173,6 +173,86 @@ const DIAGNOSES: &[Diagnosis] = &[
     },
 ];
 
+/// Why running git did not give what was asked: it could not start, it ran out of
+/// time, or it failed, with the cause classified once (see [`Cause`]). Shown as
+/// [`RunOutput::complaint`] says it.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// The git program could not be started.
+    #[error("cannot start {}", program.display())]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The deadline passed and git (with its transport) was stopped.
+    #[error("{}", output.complaint())]
+    TimedOut { after: Duration, output: RunOutput },
+    /// git ended without doing what was asked (or its answer could not be used whole).
+    #[error("{}", output.complaint())]
+    Failed { cause: Cause, output: RunOutput },
+}
+
+impl GitError {
+    /// The error of a git run that did not succeed: a timeout, or a failure classified
+    /// by what git printed. `after` is the deadline it had.
+    pub fn from_output(output: RunOutput, after: Duration) -> GitError {
+        if output.timed_out {
+            GitError::TimedOut { after, output }
+        } else {
+            GitError::Failed {
+                cause: output.cause(),
+                output,
+            }
+        }
+    }
+
+    /// Whether retrying can help: a timeout or a failure to start may pass.
+    pub fn cause(&self) -> Cause {
+        match self {
+            GitError::Failed { cause, .. } => *cause,
+            GitError::Spawn { .. } | GitError::TimedOut { .. } => Cause::Transient { advice: None },
+        }
+    }
+}
+
+/// What a failure of git is taken for, decided once from what git and ssh printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// Retrying cannot fix it: a person must act.
+    Lasting(Lasting),
+    /// Trying again may succeed (the network, a server that is down), or the failure is
+    /// not one we know; `advice` when we know it.
+    Transient { advice: Option<&'static str> },
+}
+
+impl Cause {
+    /// The lasting failure this is, if it is one.
+    pub fn lasting(self) -> Option<Lasting> {
+        match self {
+            Cause::Lasting(lasting) => Some(lasting),
+            Cause::Transient { .. } => None,
+        }
+    }
+}
+
+/// A failure that retrying cannot fix: the remote refused our credentials, the
+/// repository does not exist there, its TLS certificate or SSH host key does not check
+/// out. Shown as `why`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lasting {
+    /// Why, in a few words ("authentication refused").
+    pub why: &'static str,
+    /// What it means and what to do.
+    pub advice: &'static str,
+}
+
+impl std::fmt::Display for Lasting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.why)
+    }
+}
+
 impl RunOutput {
     pub fn success(&self) -> bool {
         !self.timed_out && self.status.is_some_and(|s| s.success())
@@ -214,11 +294,21 @@ impl RunOutput {
         }
     }
 
-    /// When git failed for a reason that trying again cannot fix, what that reason is:
-    /// the remote refused our credentials, the repository does not exist there, or its
-    /// TLS certificate or SSH host key does not check out.
-    pub fn lasting_failure(&self) -> Option<&'static str> {
-        self.diagnosis().and_then(|(d, _)| d.lasting)
+    /// What git's failure is taken for, from the diagnosis table: lasting (retrying
+    /// cannot fix it) or transient, with its advice when known. A timeout is transient.
+    pub fn cause(&self) -> Cause {
+        match self.diagnosis() {
+            Some((d, _)) => match d.lasting {
+                Some(why) => Cause::Lasting(Lasting {
+                    why,
+                    advice: d.advice,
+                }),
+                None => Cause::Transient {
+                    advice: Some(d.advice),
+                },
+            },
+            None => Cause::Transient { advice: None },
+        }
     }
 
     /// The known failure git's stderr shows, and the line that shows it.
@@ -367,7 +457,7 @@ impl Git {
         on_stderr: &mut dyn FnMut(&str),
     ) -> Result<RunOutput> {
         let cmd = self.command(args.iter().map(|a| a.as_ref()));
-        self.spawn(cmd, input, timeout, &mut |_| {}, on_stderr)
+        Ok(self.spawn(cmd, input, timeout, &mut |_| {}, on_stderr)?)
     }
 
     /// [`Git::run_with_input`] for a git that talks to the remote ([`Git::remote_command`]).
@@ -379,7 +469,7 @@ impl Git {
         on_stderr: &mut dyn FnMut(&str),
     ) -> Result<RunOutput> {
         let cmd = self.remote_command(args);
-        self.spawn(cmd, input, timeout, &mut |_| {}, on_stderr)
+        Ok(self.spawn(cmd, input, timeout, &mut |_| {}, on_stderr)?)
     }
 
     /// Runs `cmd` until it ends or `timeout` passes, telling `on_start` the pid of git
@@ -392,7 +482,7 @@ impl Git {
         timeout: Duration,
         on_start: &mut dyn FnMut(u32),
         on_stderr: &mut dyn FnMut(&str),
-    ) -> Result<RunOutput> {
+    ) -> Result<RunOutput, GitError> {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         if input.is_some() {
             cmd.stdin(Stdio::piped());
@@ -423,9 +513,10 @@ impl Git {
                 drop(running);
                 stopped();
             }
-            let child = cmd
-                .spawn()
-                .with_context(|| format!("cannot start {}", self.program.display()))?;
+            let child = cmd.spawn().map_err(|source| GitError::Spawn {
+                program: self.program.clone(),
+                source,
+            })?;
             running.groups.push(child.id());
             child
         };
@@ -597,16 +688,24 @@ impl Git {
         url: &crate::url::RemoteUrl,
         names: &[&str],
         timeout: Duration,
-    ) -> Result<Result<RemoteRefs, RunOutput>> {
+    ) -> Result<RemoteRefs, GitError> {
         let mut args = vec!["ls-remote".to_owned(), url.for_git()];
         if !names.is_empty() && names.len() <= 50 {
             args.extend(names.iter().map(|n| (*n).to_owned()));
         }
-        let out = self.run_remote(&args, None, timeout, &mut |_| {})?;
+        let out = self.listing(&args, timeout)?;
+        Ok(RemoteRefs::parse(&out.stdout))
+    }
+
+    /// Runs a git that lists a remote's refs; a listing git could not hand over whole
+    /// is a failure.
+    fn listing(&self, args: &[String], timeout: Duration) -> Result<RunOutput, GitError> {
+        let cmd = self.remote_command(args);
+        let out = self.spawn(cmd, None, timeout, &mut |_| {}, &mut |_| {})?;
         if !out.success() || out.stdout_incomplete {
-            return Ok(Err(out));
+            return Err(GitError::from_output(out, timeout));
         }
-        Ok(Ok(RemoteRefs::parse(&out.stdout)))
+        Ok(out)
     }
 }
 
@@ -662,13 +761,10 @@ impl Git {
         &self,
         url: &crate::url::RemoteUrl,
         timeout: Duration,
-    ) -> Result<Result<RemoteListing, RunOutput>> {
+    ) -> Result<RemoteListing, GitError> {
         let args = ["ls-remote".to_owned(), "--symref".to_owned(), url.for_git()];
-        let out = self.run_remote(&args, None, timeout, &mut |_| {})?;
-        if !out.success() || out.stdout_incomplete {
-            return Ok(Err(out));
-        }
-        Ok(Ok(parse_symref_listing(&out.stdout)))
+        let out = self.listing(&args, timeout)?;
+        Ok(parse_symref_listing(&out.stdout))
     }
 }
 
@@ -751,13 +847,13 @@ impl Git {
             .map(|(src, dst)| format!("+{src}:{dst}\n"))
             .collect();
         let cmd = self.remote_command(&args);
-        self.spawn(
+        Ok(self.spawn(
             cmd,
             Some(input.into_bytes()),
             timeout,
             on_start,
             &mut |_| {},
-        )
+        )?)
     }
 
     /// Applies `commands` (`update-ref --stdin` lines: `update REF NEW OLD`, `create REF
@@ -788,13 +884,13 @@ impl Git {
         input.push_str("prepare\ncommit\n");
         let args = ["update-ref", "-m", message, "--stdin"];
         let cmd = self.command(args);
-        self.spawn(
+        Ok(self.spawn(
             cmd,
             Some(input.into_bytes()),
             timeout,
             on_start,
             &mut |_| {},
-        )
+        )?)
     }
 }
 
@@ -1484,7 +1580,14 @@ mod diagnosis_tests {
     fn each_known_failure_is_recognised_with_its_advice() {
         for (stderr, lasting) in SAMPLES {
             let out = failed(stderr);
-            assert_eq!(out.lasting_failure(), *lasting, "{stderr}");
+            let cause = out.cause();
+            assert_eq!(cause.lasting().map(|l| l.why), *lasting, "{stderr}");
+            // Every sample is a known failure: its advice comes with it.
+            let advice = match cause {
+                Cause::Lasting(l) => Some(l.advice),
+                Cause::Transient { advice } => advice,
+            };
+            assert!(advice.is_some(), "{stderr}");
             let complaint = out.complaint();
             assert!(complaint.contains("(git: "), "{complaint}");
             assert!(!complaint.contains('\n'), "{complaint}");
@@ -1496,7 +1599,7 @@ mod diagnosis_tests {
         // Anyone running the server chooses what follows `remote:`.
         let out =
             failed("remote: Repository not found (just kidding)\nerror: failed to push some refs");
-        assert_eq!(out.lasting_failure(), None);
+        assert_eq!(out.cause(), Cause::Transient { advice: None });
         assert!(!out.complaint().contains("(git: "));
     }
 
@@ -1504,7 +1607,31 @@ mod diagnosis_tests {
     fn a_timeout_is_never_a_lasting_failure() {
         let mut out = failed("fatal: Authentication failed");
         out.timed_out = true;
-        assert_eq!(out.lasting_failure(), None);
+        assert_eq!(out.cause(), Cause::Transient { advice: None });
         assert_eq!(out.describe_end(), "timed out and was stopped");
+        let complaint = out.complaint();
+        let error = GitError::from_output(out, Duration::from_secs(5));
+        assert!(matches!(
+            error,
+            GitError::TimedOut { after, .. } if after == Duration::from_secs(5)
+        ));
+        assert_eq!(error.cause(), Cause::Transient { advice: None });
+        assert_eq!(error.to_string(), complaint);
+    }
+
+    #[test]
+    fn a_failure_is_classified_once_and_shown_as_its_complaint() {
+        let out = failed("git@host: Permission denied (publickey).\nfatal: Could not read from remote repository.");
+        let complaint = out.complaint();
+        let error = GitError::from_output(out, Duration::from_secs(5));
+        let GitError::Failed {
+            cause: Cause::Lasting(lasting),
+            ..
+        } = &error
+        else {
+            panic!("not a lasting failure: {error:?}");
+        };
+        assert_eq!(lasting.to_string(), "authentication refused");
+        assert_eq!(error.to_string(), complaint);
     }
 }

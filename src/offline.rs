@@ -4,7 +4,7 @@
 //! is reported as diverged, with the command that settles it.
 
 use crate::config::Config;
-use crate::git::{Git, LeasedUpdate, PushSettings};
+use crate::git::{Git, GitError, LeasedUpdate, PushSettings};
 use crate::ledger::{self, Unforwarded};
 use crate::porcelain::{PushReport, Reason};
 use crate::repo::Repo;
@@ -39,12 +39,12 @@ pub fn forward(repo: &Path, config: &Config) -> Result<Forwarding> {
     let access = crate::auth::Access::new(repo, config, &upstream.url, upstream.auth.as_deref())?;
     let git = Git::new(repo)?.with_access(access);
     let names: Vec<&str> = pending.keys().map(String::as_str).collect();
-    let there = match git.ls_remote(&upstream.url, &names, upstream.timeout)? {
+    let there = match git.ls_remote(&upstream.url, &names, upstream.timeout) {
         Ok(there) => there.refs,
-        Err(out) => anyhow::bail!(
-            "cannot forward the refs accepted while the upstream was away ({}): {}",
+        Err(e @ GitError::Spawn { .. }) => return Err(e.into()),
+        Err(e) => anyhow::bail!(
+            "cannot forward the refs accepted while the upstream was away ({}): {e}",
             names.join(", "),
-            out.complaint()
         ),
     };
 

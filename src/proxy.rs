@@ -4,7 +4,7 @@
 
 use crate::chain;
 use crate::config::{Config, OnUnreachable, Upstream};
-use crate::git::{Git, LeasedUpdate, PushSettings, RunOutput};
+use crate::git::{Cause, Git, LeasedUpdate, PushSettings, RunOutput};
 use crate::hookenv::HookEnv;
 use crate::porcelain::{Flag, PushReport, Reason};
 use crate::refs::{self, RefUpdate, UpdateKind};
@@ -143,11 +143,11 @@ enum Answer {
         reasons: BTreeMap<String, Reason>,
         maybe_late: bool,
     },
-    /// No connection (or no permission): nothing was pushed. `lasting`: retrying
-    /// cannot help (a refused key, no such repository), in a few words.
+    /// No connection (or no permission): nothing was pushed. `cause` says whether
+    /// retrying can help (it cannot for a refused key, no such repository).
     Unreachable {
         why: String,
-        lasting: Option<&'static str>,
+        cause: Cause,
     },
     /// We cannot tell whether the push landed.
     Unknown(String),
@@ -227,7 +227,7 @@ fn forward(
         Ok(output) => judge(&output, updates, upstream.timeout),
         Err(e) => Answer::Unreachable {
             why: format!("{e:#}"),
-            lasting: None,
+            cause: Cause::Transient { advice: None },
         },
     };
     let answer = settle(&git, upstream, updates, answer);
@@ -266,7 +266,7 @@ fn forward(
         }
         Answer::Unreachable {
             why,
-            lasting: Some(lasting),
+            cause: Cause::Lasting(lasting),
         } => {
             let error = format!("the upstream {} cannot be used: {why}", upstream.url);
             record(repo, started, |s| s.failed(now, error.clone()));
@@ -276,7 +276,10 @@ fn forward(
             ));
             Verdict::Refuse
         }
-        Answer::Unreachable { why, lasting: None } => {
+        Answer::Unreachable {
+            why,
+            cause: Cause::Transient { .. },
+        } => {
             let error = format!("the upstream {} could not be reached: {why}", upstream.url);
             match upstream.on_unreachable {
                 OnUnreachable::Reject => {
@@ -371,15 +374,14 @@ fn settle(git: &Git, upstream: &Upstream, updates: &[&RefUpdate], answer: Answer
         // The connection may have died after the upstream applied the push: look
         // before saying that nothing changed. A lasting failure (a refused key, no
         // such repository) would only fail again.
-        Answer::Unreachable { why, lasting: None } => {
-            match upstream_state(git, upstream, updates) {
-                UpstreamState::New => Answer::Accepted,
-                UpstreamState::Mixed => mixed(&why),
-                UpstreamState::Old | UpstreamState::Unlisted => {
-                    Answer::Unreachable { why, lasting: None }
-                }
-            }
-        }
+        Answer::Unreachable {
+            why,
+            cause: cause @ Cause::Transient { .. },
+        } => match upstream_state(git, upstream, updates) {
+            UpstreamState::New => Answer::Accepted,
+            UpstreamState::Mixed => mixed(&why),
+            UpstreamState::Old | UpstreamState::Unlisted => Answer::Unreachable { why, cause },
+        },
         // A lease fails when the upstream already holds what we push (a retry after a
         // lost answer, a deletion done before): that is success, not a conflict.
         Answer::Refused {
@@ -492,7 +494,7 @@ fn judge(output: &RunOutput, updates: &[&RefUpdate], timeout: Duration) -> Answe
     if !report.reached {
         return Answer::Unreachable {
             why: output.complaint(),
-            lasting: output.lasting_failure(),
+            cause: output.cause(),
         };
     }
     let mut refused = BTreeMap::new();
@@ -533,7 +535,7 @@ enum UpstreamState {
 /// Lists the updated refs on the upstream and compares them with the push.
 fn upstream_state(git: &Git, upstream: &Upstream, updates: &[&RefUpdate]) -> UpstreamState {
     let names: Vec<&str> = updates.iter().map(|u| u.name.as_str()).collect();
-    let Ok(Ok(listing)) = git.ls_remote(&upstream.url, &names, upstream.timeout) else {
+    let Ok(listing) = git.ls_remote(&upstream.url, &names, upstream.timeout) else {
         return UpstreamState::Unlisted;
     };
     let values = listing.refs;
@@ -764,7 +766,10 @@ mod tests {
         );
         assert!(matches!(
             judged(&out),
-            Answer::Unreachable { lasting: None, .. }
+            Answer::Unreachable {
+                cause: Cause::Transient { .. },
+                ..
+            }
         ));
         let out = ran(
             128,
@@ -774,7 +779,10 @@ mod tests {
         assert!(matches!(
             judged(&out),
             Answer::Unreachable {
-                lasting: Some("authentication refused"),
+                cause: Cause::Lasting(crate::git::Lasting {
+                    why: "authentication refused",
+                    ..
+                }),
                 ..
             }
         ));

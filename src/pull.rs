@@ -5,7 +5,7 @@
 
 use crate::auth::Access;
 use crate::config::{Config, Prune, Pull};
-use crate::git::Git;
+use crate::git::{Git, GitError, Lasting};
 use crate::lock::{self, Lock};
 use crate::refs::{self, RefUpdate};
 use crate::repo::{Repo, PRIVATE_REFS};
@@ -73,8 +73,8 @@ pub struct PullSummary {
     pub unappliable: Vec<(String, String)>,
     /// Why the pull failed.
     pub error: Option<String>,
-    /// The failure is one that retrying cannot fix (why, in a few words).
-    pub lasting: Option<&'static str>,
+    /// The failure is one that retrying cannot fix.
+    pub lasting: Option<Lasting>,
     /// The pull failed often enough in a row to stop retrying.
     pub hard_failed: bool,
     /// Chained post-receive hooks that failed (the pull itself still succeeded).
@@ -91,7 +91,7 @@ impl PullSummary {
             && self.unappliable.is_empty()
     }
 
-    fn fail(&mut self, error: String, lasting: Option<&'static str>) {
+    fn fail(&mut self, error: String, lasting: Option<Lasting>) {
         self.error = Some(error);
         self.lasting = lasting;
     }
@@ -378,7 +378,7 @@ fn update(repo: &Path, git: &Git, pull: &Pull) -> PullSummary {
         }
     };
     let remote = match git.ls_remote(&pull.url, &[], pull.timeout) {
-        Ok(Ok(listing)) => {
+        Ok(listing) => {
             summary.skipped = skipped(repo, pull, listing.skipped);
             listing
                 .refs
@@ -390,15 +390,15 @@ fn update(repo: &Path, git: &Git, pull: &Pull) -> PullSummary {
                 })
                 .collect::<BTreeMap<_, _>>()
         }
-        Ok(Err(out)) => {
-            summary.fail(
-                format!("cannot list the upstream's refs: {}", out.complaint()),
-                out.lasting_failure(),
-            );
+        Err(e @ GitError::Spawn { .. }) => {
+            summary.fail(format!("{:#}", anyhow::Error::from(e)), None);
             return summary;
         }
         Err(e) => {
-            summary.fail(format!("{e:#}"), None);
+            summary.fail(
+                format!("cannot list the upstream's refs: {e}"),
+                e.cause().lasting(),
+            );
             return summary;
         }
     };
@@ -477,10 +477,9 @@ fn update(repo: &Path, git: &Git, pull: &Pull) -> PullSummary {
                 // newer, and it is what we have the objects for.
                 upstream.extend(values);
             }
-            Err(error) => {
+            Err(failed) => {
                 let _ = forget_fetched(repo, git);
-                summary.error = Some(error.0);
-                summary.lasting = error.1;
+                summary.fail(failed.error, failed.lasting);
                 return summary;
             }
         }
@@ -531,6 +530,21 @@ fn matching_refs(view: &Repo, pull: &Pull) -> Result<BTreeMap<String, String>> {
     Ok(refs)
 }
 
+/// Why a fetch failed, and whether retrying can fix it.
+struct FetchFailed {
+    error: String,
+    lasting: Option<Lasting>,
+}
+
+impl From<anyhow::Error> for FetchFailed {
+    fn from(e: anyhow::Error) -> FetchFailed {
+        FetchFailed {
+            error: format!("{e:#}"),
+            lasting: None,
+        }
+    }
+}
+
 /// Fetches `refspecs` into the private namespace; returns the values fetched, by the
 /// upstream's ref names.
 fn fetch(
@@ -538,33 +552,30 @@ fn fetch(
     git: &Git,
     pull: &Pull,
     refspecs: &[(String, String)],
-) -> std::result::Result<BTreeMap<String, String>, (String, Option<&'static str>)> {
+) -> std::result::Result<BTreeMap<String, String>, FetchFailed> {
     // The fetch locks only refs of our private namespace, which the next run cleans
     // anyway; the record tells it which git to wait for first.
-    let mut writing = crate::reflock::before(repo, crate::reflock::Locks::default())
-        .map_err(|e| (format!("{e:#}"), None))?;
+    let mut writing = crate::reflock::before(repo, crate::reflock::Locks::default())?;
     let out = git.fetch_noting(&pull.url, refspecs, pull.timeout, &mut |pid| {
         writing.started(pid)
     });
     writer_ended(repo, writing, &out);
-    let out = out.map_err(|e| (format!("{e:#}"), None))?;
+    let out = out?;
     if !out.success() {
-        let why = if out.timed_out {
-            format!(
+        let failed = GitError::from_output(out, pull.timeout);
+        let why = match &failed {
+            GitError::TimedOut { after, .. } => format!(
                 "the fetch did not finish within {} ([pull] timeout)",
-                humantime::format_duration(pull.timeout)
-            )
-        } else {
-            out.complaint()
+                humantime::format_duration(*after)
+            ),
+            failed => failed.to_string(),
         };
-        return Err((
-            format!("cannot fetch from the upstream: {why}"),
-            out.lasting_failure(),
-        ));
+        return Err(FetchFailed {
+            error: format!("cannot fetch from the upstream: {why}"),
+            lasting: failed.cause().lasting(),
+        });
     }
-    let fetched = Repo::open(repo)
-        .and_then(|view| view.refs_under(FETCHED))
-        .map_err(|e| (format!("{e:#}"), None))?;
+    let fetched = Repo::open(repo).and_then(|view| view.refs_under(FETCHED))?;
     // Only the refs asked for: anything else under the namespace was not fetched by us
     // (a push here can write there) and must never become a real ref.
     Ok(refspecs

@@ -4,7 +4,7 @@
 
 use crate::auth::Access;
 use crate::config::{Config, Prune, PushMirror};
-use crate::git::{Git, LeasedUpdate, PushSettings, RemoteListing};
+use crate::git::{Git, GitError, LeasedUpdate, PushSettings, RemoteListing};
 use crate::porcelain::{Flag, PushReport};
 use crate::queue::{Claimed, Queue};
 use crate::repo::Repo;
@@ -334,16 +334,13 @@ fn sync(repo: &Path, git: &Git, mirror: &PushMirror, named: &BTreeSet<String>) -
     let mut summary = RunSummary::default();
     for attempt in 1..=ATTEMPTS {
         let remote = match git.ls_remote_symrefs(&mirror.url, mirror.timeout) {
-            Ok(Ok(listing)) => listing,
-            Ok(Err(out)) => {
-                summary.error = Some(format!(
-                    "cannot list the mirror's refs: {}",
-                    out.complaint()
-                ));
+            Ok(listing) => listing,
+            Err(e @ GitError::Spawn { .. }) => {
+                summary.error = Some(format!("{:#}", anyhow::Error::from(e)));
                 return summary;
             }
             Err(e) => {
-                summary.error = Some(format!("{e:#}"));
+                summary.error = Some(format!("cannot list the mirror's refs: {e}"));
                 return summary;
             }
         };

@@ -4,7 +4,7 @@
 //! Either side is kept, with a lease on the other, and the person is told what changed.
 
 use crate::config::Config;
-use crate::git::{Git, LeasedUpdate, PushSettings};
+use crate::git::{Git, GitError, LeasedUpdate, PushSettings};
 use crate::lock::{self, Lock};
 use crate::porcelain::{PushReport, Reason};
 use crate::refs;
@@ -51,12 +51,10 @@ pub fn resolve(repo: &Path, config: &Config, name: &str, take: Take) -> Result<S
     };
     let access = crate::auth::Access::new(repo, config, url, auth)?;
     let git = Git::new(repo)?.with_access(access);
-    let theirs = match git.ls_remote(url, &[name], timeout)? {
+    let theirs = match git.ls_remote(url, &[name], timeout) {
         Ok(listed) => listed.refs.get(name).cloned(),
-        Err(out) => bail!(
-            "cannot list {name} on the upstream {url}: {}",
-            out.complaint()
-        ),
+        Err(e @ GitError::Spawn { .. }) => return Err(e.into()),
+        Err(e) => bail!("cannot list {name} on the upstream {url}: {e}"),
     };
     let ours = Repo::open(repo)?.refs()?.get(name).cloned();
     let show = |id: &Option<String>| match id {
