@@ -12,7 +12,7 @@
 //! - access: `git` (the only code that runs git), `process` (detached git-mirror
 //!   processes), `auth` (what reaching a remote takes), `keys`, `rules`
 //! - work: `queue`, `schedule`, `fleet`
-//! - flows: `proxy`, `offline`, `pull`, `push`, `resolve`
+//! - flows: `proxy`, `offline`, `pull`, `push`, `resolve`, `status` (what status shows)
 //! - entries: `hook` (the hook binaries), `cli` (git-mirror)
 
 pub mod auth;
@@ -40,5 +40,6 @@ pub mod resolve;
 pub mod rules;
 pub mod schedule;
 pub mod state;
+pub mod status;
 pub mod text;
 pub mod url;
