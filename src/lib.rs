@@ -11,8 +11,9 @@
 //! - configuration: `config` (the only reader of mirror.toml)
 //! - access: `git` (the only code that runs git), `process` (detached git-mirror
 //!   processes), `auth` (what reaching a remote takes), `keys`, `rules`
-//! - work: `queue`, `schedule`, `fleet`
-//! - flows: `proxy`, `offline`, `pull`, `push`, `resolve`, `status` (what status shows)
+//! - work: `queue`, `schedule`
+//! - flows: `proxy`, `offline`, `pull`, `push`, `resolve`, `fleet` (`--all` sweeps),
+//!   `status` (what status shows)
 //! - entries: `hook` (the hook binaries), `cli` (git-mirror)
 
 pub mod auth;

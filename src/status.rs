@@ -9,11 +9,34 @@ use anyhow::Result;
 use serde::Serialize;
 use std::path::Path;
 
+/// Which way a mirror carries refs; shown as `proxy`, `pull` or `push`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// The upstream, which pushes here are proxied to.
+    Proxy,
+    /// The remote this repository pulls from.
+    Pull,
+    /// A push mirror.
+    Push,
+}
+
+impl Direction {
+    /// The name status shows, as in the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Proxy => "proxy",
+            Direction::Pull => "pull",
+            Direction::Push => "push",
+        }
+    }
+}
+
 /// One mirror in `git-mirror status --json`.
 #[derive(Debug, Serialize)]
 pub struct StatusRecord {
     pub name: String,
-    pub direction: &'static str,
+    pub direction: Direction,
     pub url: String,
     #[serde(flatten)]
     pub state: MirrorState,
@@ -33,6 +56,7 @@ pub struct StatusRecord {
     pub unapplied_refs: Option<Vec<String>>,
 }
 
+/// `git-mirror status --json`: the repository and one record per mirror.
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
     pub repository: String,
@@ -43,7 +67,12 @@ pub struct StatusReport {
 pub fn status_report(repo: &Path, config: &Config) -> Result<StatusReport> {
     let mut mirrors = Vec::new();
     if let Some(up) = &config.upstream {
-        let mut record = record(repo, crate::state::UPSTREAM_RECORD, "proxy", &up.url)?;
+        let mut record = record(
+            repo,
+            crate::state::UPSTREAM_RECORD,
+            Direction::Proxy,
+            &up.url,
+        )?;
         match crate::ledger::load(repo) {
             Ok(ledger) => {
                 let diverged = state::load(repo, crate::state::PULL_RECORD)
@@ -73,7 +102,7 @@ pub fn status_report(repo: &Path, config: &Config) -> Result<StatusReport> {
         mirrors.push(record);
     }
     if let Some(pull) = &config.pull {
-        let mut record = record(repo, crate::state::PULL_RECORD, "pull", &pull.url)?;
+        let mut record = record(repo, crate::state::PULL_RECORD, Direction::Pull, &pull.url)?;
         // Computed from the configuration as it is now, so an edited interval or a
         // resumed hard failure shows at once.
         let next = crate::pull::next_due(repo, config, pull, &record.state);
@@ -86,7 +115,7 @@ pub fn status_report(repo: &Path, config: &Config) -> Result<StatusReport> {
         mirrors.push(record);
     }
     for m in &config.push {
-        mirrors.push(record(repo, &m.name, "push", &m.url)?);
+        mirrors.push(record(repo, &m.name, Direction::Push, &m.url)?);
     }
     for m in &mut mirrors {
         // Bookkeeping, not status.
@@ -98,19 +127,14 @@ pub fn status_report(repo: &Path, config: &Config) -> Result<StatusReport> {
     })
 }
 
-fn record(
-    repo: &Path,
-    name: &str,
-    direction: &'static str,
-    url: &RemoteUrl,
-) -> Result<StatusRecord> {
+fn record(repo: &Path, name: &str, direction: Direction, url: &RemoteUrl) -> Result<StatusRecord> {
     // A damaged record must not hide the others; the next run of that mirror rewrites it.
     let mut state = state::load(repo, name).unwrap_or_else(|e| MirrorState {
         last_error: Some(format!("{e:#}")),
         ..MirrorState::default()
     });
     let (mut queued_jobs, mut damaged_jobs) = (None, None);
-    if direction == "push" {
+    if direction == Direction::Push {
         let queue = Queue::new(repo, name);
         let queued = queue.pending();
         if queued > 0
@@ -134,4 +158,17 @@ fn record(
         unforwarded_refs: None,
         unapplied_refs: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Direction;
+
+    #[test]
+    fn directions_are_shown_as_in_the_json() {
+        for d in [Direction::Proxy, Direction::Pull, Direction::Push] {
+            let json = serde_json::to_value(d).unwrap();
+            assert_eq!(json.as_str(), Some(d.as_str()));
+        }
+    }
 }

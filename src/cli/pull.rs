@@ -3,9 +3,10 @@
 
 use super::push::describe;
 use super::{load, repository, Failure};
-use crate::config::Config;
+use crate::fleet::Swept;
+use crate::offline::Forwarding;
 use crate::pull::{PullOptions, PullReport};
-use crate::push::{WorkerOptions, WorkerReport};
+use crate::push::WorkerReport;
 use crate::state;
 use anyhow::Result;
 use serde::Serialize;
@@ -174,91 +175,27 @@ pub(super) fn pull_sweep_one(repo: Option<&Path>, options: PullOptions) -> Resul
     Ok(0)
 }
 
-/// Pulls one repository of a sweep if due and drains its overdue push-mirror queues;
-/// returns its one-line summary.
+/// Pulls one repository of a sweep if due and drains its overdue push-mirror queues
+/// ([`crate::fleet::sweep_pull`]); returns its one-line summary.
 fn sweep(repo: &Path, options: PullOptions, tally: &mut Tally) -> String {
-    let config = match Config::load(repo) {
-        Ok(Some(config)) => config,
-        Ok(None) => return "mirror.toml is gone".to_owned(),
-        Err(e) => {
+    let swept = match crate::fleet::sweep_pull(repo, options) {
+        Swept::Gone => return "mirror.toml is gone".to_owned(),
+        Swept::Invalid(e) => {
             tally.failed += 1;
             return format!("mirror.toml is invalid, nothing done: {e}");
         }
+        Swept::Ran(swept) => swept,
     };
     let mut parts = Vec::new();
     let mut failed = false;
-    if config.pull.is_none() {
-        // Without a [pull] table, refs accepted while the upstream was away are still
-        // forwarded once it is back.
-        match crate::offline::forward(repo, &config) {
-            Ok(f) if f.forwarded.is_empty() && f.diverged.is_empty() => {}
-            Ok(f) => {
-                failed |= !f.diverged.is_empty();
-                let mut line = format!(
-                    "forwarded {} ref(s) accepted while the upstream was away",
-                    f.forwarded.len()
-                );
-                if !f.diverged.is_empty() {
-                    line.push_str(&format!(
-                        "; failed: {}",
-                        crate::offline::diverged_message(&f.diverged)
-                    ));
-                }
-                parts.push(line);
-            }
-            Err(e) => {
-                failed = true;
-                parts.push(format!(
-                    "forwarding refs accepted while the upstream was away failed: {e:#}"
-                ));
-            }
-        }
+    if let Some(forwarding) = &swept.forwarding {
+        failed |= describe_forwarding(forwarding, &mut parts);
     }
-    if config.pull.is_some() {
-        match crate::pull::run(repo, &config, options) {
-            Ok(report) => {
-                match &report {
-                    PullReport::NotDue(_) => tally.not_due += 1,
-                    PullReport::Ran(s) => {
-                        tally.pulled += 1;
-                        tally.updated += usize::from(!s.applied.is_empty());
-                    }
-                    _ => {}
-                }
-                let (line, bad) = describe_pull(&report, repo);
-                if let PullReport::HardFailed(_) = report {
-                    // Said once, by the run that hard-failed; saying it (and failing the
-                    // sweep) every minute after would bury everything else.
-                    tally.hard_failed += 1;
-                } else {
-                    failed |= bad;
-                }
-                parts.push(format!("pull: {line}"));
-            }
-            Err(e) => {
-                failed = true;
-                parts.push(format!("pull: failed: {e:#}"));
-            }
-        }
+    if let Some(pull) = &swept.pull {
+        failed |= describe_swept_pull(pull, repo, tally, &mut parts);
     }
-    if !config.push.is_empty() {
-        match crate::push::run(repo, &config, &WorkerOptions::default()) {
-            Ok(reports) => {
-                for (name, report) in &reports {
-                    if matches!(report, WorkerReport::Idle(None)) {
-                        continue;
-                    }
-                    let (line, bad) = describe(report);
-                    tally.pushed += usize::from(matches!(report, WorkerReport::Ran(_)));
-                    failed |= bad;
-                    parts.push(format!("push {name}: {line}"));
-                }
-            }
-            Err(e) => {
-                failed = true;
-                parts.push(format!("push: failed: {e:#}"));
-            }
-        }
+    if let Some(push) = &swept.push {
+        failed |= describe_swept_push(push, tally, &mut parts);
     }
     tally.failed += usize::from(failed);
     if parts.is_empty() {
@@ -266,6 +203,94 @@ fn sweep(repo: &Path, options: PullOptions, tally: &mut Tally) -> String {
     } else {
         parts.join("; ")
     }
+}
+
+/// The sweep's part about forwarding refs accepted while the upstream was away (without
+/// a [pull] table); whether it failed.
+fn describe_forwarding(forwarding: &Result<Forwarding>, parts: &mut Vec<String>) -> bool {
+    match forwarding {
+        Ok(f) if f.forwarded.is_empty() && f.diverged.is_empty() => false,
+        Ok(f) => {
+            let mut line = format!(
+                "forwarded {} ref(s) accepted while the upstream was away",
+                f.forwarded.len()
+            );
+            if !f.diverged.is_empty() {
+                line.push_str(&format!(
+                    "; failed: {}",
+                    crate::offline::diverged_message(&f.diverged)
+                ));
+            }
+            parts.push(line);
+            !f.diverged.is_empty()
+        }
+        Err(e) => {
+            parts.push(format!(
+                "forwarding refs accepted while the upstream was away failed: {e:#}"
+            ));
+            true
+        }
+    }
+}
+
+/// The sweep's part about the pull, counted in `tally`; whether it failed.
+fn describe_swept_pull(
+    pull: &Result<PullReport>,
+    repo: &Path,
+    tally: &mut Tally,
+    parts: &mut Vec<String>,
+) -> bool {
+    let report = match pull {
+        Ok(report) => report,
+        Err(e) => {
+            parts.push(format!("pull: failed: {e:#}"));
+            return true;
+        }
+    };
+    match report {
+        PullReport::NotDue(_) => tally.not_due += 1,
+        PullReport::Ran(s) => {
+            tally.pulled += 1;
+            tally.updated += usize::from(!s.applied.is_empty());
+        }
+        _ => {}
+    }
+    let (line, bad) = describe_pull(report, repo);
+    parts.push(format!("pull: {line}"));
+    if let PullReport::HardFailed(_) = report {
+        // Said once, by the run that hard-failed; saying it (and failing the sweep)
+        // every minute after would bury everything else.
+        tally.hard_failed += 1;
+        return false;
+    }
+    bad
+}
+
+/// The sweep's part about the push-mirror workers that ran, counted in `tally`; whether
+/// one failed.
+fn describe_swept_push(
+    push: &Result<Vec<(String, WorkerReport)>>,
+    tally: &mut Tally,
+    parts: &mut Vec<String>,
+) -> bool {
+    let reports = match push {
+        Ok(reports) => reports,
+        Err(e) => {
+            parts.push(format!("push: failed: {e:#}"));
+            return true;
+        }
+    };
+    let mut failed = false;
+    for (name, report) in reports {
+        if matches!(report, WorkerReport::Idle(None)) {
+            continue;
+        }
+        let (line, bad) = describe(report);
+        tally.pushed += usize::from(matches!(report, WorkerReport::Ran(_)));
+        failed |= bad;
+        parts.push(format!("push {name}: {line}"));
+    }
+    failed
 }
 
 /// One line about a pull's outcome, and whether it is a failure.

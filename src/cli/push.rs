@@ -3,7 +3,7 @@
 
 use super::pull::{sweep_one_as_owner, SweptOne};
 use super::{load, repository, Failure};
-use crate::config::Config;
+use crate::fleet::Swept;
 use crate::push::{WorkerOptions, WorkerReport};
 use serde::Serialize;
 use std::path::Path;
@@ -58,25 +58,14 @@ struct PushTally {
 /// Runs the push workers of one repository of a `push --all` sweep; the lines to print.
 fn push_one(repo: &Path, options: &WorkerOptions) -> SweptOne<PushTally> {
     let mut one = SweptOne::<PushTally>::default();
-    let config = match Config::load(repo) {
-        Ok(Some(config)) => config,
-        Ok(None) => return one,
-        Err(e) => {
+    match crate::fleet::sweep_push(repo, options) {
+        Swept::Gone => {}
+        Swept::Invalid(e) => {
             one.tally.failed += 1;
             one.lines
                 .push(format!("{}: mirror.toml is invalid: {e}", repo.display()));
-            return one;
         }
-    };
-    if options
-        .mirror
-        .as_ref()
-        .is_some_and(|m| !config.push.iter().any(|p| &p.name == m))
-    {
-        return one;
-    }
-    match crate::push::run(repo, &config, options) {
-        Ok(reports) => {
+        Swept::Ran(Ok(reports)) => {
             for (name, report) in &reports {
                 if matches!(report, WorkerReport::Idle(None)) {
                     continue;
@@ -87,7 +76,7 @@ fn push_one(repo: &Path, options: &WorkerOptions) -> SweptOne<PushTally> {
                 one.lines.push(format!("{} {name}: {line}", repo.display()));
             }
         }
-        Err(e) => {
+        Swept::Ran(Err(e)) => {
             one.tally.failed += 1;
             one.lines.push(format!("{}: {e:#}", repo.display()));
         }

@@ -42,7 +42,7 @@ pub(crate) fn status_table(report: &StatusReport) -> String {
         .map(|m| {
             [
                 m.name.clone(),
-                m.direction.to_owned(),
+                m.direction.as_str().to_owned(),
                 serde_json::to_value(m.state.update_status)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
