@@ -6,10 +6,14 @@ import collections, os, re, sys
 
 src = os.path.join(os.path.dirname(__file__), "..", "src")
 mods = sorted(f[:-3] for f in os.listdir(src) if f.endswith(".rs") and f not in ("lib.rs", "main.rs"))
+# A directory module (src/NAME/mod.rs and its files) counts as the one module NAME.
+mods += sorted(d for d in os.listdir(src) if os.path.isfile(os.path.join(src, d, "mod.rs")))
 graph = collections.defaultdict(set)
 for m in mods:
-    text = open(os.path.join(src, m + ".rs")).read()
-    text = text.split("#[cfg(test)]")[0]
+    files = [os.path.join(src, m + ".rs")]
+    if not os.path.isfile(files[0]):
+        files = sorted(os.path.join(src, m, f) for f in os.listdir(os.path.join(src, m)) if f.endswith(".rs"))
+    text = "\n".join(open(f).read().split("#[cfg(test)]")[0] for f in files)
     code = "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("//"))
     for used in set(re.findall(r"crate::(\w+)", code)) | set(
         u for group in re.findall(r"use crate::\{([^}]*)\}", code) for u in re.findall(r"(\w+)", group)

@@ -12,8 +12,9 @@
 //! - configuration: `config` (the only reader of mirror.toml)
 //! - access: `git` (the only code that runs git), `process` (detached git-mirror
 //!   processes), `auth` (what reaching a remote takes), `keys`, `rules`
-//! - work: `queue`, `schedule`, `fleet`
-//! - flows: `proxy`, `offline`, `pull`, `push`, `resolve`
+//! - work: `queue`, `schedule`
+//! - flows: `proxy`, `offline`, `pull`, `push`, `resolve`, `fleet` (`--all` sweeps),
+//!   `status` (what status shows)
 //! - entries: `hook` (the hook binaries), `cli` (git-mirror)
 
 pub mod auth;
@@ -42,5 +43,6 @@ pub mod resolve;
 pub mod rules;
 pub mod schedule;
 pub mod state;
+pub mod status;
 pub mod text;
 pub mod url;

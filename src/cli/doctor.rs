@@ -1,0 +1,130 @@
+//! `git-mirror doctor`: checks mirror.toml, each remote end to end, the upstream's
+//! bookkeeping, the installed hooks and stale ref locks, and explains each problem.
+
+use super::{load, repository, Failure};
+use crate::git::Git;
+use crate::state;
+use anyhow::Result;
+use std::path::Path;
+
+/// How long `doctor` waits for each remote.
+const DOCTOR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+pub(super) fn doctor(repo: Option<&Path>) -> Result<i32, Failure> {
+    let repo = repository(repo)?;
+    let config = load(&repo)?;
+    let mut problems = 0;
+    println!("mirror.toml: {}: valid", config.path.display());
+    let git = Git::new(&repo)?;
+    for remote in config.remotes() {
+        let (name, url, auth) = (remote.name, remote.url, remote.auth);
+        println!("{name}: {url}");
+        if url.has_embedded_secret() {
+            println!("  note: the URL embeds a password or token; move it to an [auth] table (password_file or password_env) so it is not stored in the URL");
+        }
+        // End to end: list the remote's refs the way the mirroring will.
+        let access = match crate::auth::Access::new(&repo, &config, url, auth) {
+            Ok(access) => access,
+            Err(e) => {
+                problems += 1;
+                println!("  problem: {e:#}");
+                continue;
+            }
+        };
+        match git.with_access(access).ls_remote(url, &[], DOCTOR_TIMEOUT) {
+            Ok(listing) => println!("  reachable: {} refs", listing.refs.len()),
+            Err(e @ crate::git::GitError::Spawn { .. }) => {
+                problems += 1;
+                println!("  problem: {:#}", anyhow::Error::from(e));
+            }
+            Err(e) => {
+                problems += 1;
+                println!("  problem: cannot list its refs: {e}");
+            }
+        }
+    }
+    if let Some(up) = &config.upstream {
+        problems += doctor_upstream(&repo, up)?;
+    }
+    for hook in ["pre-receive", "post-receive"] {
+        let path = repo.join("hooks").join(hook);
+        let ours = std::fs::read(&path)
+            .map(|bytes| contains(&bytes, crate::hook::MARKER.as_bytes()))
+            .unwrap_or(false);
+        if !ours {
+            problems += 1;
+            println!(
+                "hooks/{hook}: not installed; run `install.sh {}`",
+                repo.display()
+            );
+        }
+    }
+    for (path, age) in crate::reflock::stale(&repo, std::time::SystemTime::now()) {
+        problems += 1;
+        let age = humantime::format_duration(std::time::Duration::from_secs(age.as_secs()));
+        if crate::reflock::is_private(&repo, &path) {
+            println!(
+                "{}: stale lock ({age} old) of git-mirror's own refs; the next `git mirror pull` removes it",
+                path.display()
+            );
+        } else {
+            println!(
+                "{}: stale lock ({age} old): a git process was killed while it wrote refs, and every write to this ref fails until the file goes; check that no git process works on this repository (a push, gc or pull holds such a lock for moments), then remove it: rm -- {}",
+                path.display(),
+                crate::owner::shell_words(&[path.clone().into_os_string()])
+            );
+        }
+    }
+    if config.upstream.is_none() && config.pull.is_none() && config.push.is_empty() {
+        println!(
+            "note: mirror.toml configures no mirror yet; edit it (README.md has the reference)"
+        );
+    }
+    Ok(if problems == 0 { 0 } else { 1 })
+}
+
+/// What doctor finds about the upstream beyond reaching it; returns the problems found.
+fn doctor_upstream(repo: &Path, up: &crate::config::Upstream) -> Result<usize> {
+    let mut problems = 0;
+    let view = crate::repo::Repo::open(repo)?;
+    if !up.push_options.is_empty() && view.config_bool("receive.advertisePushOptions") != Some(true)
+    {
+        problems += 1;
+        println!(
+            "upstream.push_options: pushers cannot send push options here, because this repository does not advertise them; run `git -C {} config receive.advertisePushOptions true` (install.sh does)",
+            repo.display()
+        );
+    }
+    match crate::ledger::load(repo) {
+        Err(damaged) => {
+            problems += 1;
+            println!("problem: {damaged}");
+        }
+        Ok(ledger) => {
+            if !ledger.unforwarded.is_empty() {
+                let names: Vec<&str> = ledger.unforwarded.keys().map(String::as_str).collect();
+                println!(
+                    "note: accepted here while the upstream was away, not yet forwarded: {}; the next pull run (`git mirror pull --now`) or the next push to each forwards it",
+                    names.join(", ")
+                );
+            }
+            let diverged = state::load(repo, crate::state::PULL_RECORD)
+                .map(|s| s.divergent_refs)
+                .unwrap_or_default();
+            let unapplied = ledger.unapplied(&view.refs()?, &up.refs, &diverged);
+            if !unapplied.is_empty() {
+                problems += 1;
+                println!(
+                    "problem: the upstream holds pushes this repository did not apply: {}; run `git mirror pull --now {}`",
+                    unapplied.join(", "),
+                    repo.display()
+                );
+            }
+        }
+    }
+    Ok(problems)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}

@@ -1,0 +1,323 @@
+//! `git-mirror`, the companion command: its clap definition, `run`, and what every
+//! subcommand shares; each subcommand's code and rendering is in its own file.
+//! Errors map to exit codes: 1 failed, 2 usage or configuration error.
+
+use crate::config::{Config, ConfigError};
+use crate::git::Git;
+use crate::pull::PullOptions;
+use crate::push::WorkerOptions;
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+// Output nobody reads is not an error: `git mirror doctor | head -1` must neither panic
+// (std's println! does on a closed pipe) nor stop a sweep that is still pulling. These
+// shadow std's macros for this module and the subcommands' modules, which are declared
+// after them so that the macros are in scope there.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+mod doctor;
+mod keys;
+mod pull;
+mod push;
+mod resolve;
+mod status;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "git-mirror",
+    version,
+    about = "mirror-hooks companion: pull and push mirroring, status and diagnosis of a repository's mirrors",
+    long_about = "mirror-hooks companion: pull and push mirroring, status and diagnosis of a repository's mirrors.\n\n\
+        The hooks (pre-receive, post-receive) start the mirroring; this command runs the background work \
+        and shows what was done. \
+        Installed as `git-mirror` on PATH, it also runs as `git mirror …`.",
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show one status record per mirror.
+    Status {
+        /// Print JSON (stable, documented in README.md) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The bare repository (default: the repository of the current directory).
+        repo: Option<PathBuf>,
+    },
+    /// Update this repository from its upstream ([pull] in mirror.toml) when due.
+    #[command(
+        long_about = "Update this repository from its upstream ([pull] in mirror.toml) when it is due: `interval` \
+            after the last run, or the backoff after a failure. Cheap when nothing changed: the upstream's refs \
+            are listed and compared, and nothing is fetched.\n\n\
+            With --all ROOT, every bare repository under ROOT with a mirror.toml is pulled (the due ones, N at a \
+            time) and its overdue push-mirror queues are drained, so one cron line or systemd timer runs \
+            everything. A pull already running is reported, never doubled."
+    )]
+    Pull {
+        /// Run at once, even when not due or hard-failed.
+        #[arg(long)]
+        now: bool,
+        /// Every bare repository with a mirror.toml under ROOT (instead of REPO).
+        #[arg(long, value_name = "ROOT", conflicts_with = "repo")]
+        all: Option<PathBuf>,
+        /// With --all: how many repositories to update at once.
+        #[arg(short = 'j', long, value_name = "N", default_value_t = 4, requires = "all",
+              value_parser = clap::value_parser!(u16).range(1..=256))]
+        jobs: u16,
+        /// With --all: print only repositories that failed, and the total.
+        #[arg(short, long, requires = "all")]
+        quiet: bool,
+        /// Internal: one repository of a sweep run by root, done as its owner; prints JSON.
+        #[arg(long, hide = true, conflicts_with = "all")]
+        sweep_one: bool,
+        /// Internal: the proxy catching up after a refusal (--now, waiting for a pull
+        /// already running; exit 1 only when the pull itself failed).
+        #[arg(long, hide = true, conflicts_with = "all")]
+        catch_up: bool,
+        /// The bare repository (default: the repository of the current directory).
+        repo: Option<PathBuf>,
+    },
+    /// Run the push-mirror worker: bring push mirrors up to date with the queued jobs.
+    #[command(
+        long_about = "Run the push-mirror worker: fold every queued job of each push mirror into one push of the \
+            current refs. post-receive starts it after each push; run it from cron with --all to retry mirrors \
+            whose backoff has expired.\n\nWithout --now, a mirror runs only when jobs are queued and its retry \
+            time (after a failure) has come."
+    )]
+    Push {
+        /// Run at once, even with nothing queued or while backing off after a failure.
+        #[arg(long)]
+        now: bool,
+        /// Only the push mirror with this name.
+        #[arg(long, value_name = "NAME")]
+        mirror: Option<String>,
+        /// Every bare repository with a mirror.toml under ROOT (instead of REPO).
+        #[arg(long, value_name = "ROOT", conflicts_with = "repo")]
+        all: Option<PathBuf>,
+        /// Internal: one repository of a sweep run by root, done as its owner; prints JSON.
+        #[arg(long, hide = true, conflicts_with = "all")]
+        sweep_one: bool,
+        /// The bare repository (default: the repository of the current directory).
+        repo: Option<PathBuf>,
+    },
+    /// Make the repository's SSH deploy key (ed25519) and print its public key.
+    #[command(
+        long_about = "Make the repository's SSH deploy key: an ed25519 key pair in mirror/keys/ (the private key \
+            readable only by its owner). Prints the public key line: add it to the remote repository as a deploy key \
+            (with write access where this server pushes), and name the key in mirror.toml:\n\n\
+            [auth.NAME]\nssh_key = \"mirror/keys/id_ed25519\""
+    )]
+    Keygen {
+        /// Replace an existing key (the old one stops working wherever it was added).
+        #[arg(long)]
+        force: bool,
+        /// The bare repository (default: the repository of the current directory).
+        repo: Option<PathBuf>,
+    },
+    /// Show an SSH server's host keys and their fingerprints; with --trust, trust them.
+    #[command(
+        name = "host-keys",
+        long_about = "Show an SSH server's host keys with their SHA256 and MD5 fingerprints (as `ssh-keygen -l` \
+            prints them), so they can be compared with what the server's administrator publishes. With --trust, \
+            record them in the known_hosts file of the remote's [auth] table, or in mirror/keys/known_hosts, which \
+            every SSH remote of the repository uses. SSH always runs with strict host key checking: an unknown or \
+            changed host key is refused."
+    )]
+    HostKeys {
+        /// Record the keys as trusted (replacing what was trusted for that host before).
+        #[arg(long)]
+        trust: bool,
+        /// The SSH URL (ssh://host:port/path or host:path), as in mirror.toml.
+        url: String,
+        /// The bare repository (default: the repository of the current directory).
+        repo: Option<PathBuf>,
+    },
+    /// Settle a ref that diverged from the upstream by keeping one side.
+    #[command(
+        long_about = "Settle a ref on which this repository and the upstream disagree for real: commits on \
+            both sides that the other never had (the pull reports it as diverged), or a ref accepted here while \
+            the upstream was away that the upstream moved meanwhile. `--take upstream` makes the ref here what \
+            the upstream holds; `--take here` pushes this repository's value to the upstream (a forced update \
+            there). Either way with a lease: if the other side moves meanwhile, nothing changes."
+    )]
+    Resolve {
+        /// The full ref name, e.g. refs/heads/main.
+        #[arg(value_name = "REF")]
+        name: String,
+        /// Which side's value to keep.
+        #[arg(long, value_enum)]
+        take: crate::resolve::Take,
+        /// The bare repository (default: the repository of the current directory).
+        repo: Option<PathBuf>,
+    },
+    /// Check mirror.toml and the installed hooks, and explain each problem.
+    Doctor {
+        /// The bare repository (default: the repository of the current directory).
+        repo: Option<PathBuf>,
+    },
+}
+
+/// An error with the exit code it deserves.
+pub(crate) enum Failure {
+    Failed(anyhow::Error),
+    Config(ConfigError),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Failed(e)
+    }
+}
+
+impl Command {
+    /// Where the command works: its repository, or the current directory. `None` for
+    /// `--all` runs, which act as each repository's owner in turn.
+    fn works_in(&self) -> Option<PathBuf> {
+        let repo = match self {
+            Command::Pull { all: Some(_), .. } | Command::Push { all: Some(_), .. } => return None,
+            Command::Status { repo, .. }
+            | Command::Pull { repo, .. }
+            | Command::Push { repo, .. }
+            | Command::Keygen { repo, .. }
+            | Command::HostKeys { repo, .. }
+            | Command::Resolve { repo, .. }
+            | Command::Doctor { repo } => repo,
+        };
+        // Without REPO the repository is where git finds it: GIT_DIR first (as in
+        // `git --git-dir=REPO mirror …`), then the current directory.
+        Some(match repo {
+            Some(repo) => repo.clone(),
+            None => std::env::var_os("GIT_DIR").map_or_else(|| PathBuf::from("."), PathBuf::from),
+        })
+    }
+}
+
+/// Runs a parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> i32 {
+    // Root on another user's repository becomes its owner before touching anything (and
+    // before git's safe.directory check, which `repository` would fail).
+    if let Some(dir) = cli.command.works_in() {
+        // What to run instead, if it comes to that: what was run, as a person types it.
+        let args: Vec<std::ffi::OsString> =
+            std::env::args_os().filter(|a| a != "--sweep-one").collect();
+        match crate::owner::become_owner_of(&dir, &args) {
+            Ok(Some(_)) => crate::owner::scrub_environment(&password_variables(&dir)),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("git-mirror: error: {e}");
+                return 1;
+            }
+        }
+    }
+    // A stop request (systemd, Ctrl-C, a timeout) must let git remove its lock files.
+    if let Err(e) = crate::git::stop_git_on_termination() {
+        eprintln!("git-mirror: warning: {e:#}");
+    }
+    let result = match cli.command {
+        Command::Status { json, repo } => status::status(repo.as_deref(), json),
+        Command::Doctor { repo } => doctor::doctor(repo.as_deref()),
+        Command::Resolve { name, take, repo } => resolve::resolve(repo.as_deref(), &name, take),
+        Command::Keygen { force, repo } => keys::keygen(repo.as_deref(), force),
+        Command::HostKeys { trust, url, repo } => keys::host_keys(&url, repo.as_deref(), trust),
+        Command::Pull {
+            now,
+            all,
+            jobs,
+            quiet,
+            sweep_one,
+            catch_up,
+            repo,
+        } => {
+            let options = PullOptions {
+                now: now || catch_up,
+                catch_up,
+            };
+            match all {
+                Some(root) => pull::pull_all(&root, options, usize::from(jobs), quiet),
+                None if sweep_one => pull::pull_sweep_one(repo.as_deref(), options),
+                None => pull::pull(repo.as_deref(), options),
+            }
+        }
+        Command::Push {
+            now,
+            mirror,
+            all,
+            sweep_one,
+            repo,
+        } => {
+            let options = WorkerOptions { now, mirror };
+            match all {
+                Some(root) => push::push_all(&root, &options),
+                None if sweep_one => push::push_sweep_one(repo.as_deref(), &options),
+                None => push::push(repo.as_deref(), &options),
+            }
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(Failure::Failed(e)) => {
+            eprintln!("git-mirror: error: {e:#}");
+            1
+        }
+        Err(Failure::Config(e)) => {
+            eprintln!("git-mirror: error: {e}");
+            2
+        }
+    }
+}
+
+pub(super) fn repository(repo: Option<&Path>) -> Result<PathBuf> {
+    let dir = Git::discover(repo.unwrap_or(Path::new(".")))?;
+    // `run` became the owner of what it was pointed at; a repository found elsewhere
+    // (a symlink, a GIT_DIR set in between) must not be worked on as root: its hooks
+    // would run as root, and root-owned files would break its owner's pushes.
+    if let Some(uid) = crate::owner::foreign_owner(&dir) {
+        anyhow::bail!(
+            "{} belongs to uid {uid}, and this runs as root; run the command as its owner (sudo -u OWNER -H git-mirror …)",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+/// The variables mirror.toml names as `password_env`: the owner's run needs them, and
+/// nothing else of root's environment.
+fn password_variables(dir: &Path) -> Vec<String> {
+    let Ok(Some(config)) = Config::load(dir) else {
+        return Vec::new();
+    };
+    config
+        .auth
+        .values()
+        .filter_map(|auth| match &auth.password {
+            Some(crate::config::Secret::Env(name)) => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub(super) fn load(repo: &Path) -> Result<Config, Failure> {
+    match Config::load(repo) {
+        Ok(Some(config)) => Ok(config),
+        Ok(None) => Err(Failure::Failed(anyhow::anyhow!(
+            "{} has no mirror.toml; run install.sh on it to get a commented starter file",
+            repo.display()
+        ))),
+        Err(e) => Err(Failure::Config(e)),
+    }
+}

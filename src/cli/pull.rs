@@ -1,0 +1,385 @@
+//! `git-mirror pull`: one repository, or every one under a root (`--all`, N at a time),
+//! and the `--sweep-one` child through which root sweeps another user's repository.
+
+use super::push::describe;
+use super::{load, repository, Failure};
+use crate::fleet::Swept;
+use crate::offline::Forwarding;
+use crate::pull::{PullOptions, PullReport};
+use crate::push::WorkerReport;
+use crate::state;
+use anyhow::Result;
+use serde::Serialize;
+use std::path::Path;
+
+pub(super) fn pull(repo: Option<&Path>, options: PullOptions) -> Result<i32, Failure> {
+    let repo = repository(repo)?;
+    let config = load(&repo)?;
+    if config.pull.is_none() && (config.upstream.is_none() || !options.now) {
+        println!(
+            "{}: mirror.toml has no [pull] table; add one to pull from the upstream on a schedule (an empty [pull] uses the [upstream] url){}",
+            repo.display(),
+            if config.upstream.is_some() {
+                "; `--now` brings the upstream's refs (upstream.refs) here once"
+            } else {
+                ""
+            }
+        );
+        return Ok(0);
+    }
+    let report = crate::pull::run(&repo, &config, options)?;
+    let (line, bad) = describe_pull(&report, &repo);
+    println!("pull: {}", crate::text::printable(&line));
+    if options.catch_up {
+        // The proxy asks whether this repository now has the upstream's commits; a
+        // divergence elsewhere does not change that.
+        let failed = matches!(&report, PullReport::Ran(s) if s.error.is_some());
+        return Ok(i32::from(failed));
+    }
+    Ok(i32::from(bad))
+}
+
+/// What one repository of a `pull --all` sweep came to.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+struct Tally {
+    repositories: usize,
+    pulled: usize,
+    updated: usize,
+    not_due: usize,
+    pushed: usize,
+    failed: usize,
+    hard_failed: usize,
+}
+
+pub(super) fn pull_all(
+    root: &Path,
+    options: PullOptions,
+    jobs: usize,
+    quiet: bool,
+) -> Result<i32, Failure> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let repos = crate::fleet::repositories(root)?;
+    let next = AtomicUsize::new(0);
+    let tally = Mutex::new(Tally {
+        repositories: repos.len(),
+        ..Tally::default()
+    });
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(repos.len()) {
+            scope.spawn(|| loop {
+                let Some(repo) = repos.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    return;
+                };
+                let mut mine = Tally::default();
+                let line = if crate::owner::foreign_owner(repo).is_some() {
+                    sweep_as_owner(repo, options, &mut mine)
+                } else {
+                    sweep(repo, options, &mut mine)
+                };
+                let mut total = tally.lock().unwrap_or_else(|e| e.into_inner());
+                if !quiet || mine.failed > 0 {
+                    // One println per line, under the tally's lock: lines never mix.
+                    println!("{}: {}", repo.display(), crate::text::printable(&line));
+                }
+                total.pulled += mine.pulled;
+                total.updated += mine.updated;
+                total.not_due += mine.not_due;
+                total.pushed += mine.pushed;
+                total.failed += mine.failed;
+                total.hard_failed += mine.hard_failed;
+            });
+        }
+    });
+    let t = tally.into_inner().unwrap_or_else(|e| e.into_inner());
+    println!(
+        "{} repositories with mirror.toml under {}: {} pulled ({} updated), {} not due, {} push mirrors run, {} failed{}",
+        t.repositories,
+        root.display(),
+        t.pulled,
+        t.updated,
+        t.not_due,
+        t.pushed,
+        t.failed,
+        if t.hard_failed > 0 {
+            format!(", {} hard-failed pulls skipped (see git mirror status)", t.hard_failed)
+        } else {
+            String::new()
+        }
+    );
+    Ok(i32::from(t.failed > 0))
+}
+
+/// What a child `git-mirror … --sweep-one` reports of one repository of a sweep.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+pub(super) struct SweptOne<T> {
+    pub(super) lines: Vec<String>,
+    pub(super) tally: T,
+}
+
+/// Runs `git-mirror ARGS… --sweep-one REPO` (which becomes the repository's owner, as
+/// root may not act in another user's repository) and reads back its report.
+pub(super) fn sweep_one_as_owner<T: serde::de::DeserializeOwned>(
+    repo: &Path,
+    args: &[&str],
+) -> Result<SweptOne<T>> {
+    use anyhow::Context;
+    let exe = std::env::current_exe().context("cannot find this program's own path")?;
+    let out = std::process::Command::new(&exe)
+        .args(args)
+        .arg("--sweep-one")
+        .arg(repo)
+        .current_dir(repo)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot start {}", exe.display()))?;
+    serde_json::from_slice(&out.stdout).map_err(|_| {
+        let said = String::from_utf8_lossy(&out.stderr);
+        let said = said.trim().trim_start_matches("git-mirror: error: ");
+        anyhow::anyhow!("failed as the repository's owner ({}): {said}", out.status)
+    })
+}
+
+/// [`sweep`] of a repository that belongs to another user, done as that user.
+fn sweep_as_owner(repo: &Path, options: PullOptions, tally: &mut Tally) -> String {
+    let args: &[&str] = if options.now {
+        &["pull", "--now"]
+    } else {
+        &["pull"]
+    };
+    match sweep_one_as_owner::<Tally>(repo, args) {
+        Ok(one) => {
+            *tally = one.tally;
+            one.lines.join("; ")
+        }
+        Err(e) => {
+            tally.failed += 1;
+            format!("{e:#}")
+        }
+    }
+}
+
+/// `pull --sweep-one REPO`: [`sweep`] of one repository, reported as JSON.
+pub(super) fn pull_sweep_one(repo: Option<&Path>, options: PullOptions) -> Result<i32, Failure> {
+    let repo = repository(repo)?;
+    let mut tally = Tally::default();
+    let line = sweep(&repo, options, &mut tally);
+    let one = SweptOne {
+        lines: vec![line],
+        tally,
+    };
+    println!(
+        "{}",
+        serde_json::to_string(&one).map_err(anyhow::Error::from)?
+    );
+    Ok(0)
+}
+
+/// Pulls one repository of a sweep if due and drains its overdue push-mirror queues
+/// ([`crate::fleet::sweep_pull`]); returns its one-line summary.
+fn sweep(repo: &Path, options: PullOptions, tally: &mut Tally) -> String {
+    let swept = match crate::fleet::sweep_pull(repo, options) {
+        Swept::Gone => return "mirror.toml is gone".to_owned(),
+        Swept::Invalid(e) => {
+            tally.failed += 1;
+            return format!("mirror.toml is invalid, nothing done: {e}");
+        }
+        Swept::Ran(swept) => swept,
+    };
+    let mut parts = Vec::new();
+    let mut failed = false;
+    if let Some(forwarding) = &swept.forwarding {
+        failed |= describe_forwarding(forwarding, &mut parts);
+    }
+    if let Some(pull) = &swept.pull {
+        failed |= describe_swept_pull(pull, repo, tally, &mut parts);
+    }
+    if let Some(push) = &swept.push {
+        failed |= describe_swept_push(push, tally, &mut parts);
+    }
+    tally.failed += usize::from(failed);
+    if parts.is_empty() {
+        "nothing to do".to_owned()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// The sweep's part about forwarding refs accepted while the upstream was away (without
+/// a [pull] table); whether it failed.
+fn describe_forwarding(forwarding: &Result<Forwarding>, parts: &mut Vec<String>) -> bool {
+    match forwarding {
+        Ok(f) if f.forwarded.is_empty() && f.diverged.is_empty() => false,
+        Ok(f) => {
+            let mut line = format!(
+                "forwarded {} ref(s) accepted while the upstream was away",
+                f.forwarded.len()
+            );
+            if !f.diverged.is_empty() {
+                line.push_str(&format!(
+                    "; failed: {}",
+                    crate::offline::diverged_message(&f.diverged)
+                ));
+            }
+            parts.push(line);
+            !f.diverged.is_empty()
+        }
+        Err(e) => {
+            parts.push(format!(
+                "forwarding refs accepted while the upstream was away failed: {e:#}"
+            ));
+            true
+        }
+    }
+}
+
+/// The sweep's part about the pull, counted in `tally`; whether it failed.
+fn describe_swept_pull(
+    pull: &Result<PullReport>,
+    repo: &Path,
+    tally: &mut Tally,
+    parts: &mut Vec<String>,
+) -> bool {
+    let report = match pull {
+        Ok(report) => report,
+        Err(e) => {
+            parts.push(format!("pull: failed: {e:#}"));
+            return true;
+        }
+    };
+    match report {
+        PullReport::NotDue(_) => tally.not_due += 1,
+        PullReport::Ran(s) => {
+            tally.pulled += 1;
+            tally.updated += usize::from(!s.applied.is_empty());
+        }
+        _ => {}
+    }
+    let (line, bad) = describe_pull(report, repo);
+    parts.push(format!("pull: {line}"));
+    if let PullReport::HardFailed(_) = report {
+        // Said once, by the run that hard-failed; saying it (and failing the sweep)
+        // every minute after would bury everything else.
+        tally.hard_failed += 1;
+        return false;
+    }
+    bad
+}
+
+/// The sweep's part about the push-mirror workers that ran, counted in `tally`; whether
+/// one failed.
+fn describe_swept_push(
+    push: &Result<Vec<(String, WorkerReport)>>,
+    tally: &mut Tally,
+    parts: &mut Vec<String>,
+) -> bool {
+    let reports = match push {
+        Ok(reports) => reports,
+        Err(e) => {
+            parts.push(format!("push: failed: {e:#}"));
+            return true;
+        }
+    };
+    let mut failed = false;
+    for (name, report) in reports {
+        if matches!(report, WorkerReport::Idle(None)) {
+            continue;
+        }
+        let (line, bad) = describe(report);
+        tally.pushed += usize::from(matches!(report, WorkerReport::Ran(_)));
+        failed |= bad;
+        parts.push(format!("push {name}: {line}"));
+    }
+    failed
+}
+
+/// One line about a pull's outcome, and whether it is a failure.
+fn describe_pull(report: &PullReport, repo: &Path) -> (String, bool) {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    match report {
+        PullReport::Busy => ("already being updated by another run".to_owned(), false),
+        PullReport::NotDue(at) => (
+            format!(
+                "not due until {} (use --now to pull at once)",
+                state::timestamp(*at)
+            ),
+            false,
+        ),
+        PullReport::HardFailed(error) => (
+            format!(
+                "hard failed, not retried until `git mirror pull --now {}` or an edit of mirror.toml; last error: {error}",
+                repo.display()
+            ),
+            true,
+        ),
+        PullReport::Ran(s) => {
+            let mut line = if let Some(error) = &s.error {
+                if s.hard_failed {
+                    format!("hard failed: {error}")
+                } else {
+                    let retry = s
+                        .next_update_at
+                        .map(|at| format!("; next try at {}", state::timestamp(at)))
+                        .unwrap_or_default();
+                    format!("failed: {error}{retry}")
+                }
+            } else if s.applied.is_empty() && s.divergent.is_empty() {
+                format!(
+                    "up to date ({} ref{} unchanged)",
+                    s.unchanged,
+                    plural(s.unchanged)
+                )
+            } else if s.applied.is_empty() {
+                format!("no ref updated ({} unchanged)", s.unchanged)
+            } else {
+                format!(
+                    "updated {} ref{} ({} fetched, {} unchanged)",
+                    s.applied.len(),
+                    plural(s.applied.len()),
+                    s.fetched,
+                    s.unchanged
+                )
+            };
+            if !s.forwarded.is_empty() {
+                line.push_str(&format!(
+                    "; forwarded to the upstream (accepted here while it was away): {}",
+                    s.forwarded.join(", ")
+                ));
+            }
+            if s.error.is_none() && !s.divergent.is_empty() {
+                line.push_str(&format!(
+                    "; failed: {}",
+                    crate::pull::divergence_message(&s.divergent)
+                ));
+            }
+            if !s.unforwarded.is_empty() {
+                line.push_str(&format!(
+                    "; failed: {}",
+                    crate::offline::diverged_message(&s.unforwarded)
+                ));
+            }
+            if let Some(error) = &s.forward_error {
+                line.push_str(&format!("; failed: {error}"));
+            }
+            if !s.skipped.is_empty() {
+                line.push_str(&format!(
+                    "; skipped (ref name not UTF-8, rename it upstream): {}",
+                    s.skipped.join(", ")
+                ));
+            }
+            if !s.unappliable.is_empty() {
+                line.push_str(&format!(
+                    "; {}",
+                    crate::pull::unappliable_note(&s.unappliable)
+                ));
+            }
+            if !s.hook_failures.is_empty() {
+                line.push_str(&format!(
+                    "; chained post-receive hooks failed: {}",
+                    s.hook_failures.join(", ")
+                ));
+            }
+            (line, !s.ok())
+        }
+    }
+}
