@@ -1,0 +1,508 @@
+//! The one place that builds git command lines: [`Git`] bound to one repository, its
+//! sanitised environment (no prompts, batch-mode ssh, safe transports) and its commands.
+
+mod listing;
+mod output;
+mod run;
+mod stop;
+mod streams;
+
+pub use listing::{RemoteListing, RemoteRefs};
+pub use output::{Cause, GitError, Lasting, RunOutput};
+pub use stop::stop_git_on_termination;
+pub use streams::{STDERR_LIMIT, STDERR_LINE_LIMIT, STDERR_TAIL, STDOUT_LIMIT, STDOUT_LINE_LIMIT};
+
+use anyhow::{Context, Result};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Transports git may use for any remote we talk to (`ext::` and friends are never
+/// allowed, whatever a URL says).
+const ALLOWED_PROTOCOLS: &str = "file:git:http:https:ssh";
+/// Variables a hook inherits from receive-pack that must not reach the git we run: the
+/// quarantine path makes a push from inside the quarantine fail ("ref updates forbidden
+/// inside quarantine environment"), and the others describe the incoming push, not ours.
+const DROPPED_VARIABLES: [&str; 4] = [
+    "GIT_QUARANTINE_PATH",
+    "GIT_PROTOCOL",
+    "GIT_PUSH_OPTION_COUNT",
+    "GIT_PUSH_CERT",
+];
+
+/// What ssh always gets: never a prompt, strict host key checking, and a limit on how
+/// long establishing the TCP connection may take.
+pub const SSH_SAFE_OPTIONS: &str =
+    "-o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=15";
+
+/// The environment a git process needs to reach one remote (built by [`crate::auth`]
+/// from mirror.toml; here so that running git needs nothing above it).
+#[derive(Clone, Default)]
+pub struct Access {
+    pub(crate) env: Vec<(String, String)>,
+    /// Variables of our own environment that hold a secret (`password_env`): no git we
+    /// start inherits them; the one that needs the secret gets it through `env`.
+    pub(crate) hidden: Vec<String>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values may be secrets: show names only.
+        let names: Vec<&str> = self.env.iter().map(|(n, _)| n.as_str()).collect();
+        write!(f, "Access({names:?})")
+    }
+}
+
+impl Access {
+    /// The variables to set on the git process, values included.
+    pub fn env(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.env.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// The variables of our own environment no git may inherit (they hold a secret).
+    pub fn hidden(&self) -> impl Iterator<Item = &str> {
+        self.hidden.iter().map(String::as_str)
+    }
+}
+
+/// A git binary bound to one repository.
+#[derive(Debug, Clone)]
+pub struct Git {
+    program: PathBuf,
+    git_dir: PathBuf,
+    /// What reaching the remote takes (credentials, ssh options); empty for local work.
+    access: Access,
+}
+
+impl Git {
+    /// Finds `git` on `PATH` (inside a hook, git has put its own exec path first, so
+    /// this is the same git that runs receive-pack).
+    pub fn new(git_dir: &Path) -> Result<Git> {
+        let program = program()?;
+        Ok(Git {
+            program,
+            git_dir: git_dir.to_owned(),
+            access: Access::default(),
+        })
+    }
+
+    /// The repository `start` is in (or is), as git finds it: `git rev-parse
+    /// --absolute-git-dir` run there.
+    pub fn discover(start: &Path) -> Result<PathBuf> {
+        let program = program()?;
+        let out = Command::new(program)
+            .arg("-C")
+            .arg(start)
+            .args(["rev-parse", "--absolute-git-dir"])
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot run git in {}", start.display()))?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "{} is not a git repository; give the path of a bare repository (e.g. /srv/git/project.git)",
+                start.display()
+            );
+        }
+        let dir = String::from_utf8_lossy(&out.stdout).trim_end().to_owned();
+        Ok(PathBuf::from(dir))
+    }
+
+    /// This git, set up to reach one remote with `access`.
+    pub fn with_access(&self, access: Access) -> Git {
+        Git {
+            access,
+            ..self.clone()
+        }
+    }
+
+    pub fn git_dir(&self) -> &Path {
+        &self.git_dir
+    }
+
+    /// A command for `git --git-dir=REPO ARGS…` with the sanitised environment.
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let mut cmd = Command::new(&self.program);
+        let mut git_dir = OsString::from("--git-dir=");
+        git_dir.push(&self.git_dir);
+        cmd.arg(git_dir);
+        cmd.args(args.into_iter().map(Into::into));
+        remove_push_variables(&mut cmd, &DROPPED_VARIABLES);
+        cmd.env("LC_ALL", "C")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_ALLOW_PROTOCOL", ALLOWED_PROTOCOLS)
+            .env("GIT_SSH_COMMAND", format!("ssh {SSH_SAFE_OPTIONS}"))
+            .env_remove("GIT_SSH")
+            .env_remove("SSH_ASKPASS")
+            .env_remove("GIT_ASKPASS")
+            .stdin(Stdio::null());
+        for name in self.access.hidden() {
+            cmd.env_remove(name);
+        }
+        cmd
+    }
+
+    /// [`Git::command`] for a git that talks to the remote (push, fetch, ls-remote): it
+    /// alone gets what reaching the remote takes, the secret included, and runs with the
+    /// repository's hooks off (a `reference-transaction` hook would inherit the secret;
+    /// the only refs such a git writes are the pull's private ones). Local work
+    /// (update-ref, gc) never sees a secret.
+    fn remote_command<S: AsRef<str>>(&self, args: &[S]) -> Command {
+        let hooks_off = ["-c", "core.hooksPath=/dev/null"];
+        let mut cmd = self.command(hooks_off.into_iter().chain(args.iter().map(|a| a.as_ref())));
+        cmd.envs(self.access.env());
+        cmd
+    }
+
+    /// Runs git with `args` until it ends or `timeout` passes, handing each line of its
+    /// stderr to `on_stderr` as it arrives. At the deadline the whole process group
+    /// (git and the transports it started) is killed.
+    pub fn run<S: AsRef<str>>(
+        &self,
+        args: &[S],
+        timeout: Duration,
+        on_stderr: &mut dyn FnMut(&str),
+    ) -> Result<RunOutput> {
+        self.run_with_input(args, None, timeout, on_stderr)
+    }
+
+    /// [`Git::run`] with `input` written to git's standard input (then closed).
+    pub fn run_with_input<S: AsRef<str>>(
+        &self,
+        args: &[S],
+        input: Option<Vec<u8>>,
+        timeout: Duration,
+        on_stderr: &mut dyn FnMut(&str),
+    ) -> Result<RunOutput> {
+        let cmd = self.command(args.iter().map(|a| a.as_ref()));
+        Ok(self.spawn(cmd, input, timeout, &mut |_| {}, on_stderr)?)
+    }
+
+    /// [`Git::run_with_input`] for a git that talks to the remote ([`Git::remote_command`]).
+    fn run_remote<S: AsRef<str>>(
+        &self,
+        args: &[S],
+        input: Option<Vec<u8>>,
+        timeout: Duration,
+        on_stderr: &mut dyn FnMut(&str),
+    ) -> Result<RunOutput> {
+        let cmd = self.remote_command(args);
+        Ok(self.spawn(cmd, input, timeout, &mut |_| {}, on_stderr)?)
+    }
+
+    /// Runs git to completion within `timeout` and returns its output, stderr not relayed.
+    pub fn output<S: AsRef<str>>(&self, args: &[S], timeout: Duration) -> Result<RunOutput> {
+        self.run(args, timeout, &mut |_| {})
+    }
+}
+
+/// The `git` on PATH.
+fn program() -> Result<PathBuf> {
+    which::which("git").context("cannot find the `git` program on PATH; install git or fix PATH")
+}
+
+/// One ref of a push, guarded by a lease on the value the remote is expected to have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasedUpdate {
+    pub name: String,
+    /// What the remote must hold for the update to apply; `None`: the ref must not exist.
+    pub expect: Option<String>,
+    /// What it gets; `None` deletes it.
+    pub new: Option<String>,
+}
+
+/// How a push runs.
+#[derive(Debug, Clone, Default)]
+pub struct PushSettings {
+    /// All refs or none (`--atomic`).
+    pub atomic: bool,
+    /// Push options (`--push-option`).
+    pub options: Vec<String>,
+}
+
+impl Git {
+    /// Pushes `updates` to `url` in one `git push --porcelain`, each ref with a lease
+    /// (`--force-with-lease=REF:EXPECT`), never with `+`: a `+` would override the lease
+    /// and silently clobber the remote, while a lease also permits a forced update.
+    ///
+    /// A non-atomic push too large for one command line goes in several, one after the
+    /// other, and their outputs are joined; an atomic one that does not fit is an error
+    /// (check [`push_fits`] first).
+    pub fn push(
+        &self,
+        url: &crate::url::RemoteUrl,
+        updates: &[LeasedUpdate],
+        settings: &PushSettings,
+        timeout: Duration,
+        on_stderr: &mut dyn FnMut(&str),
+    ) -> Result<RunOutput> {
+        if push_fits(updates) {
+            return self.push_once(url, updates, settings, timeout, on_stderr);
+        }
+        if settings.atomic {
+            anyhow::bail!(
+                "{} ref updates are more than one atomic push can carry on this system's command line",
+                updates.len()
+            );
+        }
+        let budget = argument_budget();
+        let mut joined: Option<RunOutput> = None;
+        let mut start = 0;
+        while start < updates.len() {
+            let mut bytes = 0;
+            let mut end = start;
+            while end < updates.len()
+                && (end == start || bytes + update_bytes(&updates[end]) < budget)
+            {
+                bytes += update_bytes(&updates[end]);
+                end += 1;
+            }
+            let out = self.push_once(url, &updates[start..end], settings, timeout, on_stderr)?;
+            // Unreachable or timed out: the rest would fare no better.
+            let hopeless =
+                out.timed_out || !out.stdout.split(|b| *b == b'\n').any(|l| l == b"Done");
+            joined = Some(match joined {
+                None => out,
+                Some(mut all) => {
+                    all.stdout.extend_from_slice(&out.stdout);
+                    all.stdout_incomplete |= out.stdout_incomplete;
+                    all.stderr.push_str(&out.stderr);
+                    all.timed_out |= out.timed_out;
+                    if all.success() {
+                        all.status = out.status;
+                    }
+                    all
+                }
+            });
+            if hopeless {
+                break;
+            }
+            start = end;
+        }
+        joined.ok_or_else(|| anyhow::anyhow!("nothing to push"))
+    }
+
+    fn push_once(
+        &self,
+        url: &crate::url::RemoteUrl,
+        updates: &[LeasedUpdate],
+        settings: &PushSettings,
+        timeout: Duration,
+        on_stderr: &mut dyn FnMut(&str),
+    ) -> Result<RunOutput> {
+        let mut args: Vec<String> = [
+            // Configuration that would make git push more (or other) than we ask.
+            "-c",
+            "push.followTags=false",
+            "-c",
+            "push.recurseSubmodules=no",
+            "-c",
+            "push.gpgSign=false",
+            "-c",
+            "push.useForceIfIncludes=false",
+            "-c",
+            "push.pushOption=",
+            "push",
+            "--no-verify",
+            "--porcelain",
+        ]
+        .map(str::to_owned)
+        .into();
+        if settings.atomic {
+            args.push("--atomic".to_owned());
+        }
+        args.extend(
+            settings
+                .options
+                .iter()
+                .map(|o| format!("--push-option={o}")),
+        );
+        for u in updates {
+            let expect = u.expect.as_deref().unwrap_or_default();
+            args.push(format!("--force-with-lease={}:{expect}", u.name));
+        }
+        args.push(url.for_git());
+        for u in updates {
+            args.push(match &u.new {
+                None => format!(":{}", u.name),
+                Some(new) => format!("{new}:{}", u.name),
+            });
+        }
+        self.run_remote(&args, None, timeout, on_stderr)
+    }
+
+    /// Lists the refs of `url` (`git ls-remote`), limited to `names` when given (and
+    /// few enough for a command line). A listing git could not hand over whole (see
+    /// [`RunOutput::stdout_incomplete`]) is a failure: a partial list would make refs
+    /// look deleted.
+    pub fn ls_remote(
+        &self,
+        url: &crate::url::RemoteUrl,
+        names: &[&str],
+        timeout: Duration,
+    ) -> Result<RemoteRefs, GitError> {
+        let mut args = vec!["ls-remote".to_owned(), url.for_git()];
+        if !names.is_empty() && names.len() <= 50 {
+            args.extend(names.iter().map(|n| (*n).to_owned()));
+        }
+        let out = self.listing(&args, timeout)?;
+        Ok(RemoteRefs::parse(&out.stdout))
+    }
+
+    /// Runs a git that lists a remote's refs; a listing git could not hand over whole
+    /// is a failure.
+    fn listing(&self, args: &[String], timeout: Duration) -> Result<RunOutput, GitError> {
+        let cmd = self.remote_command(args);
+        let out = self.spawn(cmd, None, timeout, &mut |_| {}, &mut |_| {})?;
+        if !out.success() || out.stdout_incomplete {
+            return Err(GitError::from_output(out, timeout));
+        }
+        Ok(out)
+    }
+}
+
+impl Git {
+    /// Lists every ref of `url` and which of them are symbolic (`git ls-remote --symref`).
+    pub fn ls_remote_symrefs(
+        &self,
+        url: &crate::url::RemoteUrl,
+        timeout: Duration,
+    ) -> Result<RemoteListing, GitError> {
+        let args = ["ls-remote".to_owned(), "--symref".to_owned(), url.for_git()];
+        let out = self.listing(&args, timeout)?;
+        Ok(listing::parse_symref_listing(&out.stdout))
+    }
+}
+
+impl Git {
+    /// Fetches `refspecs` (`(remote ref, local ref)` pairs, forced) from `url` into this
+    /// repository: no tags followed, no FETCH_HEAD, no submodules, no pruning, only the
+    /// refs asked for. The refspecs go on standard input, so any number fits.
+    pub fn fetch(
+        &self,
+        url: &crate::url::RemoteUrl,
+        refspecs: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<RunOutput> {
+        self.fetch_noting(url, refspecs, timeout, &mut |_| {})
+    }
+
+    /// [`Git::fetch`], telling `on_start` the pid of git once it runs.
+    pub fn fetch_noting(
+        &self,
+        url: &crate::url::RemoteUrl,
+        refspecs: &[(String, String)],
+        timeout: Duration,
+        on_start: &mut dyn FnMut(u32),
+    ) -> Result<RunOutput> {
+        let url = url.for_git();
+        let args = [
+            "-c",
+            "fetch.prune=false",
+            "-c",
+            "fetch.pruneTags=false",
+            "-c",
+            "fetch.recurseSubmodules=no",
+            "-c",
+            "fetch.writeCommitGraph=false",
+            "fetch",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--no-recurse-submodules",
+            "--no-show-forced-updates",
+            // Housekeeping must not inherit the remote's credentials: the pull runs it
+            // afterwards, as local work, which gets none.
+            "--no-auto-maintenance",
+            "--quiet",
+            "--stdin",
+            &url,
+        ];
+        let input: String = refspecs
+            .iter()
+            .map(|(src, dst)| format!("+{src}:{dst}\n"))
+            .collect();
+        let cmd = self.remote_command(&args);
+        Ok(self.spawn(
+            cmd,
+            Some(input.into_bytes()),
+            timeout,
+            on_start,
+            &mut |_| {},
+        )?)
+    }
+
+    /// Applies `commands` (`update-ref --stdin` lines: `update REF NEW OLD`, `create REF
+    /// NEW`, `delete REF OLD`) as one transaction: all of them or none, each checked
+    /// against the old value given.
+    pub fn update_refs(
+        &self,
+        commands: &[String],
+        message: &str,
+        timeout: Duration,
+    ) -> Result<RunOutput> {
+        self.update_refs_noting(commands, message, timeout, &mut |_| {})
+    }
+
+    /// [`Git::update_refs`], telling `on_start` the pid of git once it runs.
+    pub fn update_refs_noting(
+        &self,
+        commands: &[String],
+        message: &str,
+        timeout: Duration,
+        on_start: &mut dyn FnMut(u32),
+    ) -> Result<RunOutput> {
+        let mut input = String::from("start\n");
+        for c in commands {
+            input.push_str(c);
+            input.push('\n');
+        }
+        input.push_str("prepare\ncommit\n");
+        let args = ["update-ref", "-m", message, "--stdin"];
+        let cmd = self.command(args);
+        Ok(self.spawn(
+            cmd,
+            Some(input.into_bytes()),
+            timeout,
+            on_start,
+            &mut |_| {},
+        )?)
+    }
+}
+
+/// How many bytes of arguments one command may have here: half the system's limit,
+/// leaving the other half to the environment and git's own arguments.
+fn argument_budget() -> usize {
+    // SAFETY: sysconf(3) only reads a system limit.
+    let limit = unsafe { libc::sysconf(libc::_SC_ARG_MAX) };
+    usize::try_from(limit).map_or(128 * 1024, |l| (l / 2).max(128 * 1024))
+}
+
+/// The bytes one ref adds to a push's command line: its lease, its refspec, and the
+/// pointers to both.
+fn update_bytes(u: &LeasedUpdate) -> usize {
+    let lease =
+        "--force-with-lease=:".len() + u.name.len() + u.expect.as_ref().map_or(0, String::len);
+    let refspec = 1 + u.name.len() + u.new.as_ref().map_or(0, String::len);
+    lease + refspec + 2 * (std::mem::size_of::<usize>() + 1)
+}
+
+/// True when `updates` fit in one push's command line.
+pub fn push_fits(updates: &[LeasedUpdate]) -> bool {
+    updates.iter().map(update_bytes).sum::<usize>() < argument_budget()
+}
+
+/// Removes from `cmd`'s environment the inherited variables in `names` and every
+/// `GIT_PUSH_OPTION_<n>`: they describe the push being received, not the child's work.
+pub fn remove_push_variables(cmd: &mut Command, names: &[&str]) {
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        if names.contains(&text.as_ref()) || text.starts_with("GIT_PUSH_OPTION_") {
+            cmd.env_remove(&name);
+        }
+    }
+}
