@@ -5,7 +5,7 @@ use super::push::describe;
 use super::{load, repository, Failure};
 use crate::fleet::Swept;
 use crate::offline::Forwarding;
-use crate::pull::{PullOptions, PullReport};
+use crate::pull::{PullOptions, PullReport, PullSummary};
 use crate::push::WorkerReport;
 use crate::state;
 use anyhow::Result;
@@ -295,7 +295,6 @@ fn describe_swept_push(
 
 /// One line about a pull's outcome, and whether it is a failure.
 fn describe_pull(report: &PullReport, repo: &Path) -> (String, bool) {
-    let plural = |n: usize| if n == 1 { "" } else { "s" };
     match report {
         PullReport::Busy => ("already being updated by another run".to_owned(), false),
         PullReport::NotDue(at) => (
@@ -313,73 +312,86 @@ fn describe_pull(report: &PullReport, repo: &Path) -> (String, bool) {
             true,
         ),
         PullReport::Ran(s) => {
-            let mut line = if let Some(error) = &s.error {
-                if s.hard_failed {
-                    format!("hard failed: {error}")
-                } else {
-                    let retry = s
-                        .next_update_at
-                        .map(|at| format!("; next try at {}", state::timestamp(at)))
-                        .unwrap_or_default();
-                    format!("failed: {error}{retry}")
-                }
-            } else if s.applied.is_empty() && s.divergent.is_empty() {
-                format!(
-                    "up to date ({} ref{} unchanged)",
-                    s.unchanged,
-                    plural(s.unchanged)
-                )
-            } else if s.applied.is_empty() {
-                format!("no ref updated ({} unchanged)", s.unchanged)
-            } else {
-                format!(
-                    "updated {} ref{} ({} fetched, {} unchanged)",
-                    s.applied.len(),
-                    plural(s.applied.len()),
-                    s.fetched,
-                    s.unchanged
-                )
-            };
-            if !s.forwarded.is_empty() {
-                line.push_str(&format!(
-                    "; forwarded to the upstream (accepted here while it was away): {}",
-                    s.forwarded.join(", ")
-                ));
-            }
-            if s.error.is_none() && !s.divergent.is_empty() {
-                line.push_str(&format!(
-                    "; failed: {}",
-                    crate::pull::divergence_message(&s.divergent)
-                ));
-            }
-            if !s.unforwarded.is_empty() {
-                line.push_str(&format!(
-                    "; failed: {}",
-                    crate::offline::diverged_message(&s.unforwarded)
-                ));
-            }
-            if let Some(error) = &s.forward_error {
-                line.push_str(&format!("; failed: {error}"));
-            }
-            if !s.skipped.is_empty() {
-                line.push_str(&format!(
-                    "; skipped (ref name not UTF-8, rename it upstream): {}",
-                    s.skipped.join(", ")
-                ));
-            }
-            if !s.unappliable.is_empty() {
-                line.push_str(&format!(
-                    "; {}",
-                    crate::pull::unappliable_note(&s.unappliable)
-                ));
-            }
-            if !s.hook_failures.is_empty() {
-                line.push_str(&format!(
-                    "; chained post-receive hooks failed: {}",
-                    s.hook_failures.join(", ")
-                ));
-            }
+            let line = std::iter::once(ran_headline(s))
+                .chain(ran_notes(s))
+                .collect::<Vec<_>>()
+                .join("; ");
             (line, !s.ok())
         }
     }
+}
+
+/// How a pull that ran ended: its error, or what it did to the refs.
+fn ran_headline(s: &PullSummary) -> String {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    if let Some(error) = &s.error {
+        if s.hard_failed {
+            format!("hard failed: {error}")
+        } else {
+            let retry = s
+                .next_update_at
+                .map(|at| format!("; next try at {}", state::timestamp(at)))
+                .unwrap_or_default();
+            format!("failed: {error}{retry}")
+        }
+    } else if s.applied.is_empty() && s.divergent.is_empty() {
+        format!(
+            "up to date ({} ref{} unchanged)",
+            s.unchanged,
+            plural(s.unchanged)
+        )
+    } else if s.applied.is_empty() {
+        format!("no ref updated ({} unchanged)", s.unchanged)
+    } else {
+        format!(
+            "updated {} ref{} ({} fetched, {} unchanged)",
+            s.applied.len(),
+            plural(s.applied.len()),
+            s.fetched,
+            s.unchanged
+        )
+    }
+}
+
+/// What else a pull that ran has to say, in this order: refs forwarded to the upstream,
+/// what failed beside the headline, refs skipped or not appliable, chained hooks that failed.
+fn ran_notes(s: &PullSummary) -> Vec<String> {
+    let mut notes = Vec::new();
+    if !s.forwarded.is_empty() {
+        notes.push(format!(
+            "forwarded to the upstream (accepted here while it was away): {}",
+            s.forwarded.join(", ")
+        ));
+    }
+    if s.error.is_none() && !s.divergent.is_empty() {
+        notes.push(format!(
+            "failed: {}",
+            crate::pull::divergence_message(&s.divergent)
+        ));
+    }
+    if !s.unforwarded.is_empty() {
+        notes.push(format!(
+            "failed: {}",
+            crate::offline::diverged_message(&s.unforwarded)
+        ));
+    }
+    if let Some(error) = &s.forward_error {
+        notes.push(format!("failed: {error}"));
+    }
+    if !s.skipped.is_empty() {
+        notes.push(format!(
+            "skipped (ref name not UTF-8, rename it upstream): {}",
+            s.skipped.join(", ")
+        ));
+    }
+    if !s.unappliable.is_empty() {
+        notes.push(crate::pull::unappliable_note(&s.unappliable));
+    }
+    if !s.hook_failures.is_empty() {
+        notes.push(format!(
+            "chained post-receive hooks failed: {}",
+            s.hook_failures.join(", ")
+        ));
+    }
+    notes
 }
