@@ -149,7 +149,7 @@ fn forward(env: &HookEnv, prepared: Prepared, out: &mut dyn Pusher) -> Result<Ac
         },
     };
     let answer = answer::settle(&git, upstream, &updates, answer);
-    let forwarding = Forwarding {
+    let attempt = Attempt {
         repo,
         upstream,
         started,
@@ -157,11 +157,11 @@ fn forward(env: &HookEnv, prepared: Prepared, out: &mut dyn Pusher) -> Result<Ac
         updates: &updates,
         offline,
     };
-    forwarding.conclude(answer)
+    attempt.conclude(answer)
 }
 
-/// One forwarding, as [`forward`] hands it to its conclusion.
-struct Forwarding<'a> {
+/// One attempt to forward, as [`forward`] hands it to its conclusion.
+struct Attempt<'a> {
     repo: &'a Path,
     upstream: &'a Upstream,
     started: SystemTime,
@@ -173,7 +173,7 @@ struct Forwarding<'a> {
     offline: BTreeSet<String>,
 }
 
-impl Forwarding<'_> {
+impl Attempt<'_> {
     /// Records the upstream's certain answer and turns it into the pusher's outcome.
     fn conclude(self, answer: Answer) -> Result<Accepted, Refusal> {
         let (repo, upstream, started) = (self.repo, self.upstream, self.started);

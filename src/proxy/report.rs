@@ -225,3 +225,30 @@ fn describe_status(status: std::process::ExitStatus) -> String {
         _ => "failed".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn told(outcome: Result<Accepted, Refusal>) -> (Verdict, Vec<String>) {
+        let mut lines = Vec::new();
+        let verdict = report(outcome, &mut |line: &str| lines.push(line.to_owned()));
+        (verdict, lines)
+    }
+
+    #[test]
+    fn a_broken_config_fails_closed_and_every_other_refusal_refuses() {
+        let (verdict, lines) = told(Err(Refusal::Config("mirror.toml:1:1: bad".to_owned())));
+        assert_eq!(verdict, Verdict::ConfigError);
+        assert_eq!(lines[1], "mirror-hooks: mirror.toml:1:1: bad");
+        let (verdict, lines) = told(Err(Refusal::TooMany(70000)));
+        assert_eq!(verdict, Verdict::Refuse);
+        assert_eq!(lines.len(), 2);
+    }
+
+    #[test]
+    fn what_was_said_already_or_nothing_to_say_is_not_repeated() {
+        assert_eq!(told(Err(Refusal::Rules)), (Verdict::Refuse, Vec::new()));
+        assert_eq!(told(Ok(Accepted::Quietly)), (Verdict::Accept, Vec::new()));
+    }
+}
