@@ -1,7 +1,5 @@
-//! Refs accepted here while the upstream could not be reached (`on_unreachable =
-//! "accept"`): once it is back, the next pull run (or the sweep) forwards each of them with
-//! a lease on what the upstream was last seen to hold; a ref the upstream moved meanwhile
-//! is reported as diverged, with the command that settles it.
+//! Refs accepted while the upstream was away (`on_unreachable = "accept"`): the next pull
+//! forwards each with a lease on what it last held, or reports it diverged (to `resolve`).
 
 use crate::config::{Config, Upstream};
 use crate::git::{Git, GitError, LeasedUpdate, PushSettings};

@@ -1,6 +1,5 @@
-//! The push-mirror worker (`git-mirror push`): one worker per mirror at a time folds
-//! every queued job into one push of the current local state of the mirror's refs,
-//! with per-ref leases, records the outcome, and backs off when the mirror fails.
+//! The push-mirror worker (`git-mirror push`): one worker per mirror folds the queued jobs
+//! into one leased push of the mirror's refs, records the outcome, and backs off on failure.
 
 use crate::auth::Access;
 use crate::config::{Config, Prune, PushMirror};
