@@ -1,9 +1,7 @@
-//! Refs accepted here while the upstream could not be reached (`on_unreachable =
-//! "accept"`): once it is back, the next pull run (or the sweep) forwards each of them with
-//! a lease on what the upstream was last seen to hold; a ref the upstream moved meanwhile
-//! is reported as diverged, with the command that settles it.
+//! Refs accepted while the upstream was away (`on_unreachable = "accept"`): the next pull
+//! forwards each with a lease on what it last held, or reports it diverged (to `resolve`).
 
-use crate::config::Config;
+use crate::config::{Config, Upstream};
 use crate::git::{Git, GitError, LeasedUpdate, PushSettings};
 use crate::ledger::{self, Unforwarded};
 use crate::porcelain::{PushReport, Reason};
@@ -38,18 +36,43 @@ pub fn forward(repo: &Path, config: &Config) -> Result<Forwarding> {
     let here = Repo::open(repo)?.refs()?;
     let access = crate::auth::Access::new(repo, config, &upstream.url, upstream.auth.as_deref())?;
     let git = Git::new(repo)?.with_access(access);
+    let there = list_upstream(&git, upstream, &pending)?;
+    let pushes = sort_out(&pending, &here, &there, &mut outcome);
+    if !pushes.is_empty() {
+        push_leased(repo, &git, upstream, &pushes, &mut outcome)?;
+    }
+    remember(repo, &here, &outcome)?;
+    log_outcome(repo, &outcome, pending.len());
+    Ok(outcome)
+}
+
+/// The upstream's values of the pending refs.
+fn list_upstream(
+    git: &Git,
+    upstream: &Upstream,
+    pending: &BTreeMap<String, Unforwarded>,
+) -> Result<BTreeMap<String, String>> {
     let names: Vec<&str> = pending.keys().map(String::as_str).collect();
-    let there = match git.ls_remote(&upstream.url, &names, upstream.timeout) {
-        Ok(there) => there.refs,
-        Err(e @ GitError::Spawn { .. }) => return Err(e.into()),
+    match git.ls_remote(&upstream.url, &names, upstream.timeout) {
+        Ok(there) => Ok(there.refs),
+        Err(e @ GitError::Spawn { .. }) => Err(e.into()),
         Err(e) => anyhow::bail!(
             "cannot forward the refs accepted while the upstream was away ({}): {e}",
             names.join(", "),
         ),
-    };
+    }
+}
 
+/// Notes in `outcome` the refs the upstream already holds and those it moved meanwhile;
+/// the pushes that forward the others.
+fn sort_out(
+    pending: &BTreeMap<String, Unforwarded>,
+    here: &BTreeMap<String, String>,
+    there: &BTreeMap<String, String>,
+    outcome: &mut Forwarding,
+) -> Vec<LeasedUpdate> {
     let mut pushes = Vec::new();
-    for (name, entry) in &pending {
+    for (name, entry) in pending {
         let ours = here.get(name);
         let theirs = there.get(name);
         if ours == theirs {
@@ -65,43 +88,57 @@ pub fn forward(repo: &Path, config: &Config) -> Result<Forwarding> {
             None => outcome.diverged.push(name.clone()),
         }
     }
-    if !pushes.is_empty() {
-        let settings = PushSettings::default();
-        let out = git.push(
-            &upstream.url,
-            &pushes,
-            &settings,
-            upstream.timeout,
-            &mut |_| {},
-        )?;
-        let report = PushReport::parse(&out.stdout);
-        if !report.reached {
-            anyhow::bail!(
-                "cannot forward the refs accepted while the upstream was away: {}",
-                out.complaint()
-            );
-        }
-        for push in &pushes {
-            match report.refs.get(&push.name) {
-                Some(status) if status.flag.accepted() => outcome.forwarded.push(push.name.clone()),
-                Some(status) if status.refusal() == Reason::StaleInfo => {
-                    outcome.diverged.push(push.name.clone())
-                }
-                // Refused for a reason of the upstream's own (a protected branch, a
-                // hook), or not reported: it stays recorded and is tried again.
-                Some(status) => state::log(
-                    repo,
-                    SystemTime::now(),
-                    &format!(
-                        "pull: the upstream refused {} accepted here while it was away: {}",
-                        push.name,
-                        status.reason.as_deref().unwrap_or(&status.summary)
-                    ),
-                ),
-                None => {}
+    pushes
+}
+
+/// Pushes the leased updates and notes in `outcome` what each came to.
+fn push_leased(
+    repo: &Path,
+    git: &Git,
+    upstream: &Upstream,
+    pushes: &[LeasedUpdate],
+    outcome: &mut Forwarding,
+) -> Result<()> {
+    let settings = PushSettings::default();
+    let out = git.push(
+        &upstream.url,
+        pushes,
+        &settings,
+        upstream.timeout,
+        &mut |_| {},
+    )?;
+    let report = PushReport::parse(&out.stdout);
+    if !report.reached {
+        anyhow::bail!(
+            "cannot forward the refs accepted while the upstream was away: {}",
+            out.complaint()
+        );
+    }
+    for push in pushes {
+        match report.refs.get(&push.name) {
+            Some(status) if status.flag.accepted() => outcome.forwarded.push(push.name.clone()),
+            Some(status) if status.refusal() == Reason::StaleInfo => {
+                outcome.diverged.push(push.name.clone())
             }
+            // Refused for a reason of the upstream's own (a protected branch, a
+            // hook), or not reported: it stays recorded and is tried again.
+            Some(status) => state::log(
+                repo,
+                SystemTime::now(),
+                &format!(
+                    "pull: the upstream refused {} accepted here while it was away: {}",
+                    push.name,
+                    status.reason.as_deref().unwrap_or(&status.summary)
+                ),
+            ),
+            None => {}
         }
     }
+    Ok(())
+}
+
+/// Records the forwarded refs as the upstream's values: they leave the record.
+fn remember(repo: &Path, here: &BTreeMap<String, String>, outcome: &Forwarding) -> Result<()> {
     let values: BTreeMap<&String, Option<&String>> = outcome
         .forwarded
         .iter()
@@ -112,7 +149,12 @@ pub fn forward(repo: &Path, config: &Config) -> Result<Forwarding> {
             ledger.forwarded(name, id.map(String::as_str));
         }
     })
-    .context("forwarded, but cannot record it")?;
+    .context("forwarded, but cannot record it")
+}
+
+/// Logs what was forwarded and what diverged; the upstream's record is clean once all
+/// `pending` refs went.
+fn log_outcome(repo: &Path, outcome: &Forwarding, pending: usize) {
     let now = SystemTime::now();
     if !outcome.forwarded.is_empty() {
         state::log(
@@ -123,14 +165,13 @@ pub fn forward(repo: &Path, config: &Config) -> Result<Forwarding> {
                 outcome.forwarded.join(", ")
             ),
         );
-        if outcome.forwarded.len() == pending.len() {
+        if outcome.forwarded.len() == pending {
             let _ = state::update(repo, crate::state::UPSTREAM_RECORD, |s| s.finished(now));
         }
     }
     if !outcome.diverged.is_empty() {
         state::log(repo, now, &diverged_message(&outcome.diverged));
     }
-    Ok(outcome)
 }
 
 /// The lease the forwarding of `entry` carries, when the upstream still holds what it

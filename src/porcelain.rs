@@ -127,6 +127,29 @@ impl Reason {
     }
 }
 
+/// git's words, in a ref's reason or on its stderr, for a ref locked by a concurrent
+/// writer: the one place that recognises them.
+const LOCK_ERRORS: [&str; 3] = ["failed to lock", "cannot lock ref", "unable to lock"];
+
+impl Reason {
+    /// The ref was locked by a concurrent writer (the remote said so in its reason).
+    pub fn is_lock_error(&self) -> bool {
+        matches!(self, Reason::Other(text) if mentions_lock_error(text))
+    }
+
+    /// A refusal that a retry can fix: the remote moved since it was listed (the lease
+    /// failed), or a ref was locked there by a concurrent writer (said in the reason or
+    /// in the push's `stderr`).
+    pub fn is_transient(&self, stderr: &str) -> bool {
+        *self == Reason::StaleInfo || self.is_lock_error() || mentions_lock_error(stderr)
+    }
+}
+
+/// Whether `text` (git's stderr, or a reason) says that a ref was locked.
+fn mentions_lock_error(text: &str) -> bool {
+    LOCK_ERRORS.iter().any(|p| text.contains(p))
+}
+
 impl RefStatus {
     /// Why the ref was refused, as a [`Reason`] (the summary when git gave no reason).
     pub fn refusal(&self) -> Reason {
@@ -156,6 +179,17 @@ mod tests {
         );
         assert_eq!(r.refs["refs/heads/old"].flag, Flag::Deleted);
         assert!(r.refs["refs/tags/v1"].flag.accepted());
+    }
+
+    #[test]
+    fn stale_info_and_lock_errors_are_transient() {
+        assert!(Reason::parse("stale info").is_transient(""));
+        let locked = Reason::parse("failed to update ref: cannot lock ref 'refs/heads/a'");
+        assert!(locked.is_lock_error() && locked.is_transient(""));
+        let declined = Reason::parse("pre-receive hook declined");
+        assert!(!declined.is_transient(""));
+        assert!(declined.is_transient("error: unable to lock refs/heads/a.lock"));
+        assert!(!Reason::AtomicPushFailed.is_transient(""));
     }
 
     #[test]

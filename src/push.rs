@@ -1,6 +1,5 @@
-//! The push-mirror worker (`git-mirror push`): one worker per mirror at a time folds
-//! every queued job into one push of the current local state of the mirror's refs,
-//! with per-ref leases, records the outcome, and backs off when the mirror fails.
+//! The push-mirror worker (`git-mirror push`): one worker per mirror folds the queued jobs
+//! into one leased push of the mirror's refs, records the outcome, and backs off on failure.
 
 use crate::auth::Access;
 use crate::config::{Config, Prune, PushMirror};
@@ -332,115 +331,131 @@ fn record(s: &mut MirrorState, summary: &RunSummary, at: SystemTime) {
 /// with leases; again if the mirror moved meanwhile or a ref was locked there.
 fn sync(repo: &Path, git: &Git, mirror: &PushMirror, named: &BTreeSet<String>) -> RunSummary {
     let mut summary = RunSummary::default();
-    for attempt in 1..=ATTEMPTS {
-        let remote = match git.ls_remote_symrefs(&mirror.url, mirror.timeout) {
-            Ok(listing) => listing,
-            Err(e @ GitError::Spawn { .. }) => {
-                summary.error = Some(format!("{:#}", anyhow::Error::from(e)));
-                return summary;
-            }
-            Err(e) => {
-                summary.error = Some(format!("cannot list the mirror's refs: {e}"));
-                return summary;
-            }
-        };
-        let local = match Repo::open(repo).and_then(|r| r.refs().map(|refs| (r, refs))) {
-            Ok(local) => local,
-            Err(e) => {
-                summary.error = Some(format!("{e:#}"));
-                return summary;
-            }
-        };
-        let ancestor = |a: &str, d: &str| local.0.is_ancestor(a, d).unwrap_or(false);
-        let plan = plan(&local.1, &remote, mirror, named, &ancestor);
-        summary.divergent = plan.divergent;
-        summary.skipped = plan.skipped;
-        summary.up_to_date = plan.up_to_date;
-        if plan.updates.is_empty() {
-            return summary;
-        }
-        let output = match git.push(
-            &mirror.url,
-            &plan.updates,
-            &PushSettings::default(),
-            mirror.timeout,
-            &mut |_| {},
-        ) {
-            Ok(output) => output,
-            Err(e) => {
-                summary.error = Some(format!("{e:#}"));
-                return summary;
-            }
-        };
-        let report = PushReport::parse(&output.stdout);
-        if output.timed_out || !report.reached {
-            summary.error = Some(if output.timed_out {
-                format!(
-                    "the push did not finish within {} (timeout)",
-                    humantime::format_duration(mirror.timeout)
-                )
-            } else {
-                output.complaint()
-            });
-            return summary;
-        }
-        let (mut pushed, mut deleted, mut retry) = (0, 0, false);
-        summary.refused.clear();
-        for u in &plan.updates {
-            match report.refs.get(&u.name) {
-                Some(status) if status.flag.accepted() => {
-                    if status.flag == Flag::Deleted {
-                        deleted += 1;
-                    } else if status.flag != Flag::UpToDate {
-                        pushed += 1;
-                    }
-                }
-                Some(status) => {
-                    let reason = status
-                        .reason
-                        .clone()
-                        .unwrap_or_else(|| status.summary.clone());
-                    if is_transient(&reason, &output.stderr) {
-                        retry = true;
-                    }
-                    summary.refused.push((u.name.clone(), reason));
-                }
-                None => {
-                    retry = true;
-                    summary
-                        .refused
-                        .push((u.name.clone(), "no report from git".to_owned()));
-                }
-            }
-        }
-        summary.pushed += pushed;
-        summary.deleted += deleted;
-        if !retry {
-            return summary;
-        }
-        if attempt == ATTEMPTS {
-            let list: Vec<String> = summary
-                .refused
-                .iter()
-                .map(|(r, why)| format!("{r} ({why})"))
-                .collect();
-            summary.error = Some(format!(
-                "the mirror kept changing or had refs locked after {ATTEMPTS} attempts: {}",
-                list.join(", ")
-            ));
-            summary.refused.clear();
-        }
+    if let Err(error) = attempt_sync(repo, git, mirror, named, &mut summary) {
+        summary.error = Some(error);
     }
     summary
 }
 
-/// A refusal that a retry can fix: the mirror moved since we listed it (the lease
-/// failed), or a ref was locked by a concurrent writer there.
-fn is_transient(reason: &str, stderr: &str) -> bool {
-    reason == "stale info"
-        || ["failed to lock", "cannot lock ref", "unable to lock"]
-            .iter()
-            .any(|p| reason.contains(p) || stderr.contains(p))
+/// The attempts of [`sync`], each adding to `summary`; `Err` is the run's error.
+fn attempt_sync(
+    repo: &Path,
+    git: &Git,
+    mirror: &PushMirror,
+    named: &BTreeSet<String>,
+    summary: &mut RunSummary,
+) -> Result<(), String> {
+    for attempt in 1..=ATTEMPTS {
+        let plan = list_and_plan(repo, git, mirror, named)?;
+        summary.divergent = plan.divergent;
+        summary.skipped = plan.skipped;
+        summary.up_to_date = plan.up_to_date;
+        if plan.updates.is_empty() {
+            return Ok(());
+        }
+        let (report, stderr) = push_updates(git, mirror, &plan.updates)?;
+        let retry = tally(&plan.updates, &report, &stderr, summary);
+        if !retry {
+            return Ok(());
+        }
+        if attempt == ATTEMPTS {
+            return Err(gave_up(summary));
+        }
+    }
+    Ok(())
+}
+
+/// Lists the mirror's refs and ours, and plans the push between them.
+fn list_and_plan(
+    repo: &Path,
+    git: &Git,
+    mirror: &PushMirror,
+    named: &BTreeSet<String>,
+) -> Result<Plan, String> {
+    let remote = match git.ls_remote_symrefs(&mirror.url, mirror.timeout) {
+        Ok(listing) => listing,
+        Err(e @ GitError::Spawn { .. }) => return Err(format!("{:#}", anyhow::Error::from(e))),
+        Err(e) => return Err(format!("cannot list the mirror's refs: {e}")),
+    };
+    let (local, refs) = Repo::open(repo)
+        .and_then(|r| r.refs().map(|refs| (r, refs)))
+        .map_err(|e| format!("{e:#}"))?;
+    let ancestor = |a: &str, d: &str| local.is_ancestor(a, d).unwrap_or(false);
+    Ok(plan(&refs, &remote, mirror, named, &ancestor))
+}
+
+/// Pushes the planned updates; the report of a push that reached the mirror, with git's
+/// stderr.
+fn push_updates(
+    git: &Git,
+    mirror: &PushMirror,
+    updates: &[LeasedUpdate],
+) -> Result<(PushReport, String), String> {
+    let output = git
+        .push(
+            &mirror.url,
+            updates,
+            &PushSettings::default(),
+            mirror.timeout,
+            &mut |_| {},
+        )
+        .map_err(|e| format!("{e:#}"))?;
+    let report = PushReport::parse(&output.stdout);
+    if output.timed_out {
+        return Err(format!(
+            "the push did not finish within {} (timeout)",
+            humantime::format_duration(mirror.timeout)
+        ));
+    }
+    if !report.reached {
+        return Err(output.complaint());
+    }
+    Ok((report, output.stderr))
+}
+
+/// Counts what the mirror took into `summary` and lists what it refused (replacing the
+/// previous attempt's list); whether a retry can fix a refusal.
+fn tally(
+    updates: &[LeasedUpdate],
+    report: &PushReport,
+    stderr: &str,
+    summary: &mut RunSummary,
+) -> bool {
+    let mut retry = false;
+    summary.refused.clear();
+    for u in updates {
+        match report.refs.get(&u.name) {
+            Some(status) if status.flag == Flag::Deleted => summary.deleted += 1,
+            Some(status) if status.flag == Flag::UpToDate => {}
+            Some(status) if status.flag.accepted() => summary.pushed += 1,
+            Some(status) => {
+                retry |= status.refusal().is_transient(stderr);
+                let reason = status.reason.as_ref().unwrap_or(&status.summary);
+                summary.refused.push((u.name.clone(), reason.clone()));
+            }
+            None => {
+                retry = true;
+                summary
+                    .refused
+                    .push((u.name.clone(), "no report from git".to_owned()));
+            }
+        }
+    }
+    retry
+}
+
+/// The error of a run whose last attempt still met refusals a retry could fix.
+fn gave_up(summary: &mut RunSummary) -> String {
+    let list: Vec<String> = summary
+        .refused
+        .iter()
+        .map(|(r, why)| format!("{r} ({why})"))
+        .collect();
+    summary.refused.clear();
+    format!(
+        "the mirror kept changing or had refs locked after {ATTEMPTS} attempts: {}",
+        list.join(", ")
+    )
 }
 
 /// The difference between our refs and the mirror's.
