@@ -65,11 +65,6 @@ impl fmt::Display for Damaged {
 impl std::error::Error for Damaged {}
 
 impl Ledger {
-    /// The value the upstream was last seen to hold for `name`.
-    pub fn seen(&self, name: &str) -> Option<&str> {
-        self.seen.get(name).map(String::as_str)
-    }
-
     /// Records what the upstream holds now: `id` (all zeros or `None`: nothing).
     pub fn saw(&mut self, name: &str, id: Option<&str>) {
         match id.filter(|id| !crate::refs::is_zero(id)) {
@@ -274,9 +269,12 @@ mod tests {
         );
         ledger.forwarded("refs/heads/main", Some(B));
         assert!(!ledger.is_unforwarded("refs/heads/main"));
-        assert_eq!(ledger.seen("refs/heads/main"), Some(B));
+        assert_eq!(
+            ledger.seen.get("refs/heads/main").map(String::as_str),
+            Some(B)
+        );
         ledger.saw("refs/heads/main", Some(ZERO));
-        assert_eq!(ledger.seen("refs/heads/main"), None);
+        assert_eq!(ledger.seen.get("refs/heads/main"), None);
     }
 
     #[test]

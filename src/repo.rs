@@ -105,11 +105,6 @@ impl Repo {
         Ok(refs)
     }
 
-    /// True when the object database holds the object `id`.
-    pub fn has_object(&self, id: &str) -> bool {
-        parse_id(id).is_ok_and(|id| self.inner.has_object(id))
-    }
-
     /// True when `ancestor` is reachable from `descendant` (a fast-forward from the one to
     /// the other). Both must be commit ids present in the object database.
     pub fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Result<bool> {

@@ -16,8 +16,8 @@ use std::process::{Command, ExitStatus, Stdio};
 /// Why a push was refused before anything was forwarded.
 #[derive(Debug)]
 pub enum Refusal {
-    /// A `receive.*` setting of this repository refuses the ref `name`.
-    Setting { name: String, why: String },
+    /// A `receive.*` setting of this repository refuses a ref (`why` names it).
+    Setting { why: String },
     /// The `update` hook refused these refs (in push order).
     UpdateHook(Vec<HookRefusal>),
     /// The rules could not be checked, so the push is refused (fail closed).
@@ -31,21 +31,10 @@ pub struct HookRefusal {
     pub ended: String,
 }
 
-impl Refusal {
-    /// The refs refused by name, in push order; empty when the rules could not be checked.
-    pub fn refs(&self) -> Vec<&str> {
-        match self {
-            Refusal::Setting { name, .. } => vec![name.as_str()],
-            Refusal::UpdateHook(refused) => refused.iter().map(|r| r.name.as_str()).collect(),
-            Refusal::Unchecked(_) => Vec::new(),
-        }
-    }
-}
-
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refusal::Setting { why, .. } => f.write_str(why),
+            Refusal::Setting { why } => f.write_str(why),
             Refusal::UpdateHook(refused) => {
                 let each: Vec<String> = refused
                     .iter()
@@ -126,25 +115,19 @@ fn check_settings(
     let deny_non_ff = repo
         .config_bool("receive.denyNonFastForwards")
         .unwrap_or(false);
-    let refuse = |update: &RefUpdate, why: String| Refusal::Setting {
-        name: update.name.clone(),
-        why,
-    };
+    let refuse = |why: String| Refusal::Setting { why };
     for update in branches() {
         match update.kind() {
             UpdateKind::Delete if deny_deletes => {
-                return Err(refuse(
-                    update,
-                    format!(
-                        "deleting {} is not allowed in this repository (receive.denyDeletes).",
-                        update.name
-                    ),
-                ));
+                return Err(refuse(format!(
+                    "deleting {} is not allowed in this repository (receive.denyDeletes).",
+                    update.name
+                )));
             }
             UpdateKind::Delete
                 if deny_delete_current && head.as_deref() == Some(update.name.as_str()) =>
             {
-                return Err(refuse(update, format!(
+                return Err(refuse(format!(
                     "{} is this repository's default branch (HEAD), and git refuses to delete it (receive.denyDeleteCurrent). Ask a server administrator to change HEAD first.",
                     update.name
                 )));
@@ -154,7 +137,7 @@ fn check_settings(
                     .is_ancestor(&update.old, &update.new)
                     .map_err(|e| Refusal::Unchecked(format!("{}: {e:#}", update.name)))?;
                 if !fast_forward {
-                    return Err(refuse(update, format!(
+                    return Err(refuse(format!(
                         "{} would lose commits: {}..{} is not a fast-forward, and this repository refuses those (receive.denyNonFastForwards). Fetch, rebase or merge, and push again.",
                         update.name,
                         refs::short(&update.old),
@@ -322,6 +305,5 @@ mod tests {
             refusal.to_string(),
             "the update hook refused refs/heads/main (exit status 1) and refs/tags/v1 (killed by signal 9)"
         );
-        assert_eq!(refusal.refs(), ["refs/heads/main", "refs/tags/v1"]);
     }
 }

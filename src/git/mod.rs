@@ -10,7 +10,6 @@ mod streams;
 pub use listing::{RemoteListing, RemoteRefs};
 pub use output::{Cause, GitError, Lasting, RunOutput};
 pub use stop::stop_git_on_termination;
-pub use streams::{STDERR_LIMIT, STDERR_LINE_LIMIT, STDERR_TAIL, STDOUT_LIMIT, STDOUT_LINE_LIMIT};
 
 use anyhow::{Context, Result};
 use std::ffi::OsString;

@@ -22,8 +22,8 @@ pub struct RunOutput {
     /// than [`STDOUT_LIMIT`] in all. What stdout lists is then not the whole list.
     pub stdout_incomplete: bool,
     /// Standard error for people: printable ([`crate::text`]) and bounded (see
-    /// [`STDERR_LINE_LIMIT`](super::STDERR_LINE_LIMIT) and
-    /// [`STDERR_LIMIT`](super::STDERR_LIMIT)), with where it was cut said.
+    /// [`STDERR_LINE_LIMIT`](super::streams::STDERR_LINE_LIMIT) and
+    /// [`STDERR_LIMIT`](super::streams::STDERR_LIMIT)), with where it was cut said.
     pub stderr: String,
 }
 
