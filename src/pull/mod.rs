@@ -1,7 +1,5 @@
-//! Pull mirroring (`git-mirror pull`): bring the repository up to date with its upstream,
-//! on a schedule and beside people pushing to it. List the upstream's refs; when they
-//! differ, fetch only what is missing into a private namespace and apply one ref
-//! transaction whose old values are the ones read, so a concurrent push is never undone.
+//! Pull mirroring (`git-mirror pull`): fetch what the upstream changed and apply it in one
+//! ref transaction guarded by the values read, so a concurrent push here is never undone.
 
 mod announce;
 mod apply;
