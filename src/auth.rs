@@ -136,7 +136,7 @@ impl Access {
 
 /// Where `git-mirror keygen` and `host-keys --trust` keep their files.
 pub fn keys_dir(repo: &Path) -> PathBuf {
-    repo.join("mirror").join("keys")
+    crate::state::mirror_dir(repo).join("keys")
 }
 
 /// The known_hosts file `host-keys --trust` writes, used for every ssh remote of the

@@ -125,7 +125,7 @@ impl Ledger {
 }
 
 fn path(repo: &Path) -> PathBuf {
-    repo.join("mirror").join(FILE)
+    crate::state::mirror_dir(repo).join(FILE)
 }
 
 /// Reads the record of `repo`. A missing record is an empty one, except that refs the
@@ -177,7 +177,7 @@ fn carried_over(repo: &Path) -> Ledger {
 /// concurrent pushes and pulls do not lose each other's entries. A damaged record is
 /// left exactly as it is.
 pub fn change<T>(repo: &Path, change: impl FnOnce(&mut Ledger) -> T) -> Result<T> {
-    let dir = repo.join("mirror");
+    let dir = crate::state::mirror_dir(repo);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let lock_path = dir.join(LOCK);
     let lock = File::options()
@@ -204,7 +204,7 @@ pub fn change<T>(repo: &Path, change: impl FnOnce(&mut Ledger) -> T) -> Result<T
 
 fn save(repo: &Path, ledger: &Ledger, durable: bool) -> Result<()> {
     let path = path(repo);
-    let dir = repo.join("mirror");
+    let dir = crate::state::mirror_dir(repo);
     let mut file = tempfile::NamedTempFile::new_in(&dir)
         .with_context(|| format!("cannot write in {}", dir.display()))?;
     // Readable as the repository itself is (a group-shared repository is served by

@@ -58,5 +58,5 @@ fn open(path: &Path) -> Result<File> {
 
 /// Where the lock of the pull of `repo` lives.
 pub fn pull_lock(repo: &Path) -> PathBuf {
-    repo.join("mirror").join("pull.lock")
+    crate::state::mirror_dir(repo).join("pull.lock")
 }

@@ -8,15 +8,11 @@ use std::time::{Duration, Instant};
 
 /// Variables of the push being received that must not leak into a background
 /// `git-mirror`, which finds its repository from its argument.
-const HOOK_VARIABLES: [&str; 9] = [
+const HOOK_VARIABLES: [&str; 5] = [
     "GIT_DIR",
     "GIT_WORK_TREE",
     "GIT_OBJECT_DIRECTORY",
     "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_QUARANTINE_PATH",
-    "GIT_PROTOCOL",
-    "GIT_PUSH_OPTION_COUNT",
-    "GIT_PUSH_CERT",
     "GIT_REFLOG_ACTION",
 ];
 
@@ -60,6 +56,8 @@ fn companion(repo: &Path, args: &[&str], niceness: libc::c_int) -> Result<std::p
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
+    // What git itself must not get, and what locates the push being received.
+    crate::git::remove_push_variables(&mut cmd, &crate::git::DROPPED_VARIABLES);
     crate::git::remove_push_variables(&mut cmd, &HOOK_VARIABLES);
     // SAFETY: setsid(2) and setpriority(2) are async-signal-safe and touch no memory of
     // the parent. The new session keeps signals to the hook's process group away from

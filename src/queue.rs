@@ -51,7 +51,7 @@ static SEQUENCE: AtomicU32 = AtomicU32::new(0);
 impl Queue {
     pub fn new(repo: &Path, mirror: &str) -> Queue {
         Queue {
-            dir: repo.join("mirror").join("queue").join(mirror),
+            dir: crate::state::mirror_dir(repo).join("queue").join(mirror),
             mirror: mirror.to_owned(),
         }
     }

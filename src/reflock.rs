@@ -78,7 +78,7 @@ pub fn before(repo: &Path, locks: Locks) -> Result<Writing> {
         contents: locks.contents,
     };
     let writing = Writing {
-        path: repo.join("mirror").join(RECORD),
+        path: crate::state::mirror_dir(repo).join(RECORD),
         record,
     };
     if writing.path.exists() {
@@ -177,7 +177,7 @@ pub struct Recovery {
 pub fn recover(repo: &Path) -> Recovery {
     let mut said = Vec::new();
     let mut pending = false;
-    let record_path = repo.join("mirror").join(RECORD);
+    let record_path = crate::state::mirror_dir(repo).join(RECORD);
     let record = match fs::read(&record_path) {
         Ok(bytes) => Some(serde_json::from_slice::<Record>(&bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,

@@ -193,19 +193,9 @@ fn find_hook(repo: &Path, name: &str) -> Result<Option<PathBuf>, Refusal> {
             "cannot find this repository's {name} hook ({why}), so its rules cannot be checked."
         ))
     };
-    let git = Git::new(repo).map_err(|e| unchecked(format!("{e:#}")))?;
-    let output = git
-        .command(["rev-parse", "--git-path", &format!("hooks/{name}")])
-        .output()
-        .map_err(|e| unchecked(format!("cannot run git: {e}")))?;
-    if !output.status.success() {
-        return Err(unchecked(format!(
-            "git rev-parse: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    let path = output.stdout.strip_suffix(b"\n").unwrap_or(&output.stdout);
-    let path = repo.join(OsStr::from_bytes(path));
+    let path = Git::new(repo)
+        .and_then(|git| git.hook_path(name))
+        .map_err(|e| unchecked(format!("{e:#}")))?;
     Ok(executable(&path).then_some(path))
 }
 

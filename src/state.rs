@@ -7,6 +7,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The directory, in the repository, of everything mirror-hooks keeps: status records,
+/// queues, keys, the log, the record of what the upstream last held, run locks.
+pub fn mirror_dir(repo: &Path) -> PathBuf {
+    repo.join("mirror")
+}
+
 /// Name of the upstream's (the proxy's) status record.
 pub const UPSTREAM_RECORD: &str = "upstream";
 /// Name of the pull's status record.
@@ -126,7 +132,7 @@ pub fn timestamp(at: SystemTime) -> String {
 
 /// The directory of status records of a repository.
 pub fn state_dir(repo: &Path) -> PathBuf {
-    repo.join("mirror").join("state")
+    mirror_dir(repo).join("state")
 }
 
 fn record_path(repo: &Path, name: &str) -> PathBuf {
@@ -175,9 +181,9 @@ pub fn log(repo: &Path, at: SystemTime, line: &str) {
     let line = crate::url::mask_text(line).replace(['\n', '\r'], " ");
     // Ref names and remote words come from other servers: no control characters.
     let line = crate::text::printable(&line);
-    let path = repo.join("mirror").join("log");
+    let path = mirror_dir(repo).join("log");
     let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(repo.join("mirror"))?;
+        std::fs::create_dir_all(mirror_dir(repo))?;
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -23,7 +23,7 @@ const ALLOWED_PROTOCOLS: &str = "file:git:http:https:ssh";
 /// Variables a hook inherits from receive-pack that must not reach the git we run: the
 /// quarantine path makes a push from inside the quarantine fail ("ref updates forbidden
 /// inside quarantine environment"), and the others describe the incoming push, not ours.
-const DROPPED_VARIABLES: [&str; 4] = [
+pub(crate) const DROPPED_VARIABLES: [&str; 4] = [
     "GIT_QUARANTINE_PATH",
     "GIT_PROTOCOL",
     "GIT_PUSH_OPTION_COUNT",
@@ -118,6 +118,28 @@ impl Git {
 
     pub fn git_dir(&self) -> &Path {
         &self.git_dir
+    }
+
+    /// Where git looks for `hooks/NAME` in this repository, as git itself works it out
+    /// (`git rev-parse --git-path`): `core.hooksPath` from every configuration scope,
+    /// `git -c` and `~` included, a relative one taken from the repository.
+    pub fn hook_path(&self, name: &str) -> Result<PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        let output = self
+            .command(["rev-parse", "--git-path", &format!("hooks/{name}")])
+            // A relative answer is relative to where git runs: the repository, where
+            // hooks run too.
+            .current_dir(&self.git_dir)
+            .output()
+            .context("cannot run git")?;
+        if !output.status.success() {
+            anyhow::bail!(
+                "git rev-parse: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        let path = output.stdout.strip_suffix(b"\n").unwrap_or(&output.stdout);
+        Ok(self.git_dir.join(std::ffi::OsStr::from_bytes(path)))
     }
 
     /// A command for `git --git-dir=REPO ARGS…` with the sanitised environment.

@@ -2,9 +2,8 @@
 //! mirrors are queued and the chained post-receive hooks run.
 
 use crate::refs::RefUpdate;
-use crate::repo::Repo;
 use crate::state;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
 /// Tells the rest of the server about pulled updates, as if they had been pushed: queue
@@ -17,7 +16,10 @@ pub(super) fn announce(repo: &Path, applied: &[RefUpdate]) -> Vec<String> {
         state::log(repo, now, &format!("pull: {line}"));
     }
     let input: String = applied.iter().map(|u| format!("{u}\n")).collect();
-    let dir = hooks_dir(repo).join("post-receive.d");
+    // Where git looks for hooks, as for the `update` hook the proxy runs.
+    let dir = crate::git::Git::new(repo)
+        .and_then(|git| git.hook_path("post-receive.d"))
+        .unwrap_or_else(|_| repo.join("hooks").join("post-receive.d"));
     match crate::chain::run(repo, &dir, input.as_bytes(), false) {
         Ok(failures) => failures
             .into_iter()
@@ -31,16 +33,5 @@ pub(super) fn announce(repo: &Path, applied: &[RefUpdate]) -> Vec<String> {
             state::log(repo, now, &format!("pull: chained hooks not run: {e:#}"));
             vec![format!("{e:#}")]
         }
-    }
-}
-
-/// The repository's hooks directory: `core.hooksPath` when set, else `hooks/`.
-fn hooks_dir(repo: &Path) -> PathBuf {
-    let configured = Repo::open(repo)
-        .ok()
-        .and_then(|view| view.config_string("core.hooksPath"));
-    match configured {
-        Some(path) => repo.join(path),
-        None => repo.join("hooks"),
     }
 }
