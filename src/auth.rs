@@ -196,7 +196,7 @@ fn ssh_path(path: &Path) -> String {
 
 /// `'text'` with every `'` written as `'\''`: one word for a POSIX shell, whatever it holds.
 fn shell_quote(path: &Path) -> String {
-    format!("'{}'", path.display().to_string().replace('\'', "'\\''"))
+    crate::text::shell_quote(&path.display().to_string())
 }
 
 fn read_secret(repo: &Path, table: &str, secret: &Secret) -> Result<String> {

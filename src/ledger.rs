@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -177,17 +176,7 @@ fn carried_over(repo: &Path) -> Ledger {
 /// concurrent pushes and pulls do not lose each other's entries. A damaged record is
 /// left exactly as it is.
 pub fn change<T>(repo: &Path, change: impl FnOnce(&mut Ledger) -> T) -> Result<T> {
-    let dir = crate::state::mirror_dir(repo);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let lock_path = dir.join(LOCK);
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("cannot open {}", lock_path.display()))?;
-    lock.lock()
-        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    let _lock = crate::lock::Lock::acquire(&crate::state::mirror_dir(repo).join(LOCK))?;
     let mut ledger = load(repo)?;
     let before = ledger.clone();
     let result = change(&mut ledger);

@@ -183,8 +183,7 @@ pub fn lookup(uid: u32) -> Option<User> {
     }
 }
 
-/// `args` as one line a shell reads back as the same words.
-/// `args` as a shell reads them back: plain words as they are, others single-quoted.
+/// `args` as one line a shell reads back as the same words: plain words as they are, others single-quoted.
 pub fn shell_words(args: &[OsString]) -> String {
     args.iter()
         .map(|a| {
@@ -195,7 +194,7 @@ pub fn shell_words(args: &[OsString]) -> String {
             if plain {
                 a.into_owned()
             } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
+                crate::text::shell_quote(&a)
             }
         })
         .collect::<Vec<_>>()

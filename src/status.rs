@@ -56,6 +56,20 @@ pub struct StatusRecord {
     pub unapplied_refs: Option<Vec<String>>,
 }
 
+/// Refs the upstream took through this repository that this repository does not hold
+/// (the known window), leaving out those the pull reports as diverged.
+pub fn unapplied_refs(
+    repo: &Path,
+    ledger: &crate::ledger::Ledger,
+    up: &crate::config::Upstream,
+) -> Result<Vec<String>> {
+    let diverged = state::load(repo, crate::state::PULL_RECORD)
+        .map(|s| s.divergent_refs)
+        .unwrap_or_default();
+    let local = crate::repo::Repo::open(repo).and_then(|view| view.refs())?;
+    Ok(ledger.unapplied(&local, &up.refs, &diverged))
+}
+
 /// `git-mirror status --json`: the repository and one record per mirror.
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
@@ -75,11 +89,7 @@ pub fn status_report(repo: &Path, config: &Config) -> Result<StatusReport> {
         )?;
         match crate::ledger::load(repo) {
             Ok(ledger) => {
-                let diverged = state::load(repo, crate::state::PULL_RECORD)
-                    .map(|s| s.divergent_refs)
-                    .unwrap_or_default();
-                let local = crate::repo::Repo::open(repo).and_then(|view| view.refs())?;
-                let unapplied = ledger.unapplied(&local, &up.refs, &diverged);
+                let unapplied = unapplied_refs(repo, &ledger, up)?;
                 if !unapplied.is_empty() {
                     // The known window: the upstream took a push this repository then
                     // failed to apply. Status must not read "finished" over it.

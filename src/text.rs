@@ -5,6 +5,12 @@
 
 use std::borrow::Cow;
 
+/// `text` as one word for a POSIX shell, whatever it holds: single-quoted, each `'`
+/// written as `'\''`.
+pub fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
 /// `bytes` as text a terminal shows literally: printable UTF-8 as it is; control
 /// characters (C0 but tab, DEL, C1), Unicode's bidirectional controls, and bytes that are
 /// not UTF-8 escaped (`\x1b`, `\u{202e}`, `\xe9`).

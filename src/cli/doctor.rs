@@ -3,7 +3,6 @@
 
 use super::{load, repository, Failure};
 use crate::git::Git;
-use crate::state;
 use anyhow::Result;
 use std::path::Path;
 
@@ -108,10 +107,7 @@ fn doctor_upstream(repo: &Path, up: &crate::config::Upstream) -> Result<usize> {
                     names.join(", ")
                 );
             }
-            let diverged = state::load(repo, crate::state::PULL_RECORD)
-                .map(|s| s.divergent_refs)
-                .unwrap_or_default();
-            let unapplied = ledger.unapplied(&view.refs()?, &up.refs, &diverged);
+            let unapplied = crate::status::unapplied_refs(repo, &ledger, up)?;
             if !unapplied.is_empty() {
                 problems += 1;
                 println!(
