@@ -4,7 +4,7 @@
 //! the next run, and the next run converges.
 
 use crate::servers;
-use crate::util::{descendants_with, eventually, TestEnv, GIT_MIRROR};
+use crate::util::{descendants_with, eventually, running, TestEnv, GIT_MIRROR};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -28,16 +28,6 @@ fn kill_when(child: &mut Child, words: &[&str], victim: impl Fn(i32) -> Vec<i32>
         kill(pid);
     }
     let _ = child.wait();
-}
-
-/// Whether `pid` has exited (a zombie has: it only waits to be reaped).
-fn gone(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
-        stat[stat.rfind(')').unwrap_or(0) + 1..]
-            .split_whitespace()
-            .next()
-            == Some("Z")
-    })
 }
 
 struct Upstream {
@@ -105,7 +95,7 @@ fn a_pull_killed_while_listing_or_fetching_leaves_nothing_broken() {
             vec![pid]
         });
         // git itself dies with its parent (PR_SET_PDEATHSIG); wait until it has.
-        let all_gone = eventually(PATIENCE, || gits.borrow().iter().all(|&p| gone(p)));
+        let all_gone = eventually(PATIENCE, || gits.borrow().iter().all(|&p| !running(p)));
         assert!(all_gone, "git {point} outlived the killed pull");
         settle_and_check(env, &u.up, &down);
     }

@@ -2,8 +2,7 @@
 //! process it started — never wedges the repository: the next pull converges, `git
 //! fsck` is clean, no lock file is left, and pushes to the pulled branches go through.
 
-use crate::util::{TestEnv, GIT_MIRROR};
-use std::collections::BTreeMap;
+use crate::util::{command_line, descendants, running, TestEnv, GIT_MIRROR};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -30,36 +29,6 @@ impl Prng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
-}
-
-/// The processes descending from `root` (found through parent pids in /proc), deepest
-/// last.
-fn descendants(root: i32) -> Vec<i32> {
-    let mut children: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        if let Some(ppid) = after.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
-            children.entry(ppid).or_default().push(pid);
-        }
-    }
-    let mut found = Vec::new();
-    let mut next = vec![root];
-    while let Some(pid) = next.pop() {
-        for &child in children.get(&pid).into_iter().flatten() {
-            found.push(child);
-            next.push(child);
-        }
-    }
-    found
 }
 
 fn signal(pid: i32, signal: libc::c_int) {
@@ -315,15 +284,6 @@ fn a_stale_lock_the_pull_did_not_make_is_left_alone_and_doctor_names_it() {
     );
 }
 
-/// True while process `pid` exists and is not a zombie.
-fn running(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next())
-            .is_some_and(|state| state != "Z")
-    })
-}
-
 #[test]
 fn sigterm_reaches_the_running_git_which_is_waited_for() {
     let env = TestEnv::new();
@@ -343,9 +303,8 @@ fn sigterm_reaches_the_running_git_which_is_waited_for() {
     // Signal it while its fetch (1 000 refs) runs: the git among its children whose
     // command line says so.
     let fetching = || {
-        descendants(pid).into_iter().find(|child| {
-            std::fs::read(format!("/proc/{child}/cmdline"))
-                .is_ok_and(|c| c.split(|b| *b == 0).any(|word| word == b"fetch"))
+        descendants(pid).into_iter().find(|&child| {
+            command_line(child).is_some_and(|line| line.split(' ').any(|word| word == "fetch"))
         })
     };
     let mut git = None;

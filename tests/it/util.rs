@@ -317,6 +317,16 @@ pub fn command_line(pid: i32) -> Option<String> {
     Some(String::from_utf8_lossy(&bytes).replace('\0', " "))
 }
 
+/// True while process `pid` exists and has not exited (a zombie has: it only waits to
+/// be reaped).
+pub fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z")
+    })
+}
+
 /// The living descendants of `pid` (its children, theirs, …), found through the parent
 /// pids in /proc. Tests signal only these, never a process found by its name.
 pub fn descendants(pid: i32) -> Vec<i32> {
