@@ -17,10 +17,9 @@ use std::time::SystemTime;
 /// Where fetched values wait until the transaction applies them.
 const FETCHED: &str = "refs/mirror-hooks/pull/";
 
-/// What the pull knows besides the two listings, as the repository and the record of
-/// what the upstream last held say now.
-fn guards(repo: &Path, ledger: crate::ledger::Ledger) -> Guards {
-    let head = Repo::open(repo).ok().and_then(|view| view.head_ref());
+/// What the pull knows besides the two listings: the record of what the upstream last
+/// held, and the branch HEAD names here.
+fn guards(ledger: crate::ledger::Ledger, head: Option<String>) -> Guards {
     Guards {
         unforwarded: ledger.unforwarded.into_keys().collect(),
         seen: ledger.seen,
@@ -54,8 +53,8 @@ fn update_steps(
         lasting: None,
     })?;
     let remote = list(repo, git, pull, summary)?;
-    let local = local_refs(repo, git, pull)?;
-    let guards = &guards(repo, ledger);
+    let (local, head) = local_refs(repo, git, pull)?;
+    let guards = &guards(ledger, head);
     let (differs, gone) = compare(&remote, &local, pull, guards)?;
     // The cheap path, and the common one: nothing changed upstream.
     if differs.is_empty() && gone.is_empty() {
@@ -131,19 +130,20 @@ fn list(
     }
 }
 
-/// The refs here that `pull.refs` matches. A run killed between its fetch and its
-/// transaction left fetched refs behind: they are removed first.
+/// The refs here that `pull.refs` matches, and the branch HEAD names (one look at the
+/// repository). A run killed between its fetch and its transaction left fetched refs
+/// behind: they are removed first.
 fn local_refs(
     repo: &Path,
     git: &Git,
     pull: &Pull,
-) -> std::result::Result<BTreeMap<String, String>, Failed> {
+) -> std::result::Result<(BTreeMap<String, String>, Option<String>), Failed> {
     let view = Repo::open(repo)?;
     let local = matching_refs(&view, pull)?;
     if view.refs_under(PRIVATE_REFS).is_ok_and(|r| !r.is_empty()) {
         forget_fetched(repo, git)?;
     }
-    Ok(local)
+    Ok((local, view.head_ref()))
 }
 
 /// The upstream refs that differ from the ones here, and the refs here the upstream no
@@ -317,6 +317,17 @@ fn remember(
     upstream: &BTreeMap<String, String>,
     local: &BTreeMap<String, String>,
 ) {
+    // The common case: the record already says all of it (no lock, no write).
+    let forgotten = |name: &String| {
+        pull.refs.matches(name) && !upstream.contains_key(name) && !local.contains_key(name)
+    };
+    if upstream
+        .iter()
+        .all(|(name, id)| before.get(name) == Some(id))
+        && !before.keys().any(forgotten)
+    {
+        return;
+    }
     let recorded = crate::ledger::change(repo, |ledger| {
         let untouched =
             |ledger: &crate::ledger::Ledger, name: &str| ledger.seen.get(name) == before.get(name);
@@ -325,18 +336,13 @@ fn remember(
                 ledger.saw(name, Some(id));
             }
         }
-        let forgotten: Vec<String> = ledger
+        let gone: Vec<String> = ledger
             .seen
             .keys()
-            .filter(|name| {
-                pull.refs.matches(name)
-                    && !upstream.contains_key(*name)
-                    && !local.contains_key(*name)
-                    && untouched(ledger, name)
-            })
+            .filter(|name| forgotten(name) && untouched(ledger, name))
             .cloned()
             .collect();
-        for name in forgotten {
+        for name in gone {
             ledger.saw(&name, None);
         }
     });
