@@ -105,3 +105,15 @@ impl HookArgs {
         HookArgs::from_arg_matches(&matches).unwrap_or(HookArgs {})
     }
 }
+
+/// `proc-receive`: performs the push's local ref updates around the upstream push, as a
+/// two-phase commit; speaks git's proc-receive protocol on standard input and output.
+pub fn proc_receive_main() -> i32 {
+    let _ = HookArgs::command_with_about(PROC_RECEIVE_ABOUT, "proc-receive");
+    1
+}
+
+const PROC_RECEIVE_ABOUT: &str = "mirror-hooks hook binary: proc-receive updates this repository's refs for a push \
+as a two-phase commit around forwarding it to the upstream in mirror.toml: the local ref locks are taken first, \
+then the upstream is asked, then the local update is committed or aborted to match. Git runs it (with \
+receive.procReceiveRefs = refs) and speaks its protocol on standard input and output; install it with install.sh.";
