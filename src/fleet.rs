@@ -40,6 +40,8 @@ pub fn sweep_pull(repo: &Path, options: PullOptions) -> Swept<PullSweep> {
         Ok(None) => return Swept::Gone,
         Err(e) => return Swept::Invalid(e),
     };
+    // Pushes a dead proc-receive left half done come first: the pull judges their refs.
+    crate::unfinished::finish(repo, &config, &mut |_| {});
     // Fields are evaluated in order: forward or pull first, then push.
     Swept::Ran(PullSweep {
         forwarding: config

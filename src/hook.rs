@@ -8,9 +8,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use std::io::{Read, Write};
 
-/// Text embedded in every hook binary; install.sh and `git-mirror doctor` look for it to
-/// tell our hooks from a site's own.
-pub const MARKER: &str = "mirror-hooks hook binary";
+pub use crate::mode::MARKER;
 
 /// Command-line surface of a hook: git passes no arguments; people may ask for help.
 #[derive(Parser, Debug)]
@@ -110,7 +108,22 @@ impl HookArgs {
 /// two-phase commit; speaks git's proc-receive protocol on standard input and output.
 pub fn proc_receive_main() -> i32 {
     let _ = HookArgs::command_with_about(PROC_RECEIVE_ABOUT, "proc-receive");
-    1
+    let run = || -> Result<()> {
+        let env = hook_env()?;
+        let mut stdin = std::io::stdin().lock();
+        let mut stdout = std::io::stdout().lock();
+        proxy::proc_receive(&env, &mut stdin, &mut stdout, &mut say)
+    };
+    match run() {
+        // Git reads each ref's outcome from the protocol; the exit status is not read.
+        Ok(()) => 0,
+        Err(e) => {
+            say(&format!(
+                "mirror-hooks: push refused: {e:#}; nothing was forwarded to the upstream or changed here."
+            ));
+            1
+        }
+    }
 }
 
 const PROC_RECEIVE_ABOUT: &str = "mirror-hooks hook binary: proc-receive updates this repository's refs for a push \

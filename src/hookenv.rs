@@ -32,6 +32,8 @@ pub struct HookEnv {
     /// looked for first, so that `core.hooksPath` works; `None` when `argv[0]` names
     /// no directory.
     pub hook_dir: Option<PathBuf>,
+    /// `GIT_NAMESPACE`, when the repository is served with one.
+    pub namespace: Option<OsString>,
 }
 
 impl HookEnv {
@@ -59,11 +61,13 @@ impl HookEnv {
             .and_then(Path::parent)
             .filter(|dir| dir.file_name().is_some())
             .map(Path::to_owned);
+        let namespace = var("GIT_NAMESPACE").filter(|ns| !ns.is_empty());
         Ok(HookEnv {
             git_dir,
             quarantine,
             push_options,
             hook_dir,
+            namespace,
         })
     }
 }

@@ -5,15 +5,17 @@
 //! The modules form layers; each uses only those below it (`.ci/modules.py` checks
 //! that no module uses one that uses it back):
 //!
-//! - leaves: `text`, `refs`, `url`, `porcelain`, `lock`, `owner`, `hookenv` (what git
+//! - leaves: `text`, `refs`, `url`, `porcelain`, `pktline` (the proc-receive protocol's framing), `lock`, `owner`, `hookenv` (what git
 //!   tells a hook, read once by `hook`), `repo` (gix reads),
 //!   `chain`, `reflock`, `state` (status records, their names, the log, the hash),
-//!   `ledger` (what the upstream last held)
+//!   `ledger` (what the upstream last held), `journal` (two-phase pushes in flight)
 //! - configuration: `config` (the only reader of mirror.toml)
 //! - access: `git` (the only code that runs git), `process` (detached git-mirror
-//!   processes), `auth` (what reaching a remote takes), `keys`, `rules`
+//!   processes), `auth` (what reaching a remote takes), `keys`, `rules`,
+//!   `mode` (two-phase or pre-receive forwarding)
 //! - work: `queue`, `schedule`
-//! - flows: `proxy`, `offline`, `pull`, `push`, `resolve`, `fleet` (`--all` sweeps),
+//! - flows: `proxy` (with two-phase forwarding), `offline`, `unfinished` (two-phase
+//!   pushes a dead process left), `pull`, `push`, `resolve`, `fleet` (`--all` sweeps),
 //!   `status` (what status shows)
 //! - entries: `hook` (the hook binaries), `cli` (git-mirror)
 
@@ -25,11 +27,14 @@ pub(crate) mod fleet;
 pub(crate) mod git;
 pub mod hook;
 pub(crate) mod hookenv;
+pub(crate) mod journal;
 pub(crate) mod keys;
 pub(crate) mod ledger;
 pub(crate) mod lock;
+pub(crate) mod mode;
 pub(crate) mod offline;
 pub(crate) mod owner;
+pub(crate) mod pktline;
 pub mod porcelain;
 pub(crate) mod process;
 pub(crate) mod proxy;
@@ -45,4 +50,5 @@ pub(crate) mod schedule;
 pub(crate) mod state;
 pub(crate) mod status;
 pub(crate) mod text;
+pub(crate) mod unfinished;
 pub mod url;

@@ -50,7 +50,7 @@ struct Record {
 }
 
 /// The lock files a git that writes refs may create, and what it writes into them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Locks {
     names: Vec<String>,
     contents: BTreeMap<String, String>,
@@ -194,46 +194,14 @@ pub fn recover(repo: &Path) -> Recovery {
     };
     match record {
         Some(Ok(record)) if record.format == FORMAT => {
-            if let Some(pid) = record.git_pid {
-                if !wait_gone(pid, record.git_started.as_ref()) {
-                    said.push(format!(
-                        "the git process {pid} a killed run started is still running after {}s; its locks are left alone",
-                        GONE_WAIT.as_secs()
-                    ));
-                    return Recovery {
-                        said,
-                        pending: true,
-                    };
-                }
-            }
-            let written = UNIX_EPOCH + Duration::from_millis(record.written_ms);
-            let mut removed = Vec::new();
-            // Locks under our own namespace are removed below, whoever made them.
-            let public = record
-                .locks
-                .iter()
-                .filter(|lock| !lock.starts_with(&format!("{PRIVATE_DIR}/")));
-            for lock in public {
-                let content = record.contents.get(lock).map(String::as_str);
-                match remove_if_ours(repo, lock, written, content) {
-                    Verdict::Removed => removed.push(lock.as_str()),
-                    Verdict::NotOurs(line) => said.push(line),
-                    Verdict::TooYoung => {
-                        pending = true;
-                        said.push(format!(
-                            "{lock} may be a killed git's or a live writer's; it is left until it is {}s old",
-                            STALE_AFTER.as_secs()
-                        ));
-                    }
-                    Verdict::Nothing => {}
-                }
-            }
-            if !removed.is_empty() {
-                said.push(format!(
-                    "removed {} a killed git of an earlier run left",
-                    some_files(&removed)
-                ));
-            }
+            let locks = Locks {
+                names: record.locks,
+                contents: record.contents,
+            };
+            let git = record.git_pid.map(|pid| (pid, record.git_started));
+            let released = release(repo, &locks, git, record.written_ms);
+            said.extend(released.said);
+            pending |= released.pending;
         }
         Some(_) => said.push(format!(
             "{} is not a record this version reads; the locks of public refs are left alone (`git mirror doctor` lists stale ones)",
@@ -254,8 +222,71 @@ pub fn recover(repo: &Path) -> Recovery {
     Recovery { said, pending }
 }
 
+/// Removes the lock files `locks` that the git `git` (pid and start, once known) started
+/// after `written_ms` may have left, once that git is gone: a ref lock only when it holds
+/// what that git wrote, an empty one only once it is older than [`STALE_AFTER`]; never
+/// any other. Locks under our private namespace are left to the caller.
+pub fn release(
+    repo: &Path,
+    locks: &Locks,
+    git: Option<(u32, Option<(u64, String)>)>,
+    written_ms: u64,
+) -> Recovery {
+    let mut said = Vec::new();
+    let mut pending = false;
+    if let Some((pid, started)) = git {
+        if !wait_gone(pid, started.as_ref()) {
+            said.push(format!(
+                "the git process {pid} a killed run started is still running after {}s; its locks are left alone",
+                GONE_WAIT.as_secs()
+            ));
+            return Recovery {
+                said,
+                pending: true,
+            };
+        }
+    }
+    let written = UNIX_EPOCH + Duration::from_millis(written_ms);
+    let mut removed = Vec::new();
+    // Locks under our own namespace are removed by the pull's recovery, whoever made them.
+    let public = locks
+        .names
+        .iter()
+        .filter(|lock| !lock.starts_with(&format!("{PRIVATE_DIR}/")));
+    for lock in public {
+        let content = locks.contents.get(lock).map(String::as_str);
+        match remove_if_ours(repo, lock, written, content) {
+            Verdict::Removed => removed.push(lock.as_str()),
+            Verdict::NotOurs(line) => said.push(line),
+            Verdict::TooYoung => {
+                pending = true;
+                said.push(format!(
+                    "{lock} may be a killed git's or a live writer's; it is left until it is {}s old",
+                    STALE_AFTER.as_secs()
+                ));
+            }
+            Verdict::Nothing => {}
+        }
+    }
+    if !removed.is_empty() {
+        said.push(format!(
+            "removed {} a killed git of an earlier run left",
+            some_files(&removed)
+        ));
+    }
+    Recovery { said, pending }
+}
+
+/// True while process `pid`, started at `started` (when known), runs.
+pub fn is_running(pid: u32, started: Option<&(u64, String)>) -> bool {
+    if started.is_some() && started_at(pid).as_ref() != started {
+        return false;
+    }
+    libc::pid_t::try_from(pid).is_ok_and(alive)
+}
+
 /// When process `pid` started, and in which boot; `None` when that cannot be read.
-fn started_at(pid: u32) -> Option<(u64, String)> {
+pub fn started_at(pid: u32) -> Option<(u64, String)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // `pid (comm) STATE …`: field 22 is the 20th after the closing parenthesis.
     let ticks = stat[stat.rfind(')')? + 1..]
@@ -451,7 +482,7 @@ pub fn is_private(repo: &Path, path: &Path) -> bool {
     path.starts_with(repo.join(PRIVATE_DIR))
 }
 
-fn millis(at: SystemTime) -> u64 {
+pub fn millis(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

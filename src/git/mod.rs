@@ -6,10 +6,12 @@ mod output;
 mod run;
 mod stop;
 mod streams;
+mod transaction;
 
 pub use listing::{RemoteListing, RemoteRefs};
 pub use output::{Cause, GitError, Lasting, RunOutput};
 pub use stop::stop_git_on_termination;
+pub use transaction::Prepared;
 
 use anyhow::{Context, Result};
 use std::ffi::OsString;
@@ -140,6 +142,36 @@ impl Git {
         }
         let path = output.stdout.strip_suffix(b"\n").unwrap_or(&output.stdout);
         Ok(self.git_dir.join(std::ffi::OsStr::from_bytes(path)))
+    }
+
+    /// Every value of the configuration variable `key`, from every scope, as git reads
+    /// them; none when it is not set.
+    pub fn config_all(&self, key: &str) -> Result<Vec<String>> {
+        let output = self
+            .command(["config", "--get-all", key])
+            .output()
+            .context("cannot run git")?;
+        match output.status.code() {
+            Some(0) => Ok(String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect()),
+            // Not set.
+            Some(1) => Ok(Vec::new()),
+            _ => anyhow::bail!(
+                "git config {key}: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        }
+    }
+
+    /// What `git version` says (`git version 2.47.3`).
+    pub fn version(&self) -> Result<String> {
+        let output = self
+            .command(["version"])
+            .output()
+            .context("cannot run git")?;
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
 
     /// A command for `git --git-dir=REPO ARGS…` with the sanitised environment.

@@ -25,6 +25,29 @@ impl Git {
         if input.is_some() {
             cmd.stdin(Stdio::piped());
         }
+        let mut child = self.launch(cmd)?;
+        on_start(child.id());
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            // A thread of its own: git may write a lot of output before it reads all of
+            // its input, and neither side may wait for the other.
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = stdin.write_all(&input);
+            });
+        }
+        let output = supervise(child, timeout, on_stderr);
+        if running().stopping {
+            // Whatever would come next (another git, a record saying "failed") is not
+            // wanted from a process told to stop.
+            stopped();
+        }
+        Ok(output)
+    }
+
+    /// Starts `cmd` (its stdio already chosen) as the leader of its own process group,
+    /// with SIGTERM as its parent-death signal, registered so that our own termination
+    /// stops it; refuses to start anything once this process is stopping.
+    pub(super) fn launch(&self, mut cmd: Command) -> Result<Child, GitError> {
         cmd.process_group(0);
         #[cfg(target_os = "linux")]
         {
@@ -45,35 +68,17 @@ impl Git {
                 });
             }
         }
-        let mut child = {
-            let mut running = running();
-            if running.stopping {
-                drop(running);
-                stopped();
-            }
-            let child = cmd.spawn().map_err(|source| GitError::Spawn {
-                program: self.program.clone(),
-                source,
-            })?;
-            running.groups.push(child.id());
-            child
-        };
-        on_start(child.id());
-        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
-            // A thread of its own: git may write a lot of output before it reads all of
-            // its input, and neither side may wait for the other.
-            std::thread::spawn(move || {
-                use std::io::Write;
-                let _ = stdin.write_all(&input);
-            });
-        }
-        let output = supervise(child, timeout, on_stderr);
-        if running().stopping {
-            // Whatever would come next (another git, a record saying "failed") is not
-            // wanted from a process told to stop.
+        let mut running = running();
+        if running.stopping {
+            drop(running);
             stopped();
         }
-        Ok(output)
+        let child = cmd.spawn().map_err(|source| GitError::Spawn {
+            program: self.program.clone(),
+            source,
+        })?;
+        running.groups.push(child.id());
+        Ok(child)
     }
 }
 

@@ -3,6 +3,9 @@
 
 mod answer;
 mod report;
+mod twophase;
+
+pub use twophase::proc_receive;
 
 use crate::auth::Access;
 use crate::chain;
@@ -87,6 +90,12 @@ fn prepare(env: &HookEnv, input: &[u8], out: &mut dyn Pusher) -> Result<Option<P
     let Some(upstream) = &config.upstream else {
         return Ok(None);
     };
+    // In two-phase mode proc-receive checks the rules and forwards, with the local locks
+    // held. When the mode cannot be told, forward here: a second forward by
+    // proc-receive finds the upstream already there, a missing one would diverge.
+    if crate::mode::detect(repo).is_ok_and(|mode| mode == crate::mode::Mode::TwoPhase) {
+        return Ok(None);
+    }
     let quarantine = env.quarantine.as_ref();
     crate::rules::check(repo, quarantine, &updates, &mut |line: &str| out.say(line))
         .map_err(|_| Refusal::Rules)?;
@@ -128,60 +137,72 @@ fn run_chained(env: &HookEnv, input: &[u8]) -> Result<(), Refusal> {
 
 /// Pushes the prepared updates to the upstream and settles what its answer means.
 fn forward(env: &HookEnv, prepared: Prepared, out: &mut dyn Pusher) -> Result<Accepted, Refusal> {
-    let repo = env.git_dir.as_path();
+    let (attempt, answer) = ask(&env.git_dir, prepared, &env.push_options, out)?;
+    attempt.conclude(answer)
+}
+
+/// Pushes the prepared updates to the upstream (with the pushed options `upstream`
+/// allows) and returns its certain answer, with what concluding it takes.
+fn ask(
+    repo: &Path,
+    prepared: Prepared,
+    push_options: &[String],
+    out: &mut dyn Pusher,
+) -> Result<(Attempt, Answer), Refusal> {
     let started = SystemTime::now();
-    let upstream = &prepared.upstream;
+    let upstream = prepared.upstream;
     let git = Git::new(repo)
         .map_err(|e| Refusal::Failed(format!("{e:#}")))?
         .with_access(prepared.access);
-    let local: Vec<&RefUpdate> = prepared.forwarded.iter().collect();
-    let (view, offline) = upstream_view(repo, &local);
+    let local = prepared.forwarded;
+    let local_refs: Vec<&RefUpdate> = local.iter().collect();
+    let (view, offline) = upstream_view(repo, &local_refs);
     let updates: Vec<&RefUpdate> = view.iter().collect();
     let leased: Vec<LeasedUpdate> = updates.iter().map(|u| leased(u)).collect();
     if !crate::git::push_fits(&leased) {
         return Err(Refusal::TooMany(leased.len()));
     }
-    let answer = match push_upstream(&git, upstream, &env.push_options, &leased, out) {
+    let answer = match push_upstream(&git, &upstream, push_options, &leased, out) {
         Ok(output) => answer::judge(&output, &updates, upstream.timeout),
         Err(e) => Answer::Unreachable {
             why: format!("{e:#}"),
             cause: Cause::Transient { advice: None },
         },
     };
-    let answer = answer::settle(&git, upstream, &updates, answer);
+    let answer = answer::settle(&git, &upstream, &updates, answer);
     let attempt = Attempt {
-        repo,
+        repo: repo.to_owned(),
         upstream,
         started,
-        local: &local,
-        updates: &updates,
+        local,
+        updates: view,
         offline,
     };
-    attempt.conclude(answer)
+    Ok((attempt, answer))
 }
 
-/// One attempt to forward, as [`forward`] hands it to its conclusion.
-struct Attempt<'a> {
-    repo: &'a Path,
-    upstream: &'a Upstream,
+/// One attempt to forward, as [`ask`] hands it to its conclusion.
+struct Attempt {
+    repo: std::path::PathBuf,
+    upstream: Upstream,
     started: SystemTime,
     /// The updates as pushed here.
-    local: &'a [&'a RefUpdate],
+    local: Vec<RefUpdate>,
     /// The same as the upstream sees them (see [`upstream_view`]).
-    updates: &'a [&'a RefUpdate],
+    updates: Vec<RefUpdate>,
     /// Which of them were accepted here while the upstream was away.
     offline: BTreeSet<String>,
 }
 
-impl Attempt<'_> {
+impl Attempt {
     /// Records the upstream's certain answer and turns it into the pusher's outcome.
     fn conclude(self, answer: Answer) -> Result<Accepted, Refusal> {
-        let (repo, upstream, started) = (self.repo, self.upstream, self.started);
+        let (repo, upstream, started) = (self.repo.as_path(), &self.upstream, self.started);
         let now = SystemTime::now();
         match answer {
             Answer::Accepted => {
                 record(repo, started, |s| s.finished(now));
-                remember_forwarded(repo, self.updates);
+                remember_forwarded(repo, &self.updates);
                 let names: Vec<&str> = self.updates.iter().map(|u| u.name.as_str()).collect();
                 Ok(Accepted::Forwarded {
                     url: upstream.url.to_string(),
@@ -200,7 +221,7 @@ impl Attempt<'_> {
                     .any(|(name, r)| *r == Reason::StaleInfo && !self.offline.contains(name));
                 let caught_up = behind.then(|| catch_up(repo, upstream.timeout));
                 Err(Refusal::Upstream {
-                    updates: self.updates.iter().map(|u| (*u).clone()).collect(),
+                    updates: self.updates,
                     reasons,
                     offline: self.offline,
                     maybe_late,
@@ -225,7 +246,7 @@ impl Attempt<'_> {
                         record(repo, started, |s| s.failed(now, error.clone()));
                         Err(Refusal::Unreachable { error })
                     }
-                    OnUnreachable::Accept => accept_offline(repo, self.local, started, error),
+                    OnUnreachable::Accept => accept_offline(repo, &self.local, started, error),
                 }
             }
             Answer::Unknown(why) => {
@@ -337,7 +358,7 @@ fn push_upstream(
 /// recorded, it is refused: an unrecorded ref would be lost to the next pull.
 fn accept_offline(
     repo: &Path,
-    local: &[&RefUpdate],
+    local: &[RefUpdate],
     started: SystemTime,
     error: String,
 ) -> Result<Accepted, Refusal> {
@@ -375,7 +396,7 @@ fn record(repo: &Path, started: SystemTime, change: impl FnOnce(&mut state::Mirr
 }
 
 /// The upstream now holds these values: they are what the next judgement starts from.
-fn remember_forwarded(repo: &Path, updates: &[&RefUpdate]) {
+fn remember_forwarded(repo: &Path, updates: &[RefUpdate]) {
     let remembered = crate::ledger::change(repo, |ledger| {
         for u in updates {
             ledger.forwarded(&u.name, Some(&u.new));

@@ -119,6 +119,7 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
         return Ok(PullReport::Busy);
     };
     recover_ref_locks(repo)?;
+    crate::unfinished::finish(repo, config, &mut |_| {});
     // Another run may have finished between the look and the lock.
     if let Some(report) = waiting(repo, config, pull, options) {
         return Ok(report);
