@@ -157,13 +157,26 @@ impl Drop for Prepared {
     }
 }
 
+/// Git's verdict (its `fatal:`/`error:` lines, without the advice after them), or all it
+/// said when it gave none.
 fn describe(complaint: &[String]) -> String {
-    let lines: Vec<&str> = complaint
+    let verdicts: Vec<&str> = complaint
         .iter()
-        .map(|l| l.trim())
-        .map(|l| l.strip_prefix("fatal: ").unwrap_or(l))
-        .filter(|l| !l.is_empty())
+        .filter_map(|l| {
+            l.strip_prefix("fatal: ")
+                .or_else(|| l.strip_prefix("error: "))
+        })
+        .map(str::trim)
         .collect();
+    let lines: Vec<&str> = if verdicts.is_empty() {
+        complaint
+            .iter()
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty())
+            .collect()
+    } else {
+        verdicts
+    };
     if lines.is_empty() {
         "git update-ref failed".to_owned()
     } else {

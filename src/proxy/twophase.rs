@@ -214,8 +214,13 @@ impl Push<'_> {
             Ok(held) => vec![held],
             Err(why) if atomic || updates.len() == 1 => {
                 self.out.say(&format!(
-                    "mirror-hooks: push refused: {} cannot be updated here: {why}; nothing was forwarded to the upstream or changed here.",
-                    names_of(updates)
+                    "mirror-hooks: {} refused: {} cannot be updated here: {why}",
+                    names_of(updates),
+                    if updates.len() == 1 { "it" } else { "they" },
+                ));
+                self.out.say(&format!(
+                    "mirror-hooks: {} neither forwarded to the upstream nor changed here.",
+                    if updates.len() == 1 { "it was" } else { "they were" },
                 ));
                 for u in updates {
                     self.results
