@@ -74,6 +74,14 @@ pub fn unapplied_refs(
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
     pub repository: String,
+    /// How pushes are forwarded: `two-phase` or `pre-receive`.
+    pub mode: &'static str,
+    /// Why pre-receive mode, when it is not simply how it was installed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode_note: Option<String>,
+    /// Two-phase pushes whose process died before finishing them (intent journals
+    /// left); the next push, pull or sweep finishes them.
+    pub unfinished_pushes: usize,
     pub mirrors: Vec<StatusRecord>,
 }
 
@@ -131,8 +139,17 @@ pub fn status_report(repo: &Path, config: &Config) -> Result<StatusReport> {
         // Bookkeeping, not status.
         m.state.hard_failed_config = None;
     }
+    let (mode, mode_note) = match crate::mode::detect(repo) {
+        Ok(mode @ crate::mode::Mode::TwoPhase) => (mode.name(), None),
+        Ok(crate::mode::Mode::PreReceive(crate::mode::Why::NotInstalled)) => ("pre-receive", None),
+        Ok(crate::mode::Mode::PreReceive(why)) => ("pre-receive", Some(why.to_string())),
+        Err(e) => ("pre-receive", Some(format!("{e:#}"))),
+    };
     Ok(StatusReport {
         repository: repo.display().to_string(),
+        mode,
+        mode_note,
+        unfinished_pushes: crate::journal::left(repo).orphans.len(),
         mirrors,
     })
 }

@@ -31,6 +31,23 @@ pub(super) fn status(repo: Option<&Path>, json: bool) -> Result<i32, Failure> {
 /// The human-readable status table.
 pub(crate) fn status_table(report: &StatusReport) -> String {
     let mut text = format!("repository: {}\n", report.repository);
+    let forwards = report
+        .mirrors
+        .iter()
+        .any(|m| m.direction == crate::status::Direction::Proxy);
+    if forwards {
+        text.push_str(&format!("forwarding: {}", report.mode));
+        if let Some(note) = &report.mode_note {
+            text.push_str(&format!(" ({note})"));
+        }
+        text.push('\n');
+    }
+    if report.unfinished_pushes > 0 {
+        text.push_str(&format!(
+            "unfinished two-phase pushes: {} (their process died; the next push, pull or sweep finishes them)\n",
+            report.unfinished_pushes
+        ));
+    }
     if report.mirrors.is_empty() {
         text.push_str("no mirrors are configured in mirror.toml\n");
         return text;

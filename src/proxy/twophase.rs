@@ -220,7 +220,11 @@ impl Push<'_> {
                 ));
                 self.out.say(&format!(
                     "mirror-hooks: {} neither forwarded to the upstream nor changed here.",
-                    if updates.len() == 1 { "it was" } else { "they were" },
+                    if updates.len() == 1 {
+                        "it was"
+                    } else {
+                        "they were"
+                    },
                 ));
                 for u in updates {
                     self.results
