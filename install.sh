@@ -227,7 +227,7 @@ uninstall_hook() {
 
 # Puts hooks/ENTRY (HOOK.d/NAME) back as hooks/HOOK, in place of whatever is there.
 restore_hook() {
-  local repo=$1 hook=$2 entry=$3 path="$1/hooks/$2" from="$1/hooks/$3" text= line
+  local repo=$1 hook=$2 entry=$3 path="$1/hooks/$2" from="$1/hooks/$3" text="" line
   while IFS= read -r line; do
     [[ "$line" == "$entry "* ]] && text=${line#"$entry "}
   done < <(records "$repo" movedLink)
@@ -567,7 +567,7 @@ EOF
 }
 
 main() {
-  local repos=() do_demo= uninstall=
+  local repos=() do_demo="" uninstall=""
   PREFIX=
   BIN_DIR=
   MODE=two-phase
