@@ -367,7 +367,7 @@ pre_receive_reason() {
   if [[ "$MODE" == pre-receive ]]; then
     say "--mode pre-receive"
   elif ! git_has_proc_receive; then
-    say "git ${GIT_VERSION#git version } has no proc-receive hook (git 2.29 and later have)"
+    say "git ${GIT_VERSION#git version } has no proc-receive hook, which came in git 2.29"
   elif [[ -n "$hooks_path" ]]; then
     say "core.hooksPath is set, so hooks/proc-receive would not run"
   else
