@@ -209,6 +209,13 @@ uninstall_hook() {
     CHANGED=1
     say "  hooks/$hook: removed"
     [[ -z "$last" ]] || say "  hooks/$hook: the hook install.sh had moved to hooks/$last is gone; nothing to put back"
+    if [[ -z "$last" ]]; then
+      # An install.sh from before the record moved hooks aside without saying so.
+      for entry in "$repo/hooks/$hook.d/00-previous-$hook"*; do
+        [[ -e "$entry" || -L "$entry" ]] || continue
+        say "  hooks/$hook.d/${entry##*/}: kept (an older install.sh moved it aside without a record; move it back to hooks/$hook yourself if it was there before)"
+      done
+    fi
   fi
   for entry in "${moved[@]}"; do
     if [[ "$entry" != "$last" && ( -e "$repo/hooks/$entry" || -L "$repo/hooks/$entry" ) ]]; then
@@ -284,11 +291,18 @@ unset_ours() {
 }
 
 # git in REPO, also when REPO belongs to another user (root installing into the git
-# user's repository): git's safe.directory check would refuse it. Only for the read-only
-# questions below, which run no program the repository's configuration names.
+# user's repository): git's safe.directory check would refuse it. Only for git config,
+# which runs no program the repository's configuration names. As root, git reads the
+# owner's global config (not root's), which is what the hooks will see.
 repo_git() {
   local repo=$1; shift
-  git -c safe.directory="$(cd "$repo" && pwd -P)" -C "$repo" "$@"
+  local -a as_owner=()
+  if [[ $(id -u) -eq 0 && $(stat -c %u "$repo") -ne 0 ]]; then
+    local home
+    home=$(getent passwd "$(stat -c %u "$repo")" | cut -d: -f6) || home=
+    [[ -z "$home" ]] || as_owner=(env -u XDG_CONFIG_HOME HOME="$home")
+  fi
+  "${as_owner[@]}" git -c safe.directory="$(cd "$repo" && pwd -P)" -C "$repo" "$@"
 }
 
 check_repo() {

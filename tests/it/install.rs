@@ -350,6 +350,25 @@ fn where_the_host_owns_proc_receive_install_stays_in_pre_receive_mode() {
             Vec::<String>::new()
         );
     }
+
+    // The host starts routing after a two-phase install: ours goes, the host's stays.
+    let later = env.bare("later.git");
+    install_ok(&env, &[later.to_str().unwrap()]);
+    env.git_ok(
+        &later,
+        &["config", "--add", "receive.procReceiveRefs", "refs/for"],
+    );
+    let text = install_ok(&env, &[later.to_str().unwrap()]);
+    assert!(
+        text.contains("mode: pre-receive (the host uses proc-receive"),
+        "{text}"
+    );
+    assert!(text.contains("hooks/proc-receive: removed"), "{text}");
+    assert_eq!(
+        config_values(&env, &later, "receive.procReceiveRefs"),
+        ["refs/for"]
+    );
+    assert!(std::fs::symlink_metadata(later.join("hooks/proc-receive")).is_err());
 }
 
 #[test]
