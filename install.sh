@@ -5,22 +5,52 @@ set -euo pipefail
 
 MARKER="mirror-hooks hook binary"
 HOOKS=(pre-receive post-receive)
-BINARIES=(pre-receive post-receive git-mirror)
+BINARIES=(pre-receive post-receive proc-receive git-mirror)
+# What install.sh changed in a repository, so that --uninstall undoes exactly that, is
+# recorded in the repository's own config, section [mirror-hooks] (multi-valued keys):
+#   setConfig = KEY             a config value install.sh set (removed on uninstall if
+#                               it still holds the value set)
+#   movedHook = HOOK.d/NAME     a foreign hooks/HOOK moved aside (put back on uninstall)
+#   movedLink = HOOK.d/NAME T   ... which was a symbolic link whose text was T
+#   createdDir = HOOK.d         hooks/HOOK.d did not exist before (removed once empty)
+RECORD=mirror-hooks
+# Two-phase routing: every ref goes through proc-receive. Lock timeouts (ms) so that a
+# local writer waits for a forwarding push (which holds the ref locks) instead of failing.
+ROUTING=refs
+LOCK_TIMEOUT_MS=10000
+HEALED="in pre-receive mode a failure of the local update after the upstream accepted is healed by the next pull"
 SOURCE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 usage() {
   cat <<'EOF'
-Usage: install.sh [--prefix DIR] [--bin-dir DIR] REPO.git [REPO.git ...]
+Usage: install.sh [--prefix DIR] [--bin-dir DIR] [--mode two-phase|pre-receive] REPO.git [REPO.git ...]
+       install.sh --uninstall [--purge] [--prefix DIR] REPO.git [REPO.git ...]
        install.sh --demo
 
-Installs the mirror-hooks binaries under PREFIX/bin and links REPO.git/hooks/pre-receive
-and REPO.git/hooks/post-receive to them. An existing hook that is not ours is moved to
-hooks/<hook>.d/ and keeps running (first). A commented mirror.toml is written if the
-repository has none. Running it again changes nothing.
+Installs the mirror-hooks binaries under PREFIX/bin and links REPO.git/hooks/pre-receive,
+hooks/post-receive and (two-phase mode) hooks/proc-receive to them. An existing hook that
+is not ours is moved to hooks/<hook>.d/ and keeps running (first). A commented
+mirror.toml is written if the repository has none. Running it again changes nothing.
+
+Modes:
+  two-phase       (default) proc-receive takes the local ref locks, then forwards the push
+                  upstream, then commits or aborts locally to match: sets
+                  receive.procReceiveRefs = refs, and core.filesRefLockTimeout and
+                  reftable.lockTimeout = 10000 (ms) unless already set. Needs git 2.29 or
+                  later, and a proc-receive the host does not use itself (an existing
+                  hooks/proc-receive or any receive.procReceiveRefs value): otherwise
+                  pre-receive mode, said so.
+  pre-receive     the upstream is asked before git updates the local refs; a local update
+                  that fails after the upstream accepted is healed by the next pull.
+                  On a two-phase install, removes our proc-receive link and settings.
 
 Options:
   --prefix DIR    where the binaries go (DIR/bin); default /usr/local as root, else ~/.local
   --bin-dir DIR   install the binaries found in DIR instead of building them
+  --mode MODE     two-phase (default) or pre-receive
+  --uninstall     remove our hook links and the git config install.sh set, and put back
+                  the hooks it moved aside; mirror.toml and mirror/ stay
+  --purge         with --uninstall: remove mirror.toml and mirror/ too
   --demo          build, then demonstrate the proxy, pull and push mirroring in a temporary directory
   -h, --help      this text
 EOF
@@ -105,7 +135,16 @@ starter_config() {
 EOF
 }
 
-# Links REPO/hooks/HOOK to PREFIX/bin/HOOK, moving a foreign hook aside first.
+# Whether PATH is a mirror-hooks hook: a link to PREFIX/bin/HOOK, or any file (or link to
+# one) holding our marker (another prefix's install).
+ours_hook() {
+  local path=$1 hook=$2
+  [[ -L "$path" && "$(readlink "$path")" == "$PREFIX/bin/$hook" ]] && return 0
+  [[ -e "$path" ]] && grep -qaF "$MARKER" "$path"
+}
+
+# Links REPO/hooks/HOOK to PREFIX/bin/HOOK, moving a foreign hook aside first (and
+# recording the move, so that --uninstall can put it back).
 install_hook() {
   local repo=$1 hook=$2 target="$PREFIX/bin/$2" path="$1/hooks/$2"
   if [[ -L "$path" && "$(readlink "$path")" == "$target" ]]; then
@@ -117,19 +156,26 @@ install_hook() {
       say "  hooks/$hook: relinked to $target (was another mirror-hooks install)"
     else
       local chain="$repo/hooks/$hook.d" name="00-previous-$hook" n=1
-      mkdir -p "$chain"
+      if [[ ! -d "$chain" ]]; then
+        mkdir -p "$chain"
+        record "$repo" createdDir "$hook.d"
+      fi
       while [[ -e "$chain/$name" || -L "$chain/$name" ]]; do
         n=$((n + 1)); name="00-previous-$hook-$n"
       done
       if [[ -L "$path" ]]; then
         # A relative link would point elsewhere once moved: keep its target absolute.
-        local target_path
+        # Its own text is recorded, to be put back as it was.
+        local target_path text
         target_path=$(readlink -f "$path") || die "cannot resolve the existing hook $path"
+        text=$(readlink "$path")
         ln -s "$target_path" "$chain/$name"
+        record "$repo" movedLink "$hook.d/$name $text"
         rm -f "$path"
       else
         mv "$path" "$chain/$name"
       fi
+      record "$repo" movedHook "$hook.d/$name"
       own_like_repo "$repo" "$chain" "$chain/$name"
       say "  hooks/$hook: your existing hook moved to hooks/$hook.d/$name; it keeps running, before the mirroring"
     fi
@@ -140,12 +186,123 @@ install_hook() {
   say "  hooks/$hook: installed (-> $target)"
 }
 
+# Removes REPO/hooks/HOOK if it is ours, putting back the foreign hook install_hook moved
+# aside (the last one, if several): a file as it was (mv keeps bytes and mode), a link
+# with its own text.
+uninstall_hook() {
+  local repo=$1 hook=$2 path="$1/hooks/$2" entry last=
+  local -a moved=()
+  while IFS= read -r entry; do
+    [[ "$entry" == "$hook.d/"* ]] && moved+=("$entry")
+  done < <(records "$repo" movedHook)
+  [[ ${#moved[@]} -gt 0 ]] && last=${moved[-1]}
+  if ! ours_hook "$path" "$hook"; then
+    if [[ -n "$last" && ( -e "$path" || -L "$path" ) ]]; then
+      say "  hooks/$hook: not mirror-hooks' (replaced since install), left as it is; the hook install.sh moved aside stays in hooks/$last"
+    elif [[ -n "$last" ]]; then
+      restore_hook "$repo" "$hook" "$last"
+    fi
+  elif [[ -n "$last" && ( -e "$repo/hooks/$last" || -L "$repo/hooks/$last" ) ]]; then
+    restore_hook "$repo" "$hook" "$last"
+  else
+    rm -f "$path"
+    CHANGED=1
+    say "  hooks/$hook: removed"
+    [[ -z "$last" ]] || say "  hooks/$hook: the hook install.sh had moved to hooks/$last is gone; nothing to put back"
+    if [[ -z "$last" ]]; then
+      # An install.sh from before the record moved hooks aside without saying so.
+      for entry in "$repo/hooks/$hook.d/00-previous-$hook"*; do
+        [[ -e "$entry" || -L "$entry" ]] || continue
+        say "  hooks/$hook.d/${entry##*/}: kept (an older install.sh moved it aside without a record; move it back to hooks/$hook yourself if it was there before)"
+      done
+    fi
+  fi
+  for entry in "${moved[@]}"; do
+    if [[ "$entry" != "$last" && ( -e "$repo/hooks/$entry" || -L "$repo/hooks/$entry" ) ]]; then
+      say "  hooks/$entry: kept (an earlier hook install.sh moved aside; nothing runs it now)"
+    fi
+    unrecord "$repo" movedHook "$entry"
+  done
+  if recorded "$repo" createdDir "$hook.d"; then
+    if rmdir "$repo/hooks/$hook.d" 2>/dev/null; then
+      CHANGED=1
+      say "  hooks/$hook.d: removed (install.sh made it; it is empty)"
+    fi
+    unrecord "$repo" createdDir "$hook.d"
+  fi
+}
+
+# Puts hooks/ENTRY (HOOK.d/NAME) back as hooks/HOOK, in place of whatever is there.
+restore_hook() {
+  local repo=$1 hook=$2 entry=$3 path="$1/hooks/$2" from="$1/hooks/$3" text="" line
+  while IFS= read -r line; do
+    [[ "$line" == "$entry "* ]] && text=${line#"$entry "}
+  done < <(records "$repo" movedLink)
+  if [[ -n "$text" && -L "$from" ]]; then
+    ln -s -- "$text" "$path.new.$$"
+    own_like_repo "$repo" "$path.new.$$"
+    mv -fT "$path.new.$$" "$path"
+    rm -f "$from"
+  else
+    mv -fT "$from" "$path"
+  fi
+  # A line may be recorded for a link only; either way it is done with.
+  [[ -z "$text" ]] || unrecord "$repo" movedLink "$entry $text"
+  CHANGED=1
+  say "  hooks/$hook: your previous hook put back (from hooks/$entry)"
+}
+
+# The record of what install.sh changed (see RECORD at the top): read, add, remove.
+records() { repo_git "$1" config --local --get-all "$RECORD.$2" 2>/dev/null || true; }
+recorded() {
+  local all
+  all=$(records "$1" "$2")
+  grep -qxF -- "$3" <<<"$all"
+}
+record() {
+  recorded "$@" || repo_git "$1" config --local --add "$RECORD.$2" "$3"
+}
+unrecord() {
+  repo_git "$1" config --local --unset-all "$RECORD.$2" "^$(regex_quote "$3")\$" 2>/dev/null || true
+}
+regex_quote() { printf '%s' "$1" | sed 's/[][\\.*^$+?(){}|]/\\&/g'; }
+
+# Sets KEY to VALUE in REPO's own config and records it; says why.
+set_ours() {
+  local repo=$1 key=$2 value=$3 why=$4
+  repo_git "$repo" config --local "$key" "$value"
+  record "$repo" setConfig "$key"
+  say "  $key: $value ($why)"
+}
+
+# Removes KEY from REPO's own config if install.sh set it and it still holds VALUE.
+unset_ours() {
+  local repo=$1 key=$2 value=$3 all
+  recorded "$repo" setConfig "$key" || return 0
+  all=$(repo_git "$repo" config --local --get-all "$key" 2>/dev/null) || all=
+  if grep -qxF -- "$value" <<<"$all"; then
+    repo_git "$repo" config --local --unset-all "$key" "^$(regex_quote "$value")\$"
+    CHANGED=1
+    say "  $key: removed (install.sh had set it to $value)"
+  else
+    say "  $key: kept (changed since install.sh set it to $value)"
+  fi
+  unrecord "$repo" setConfig "$key"
+}
+
 # git in REPO, also when REPO belongs to another user (root installing into the git
-# user's repository): git's safe.directory check would refuse it. Only for the read-only
-# questions below, which run no program the repository's configuration names.
+# user's repository): git's safe.directory check would refuse it. Only for git config,
+# which runs no program the repository's configuration names. As root, git reads the
+# owner's global config (not root's), which is what the hooks will see.
 repo_git() {
   local repo=$1; shift
-  git -c safe.directory="$(cd "$repo" && pwd -P)" -C "$repo" "$@"
+  local -a as_owner=()
+  if [[ $(id -u) -eq 0 && $(stat -c %u "$repo") -ne 0 ]]; then
+    local home
+    home=$(getent passwd "$(stat -c %u "$repo")" | cut -d: -f6) || home=
+    [[ -z "$home" ]] || as_owner=(env -u XDG_CONFIG_HOME HOME="$home")
+  fi
+  "${as_owner[@]}" git -c safe.directory="$(cd "$repo" && pwd -P)" -C "$repo" "$@"
 }
 
 check_repo() {
@@ -168,20 +325,108 @@ own_like_repo() {
   fi
 }
 
-install_repo() {
-  local repo=$1
-  check_repo "$repo"
-  repo=$(cd "$repo" && pwd)
-  # As root in another user's repository, write nothing through a link that user
-  # controls: it could point anywhere (into /etc, say).
+# As root in another user's repository, write nothing through a link that user controls:
+# it could point anywhere (into /etc, say).
+refuse_links() {
+  local repo=$1 link
   if [[ $(id -u) -eq 0 && $(stat -c %u "$repo") -ne 0 ]]; then
-    local link
     for link in hooks hooks/pre-receive.d hooks/post-receive.d mirror mirror.toml config; do
       if [[ -L "$repo/$link" ]]; then
         die "$repo/$link is a symbolic link; as root, install.sh writes nothing through links in a repository another user owns: run it as the owner (sudo -u $(stat -c %U "$repo") -H ./install.sh …) or replace the link" 2
       fi
     done
   fi
+}
+
+# Whether the git on PATH has the proc-receive hook (git 2.29 and later).
+git_has_proc_receive() {
+  local major minor
+  [[ "$GIT_VERSION" =~ ([0-9]+)\.([0-9]+) ]] || return 1
+  major=${BASH_REMATCH[1]} minor=${BASH_REMATCH[2]}
+  ((major > 2 || (major == 2 && minor >= 29)))
+}
+
+# Whether REPO's own config routes every ref to proc-receive as install.sh does it, and
+# install.sh did it (recorded, or our hook is linked).
+ours_routing() {
+  local repo=$1 all
+  all=$(repo_git "$repo" config --local --get-all receive.procReceiveRefs 2>/dev/null) || all=
+  grep -qxF -- "$ROUTING" <<<"$all" || return 1
+  recorded "$repo" setConfig receive.procReceiveRefs ||
+    ours_hook "$repo/hooks/proc-receive" proc-receive
+}
+
+# Prints what shows that the host uses proc-receive itself in REPO (Gitea/Forgejo's
+# AGit flow, say), one finding per line: a hook that is not ours, or any routing value
+# (in any config scope) install.sh did not set.
+host_proc_receive() {
+  local repo=$1 path="$1/hooks/proc-receive" lines scope origin value ours=
+  if [[ (-e "$path" || -L "$path") ]] && ! ours_hook "$path" proc-receive; then
+    say "an existing hooks/proc-receive that is not mirror-hooks'"
+  fi
+  ours_routing "$repo" && ours=1
+  lines=$(repo_git "$repo" config --get-all --show-origin --show-scope receive.procReceiveRefs 2>/dev/null) || lines=
+  while IFS=$'\t' read -r scope origin value; do
+    [[ -n "$scope" ]] || continue
+    if [[ -n "$ours" && "$scope" == local && "$origin" == file:config && "$value" == "$ROUTING" ]]; then
+      continue
+    fi
+    say "receive.procReceiveRefs = $value ($scope config, ${origin#file:})"
+  done <<<"$lines"
+}
+
+# Prints why REPO stays in pre-receive mode; nothing for two-phase.
+pre_receive_reason() {
+  local repo=$1 hooks_path=$2 found
+  if [[ "$MODE" == pre-receive ]]; then
+    say "--mode pre-receive"
+  elif ! git_has_proc_receive; then
+    say "git ${GIT_VERSION#git version } has no proc-receive hook, which came in git 2.29"
+  elif [[ -n "$hooks_path" ]]; then
+    say "core.hooksPath is set, so hooks/proc-receive would not run"
+  else
+    found=$(host_proc_receive "$repo")
+    [[ -z "$found" ]] || say "the host uses proc-receive here: ${found//$'\n'/; }; it is left to the host"
+  fi
+}
+
+# Two-phase: the hook first, then the routing to it (routing to a missing hook would
+# fail every push); lock timeouts unless the site set its own.
+install_two_phase() {
+  local repo=$1 key
+  install_hook "$repo" proc-receive
+  if ! ours_routing "$repo"; then
+    set_ours "$repo" receive.procReceiveRefs "$ROUTING" "every ref goes through proc-receive"
+  fi
+  for key in core.filesRefLockTimeout reftable.lockTimeout; do
+    if ! repo_git "$repo" config "$key" >/dev/null 2>&1; then
+      set_ours "$repo" "$key" "$LOCK_TIMEOUT_MS" "ms; a local writer waits for a forwarding push instead of failing at once"
+    fi
+  done
+}
+
+# Undoes install_two_phase, only what is ours: the routing first, then the hook.
+remove_two_phase() {
+  local repo=$1 path="$1/hooks/proc-receive"
+  if ours_routing "$repo"; then
+    # Recorded or not (the rule above), this value is ours: remove it.
+    record "$repo" setConfig receive.procReceiveRefs
+    unset_ours "$repo" receive.procReceiveRefs "$ROUTING"
+  fi
+  if ours_hook "$path" proc-receive; then
+    rm -f "$path"
+    CHANGED=1
+    say "  hooks/proc-receive: removed"
+  fi
+  unset_ours "$repo" core.filesRefLockTimeout "$LOCK_TIMEOUT_MS"
+  unset_ours "$repo" reftable.lockTimeout "$LOCK_TIMEOUT_MS"
+}
+
+install_repo() {
+  local repo=$1
+  check_repo "$repo"
+  repo=$(cd "$repo" && pwd)
+  refuse_links "$repo"
   say "$repo:"
   mkdir -p "$repo/hooks" "$repo/mirror"
   own_like_repo "$repo" "$repo/mirror"
@@ -198,10 +443,18 @@ install_repo() {
   # Pushers can only send push options (git push -o) that this side advertises; the
   # proxy forwards those upstream.push_options allows. A site's explicit choice stays.
   if ! repo_git "$repo" config receive.advertisePushOptions >/dev/null 2>&1; then
-    repo_git "$repo" config receive.advertisePushOptions true
-    own_like_repo "$repo" "$repo/config"
-    say "  receive.advertisePushOptions: true (so upstream.push_options can be forwarded)"
+    set_ours "$repo" receive.advertisePushOptions true "so upstream.push_options can be forwarded"
   fi
+  local reason
+  reason=$(pre_receive_reason "$repo" "$hooks_path")
+  if [[ -z "$reason" ]]; then
+    say "  mode: two-phase (proc-receive takes the local ref locks before the upstream is asked)"
+    install_two_phase "$repo"
+  else
+    say "  mode: pre-receive ($reason); $HEALED"
+    remove_two_phase "$repo"
+  fi
+  own_like_repo "$repo" "$repo/config"
   if [[ -e "$repo/mirror.toml" ]]; then
     say "  mirror.toml: kept as it is"
   else
@@ -211,6 +464,33 @@ install_repo() {
     say "  next: edit $repo/mirror.toml — uncomment [upstream] and set its url"
   fi
   say "  check it with: $PREFIX/bin/git-mirror doctor $repo"
+}
+
+# Undoes install_repo: our hook links and the config install.sh set go, the hooks it
+# moved aside come back; mirror.toml and mirror/ only with --purge.
+uninstall_repo() {
+  local repo=$1 hook
+  check_repo "$repo"
+  repo=$(cd "$repo" && pwd)
+  refuse_links "$repo"
+  say "$repo:"
+  CHANGED=
+  remove_two_phase "$repo"
+  for hook in "${HOOKS[@]}"; do
+    uninstall_hook "$repo" "$hook"
+  done
+  unset_ours "$repo" receive.advertisePushOptions true
+  repo_git "$repo" config --local --remove-section "$RECORD" 2>/dev/null || true
+  own_like_repo "$repo" "$repo/config"
+  [[ -n "$CHANGED" ]] || say "  nothing to remove (mirror-hooks is not installed here)"
+  if [[ -e "$repo/mirror.toml" || -e "$repo/mirror" ]]; then
+    if [[ -n "$PURGE" ]]; then
+      rm -rf -- "$repo/mirror.toml" "$repo/mirror"
+      say "  mirror.toml and mirror/: removed (--purge)"
+    else
+      say "  mirror.toml and mirror/: kept (--purge removes them)"
+    fi
+  fi
 }
 
 demo() {
@@ -301,9 +581,11 @@ EOF
 }
 
 main() {
-  local repos=() do_demo=
+  local repos=() do_demo="" uninstall=""
   PREFIX=
   BIN_DIR=
+  MODE=two-phase
+  PURGE=
   while [[ $# -gt 0 ]]; do
     case "$1" in
       -h|--help) usage; exit 0 ;;
@@ -312,12 +594,22 @@ main() {
       --prefix=*) PREFIX=${1#--prefix=} ;;
       --bin-dir) [[ $# -ge 2 ]] || die "--bin-dir needs a directory" 2; BIN_DIR=$2; shift ;;
       --bin-dir=*) BIN_DIR=${1#--bin-dir=} ;;
+      --mode) [[ $# -ge 2 ]] || die "--mode needs two-phase or pre-receive" 2; MODE=$2; shift ;;
+      --mode=*) MODE=${1#--mode=} ;;
+      --uninstall) uninstall=1 ;;
+      --purge) PURGE=1 ;;
       -*) usage >&2; die "unknown option $1" 2 ;;
       *) repos+=("$1") ;;
     esac
     shift
   done
+  case "$MODE" in
+    two-phase|pre-receive) ;;
+    *) die "--mode $MODE: the modes are two-phase (the default) and pre-receive" 2 ;;
+  esac
+  [[ -z "$PURGE" || -n "$uninstall" ]] || die "--purge goes with --uninstall (install.sh --uninstall --purge REPO.git)" 2
   command -v git >/dev/null || die "git is not installed" 2
+  GIT_VERSION=$(git version)
   if [[ -n "$do_demo" ]]; then
     demo
     return
@@ -326,11 +618,19 @@ main() {
   if [[ -z "$PREFIX" ]]; then
     if [[ $(id -u) -eq 0 ]]; then PREFIX=/usr/local; else PREFIX="$HOME/.local"; fi
   fi
-  mkdir -p "$PREFIX"
-  PREFIX=$(cd "$PREFIX" && pwd)
   for repo in "${repos[@]}"; do
     check_repo "$repo"
   done
+  if [[ -n "$uninstall" ]]; then
+    # The binaries stay: other repositories may use them.
+    [[ ! -d "$PREFIX" ]] || PREFIX=$(cd "$PREFIX" && pwd)
+    for repo in "${repos[@]}"; do
+      uninstall_repo "$repo"
+    done
+    return
+  fi
+  mkdir -p "$PREFIX"
+  PREFIX=$(cd "$PREFIX" && pwd)
   install_binaries "$(build)"
   for repo in "${repos[@]}"; do
     install_repo "$repo"

@@ -1,6 +1,8 @@
-//! install.sh on real repositories: hooks linked, foreign hooks kept running, idempotent.
+//! install.sh on real repositories: hooks linked, foreign hooks kept running, idempotent;
+//! two-phase or pre-receive mode; uninstall puts back exactly what was there.
 
 use crate::util::{TestEnv, GIT_MIRROR};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Output;
 
@@ -37,12 +39,18 @@ fn installs_keeps_a_foreign_hook_running_and_is_idempotent() {
     insta::assert_snapshot!(text, @r"
     installed [TMP]/prefix/bin/pre-receive
     installed [TMP]/prefix/bin/post-receive
+    installed [TMP]/prefix/bin/proc-receive
     installed [TMP]/prefix/bin/git-mirror
     [TMP]/project.git:
       hooks/pre-receive: your existing hook moved to hooks/pre-receive.d/00-previous-pre-receive; it keeps running, before the mirroring
       hooks/pre-receive: installed (-> [TMP]/prefix/bin/pre-receive)
       hooks/post-receive: installed (-> [TMP]/prefix/bin/post-receive)
       receive.advertisePushOptions: true (so upstream.push_options can be forwarded)
+      mode: two-phase (proc-receive takes the local ref locks before the upstream is asked)
+      hooks/proc-receive: installed (-> [TMP]/prefix/bin/proc-receive)
+      receive.procReceiveRefs: refs (every ref goes through proc-receive)
+      core.filesRefLockTimeout: 10000 (ms; a local writer waits for a forwarding push instead of failing at once)
+      reftable.lockTimeout: 10000 (ms; a local writer waits for a forwarding push instead of failing at once)
       mirror.toml: written (everything commented out)
       next: edit [TMP]/project.git/mirror.toml — uncomment [upstream] and set its url
       check it with: [TMP]/prefix/bin/git-mirror doctor [TMP]/project.git
@@ -157,7 +165,7 @@ fn builds_into_the_target_directory_cargo_uses() {
     let release = env.path("elsewhere/release");
     std::fs::create_dir_all(&release).unwrap();
     let bin_dir = Path::new(GIT_MIRROR).parent().unwrap();
-    for b in ["pre-receive", "post-receive", "git-mirror"] {
+    for b in ["pre-receive", "post-receive", "proc-receive", "git-mirror"] {
         std::fs::copy(bin_dir.join(b), release.join(b)).unwrap();
     }
     env.script(
@@ -195,4 +203,298 @@ fn builds_into_the_target_directory_cargo_uses() {
         std::fs::read_link(repo.join("hooks/pre-receive")).unwrap(),
         env.path("prefix/bin/pre-receive")
     );
+}
+
+fn said(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs install.sh with ARGS, which must succeed; returns what it printed, normalized.
+fn install_ok(env: &TestEnv, args: &[&str]) -> String {
+    let out = install(env, args);
+    assert!(out.status.success(), "{}", said(&out));
+    env.normalize(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Every value of KEY that git sees in REPO, in all scopes.
+fn config_values(env: &TestEnv, repo: &Path, key: &str) -> Vec<String> {
+    let out = env.git(repo, &["config", "--get-all", key]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn mode_of(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Every entry under DIR (names, link texts, file bytes and modes), to compare states.
+fn tree(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.strip_prefix(dir).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let what = if meta.file_type().is_symlink() {
+                format!("-> {}", std::fs::read_link(&path).unwrap().display())
+            } else if meta.is_dir() {
+                stack.push(path.clone());
+                format!("dir {:o}", mode_of(&path))
+            } else {
+                format!(
+                    "file {:o} {}",
+                    mode_of(&path),
+                    String::from_utf8_lossy(&std::fs::read(&path).unwrap())
+                )
+            };
+            out.push((name, what));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_fresh_install_is_two_phase_and_running_it_again_changes_nothing() {
+    let env = TestEnv::new();
+    let repo = env.bare("project.git");
+    let r = repo.to_str().unwrap();
+    install_ok(&env, &[r]);
+    assert_eq!(
+        std::fs::read_link(repo.join("hooks/proc-receive")).unwrap(),
+        env.path("prefix/bin/proc-receive")
+    );
+    assert_eq!(
+        config_values(&env, &repo, "receive.procReceiveRefs"),
+        ["refs"]
+    );
+    assert_eq!(
+        config_values(&env, &repo, "core.filesRefLockTimeout"),
+        ["10000"]
+    );
+    assert_eq!(
+        config_values(&env, &repo, "reftable.lockTimeout"),
+        ["10000"]
+    );
+
+    let config = std::fs::read(repo.join("config")).unwrap();
+    let hooks = tree(&repo.join("hooks"));
+    let again = install_ok(&env, &[r]);
+    assert!(again.contains("mode: two-phase"), "{again}");
+    assert!(
+        again.contains("hooks/proc-receive: already installed"),
+        "{again}"
+    );
+    assert!(!again.contains("receive.procReceiveRefs"), "{again}");
+    assert!(!again.contains("LockTimeout"), "{again}");
+    assert_eq!(std::fs::read(repo.join("config")).unwrap(), config);
+    assert_eq!(tree(&repo.join("hooks")), hooks);
+}
+
+#[test]
+fn where_the_host_owns_proc_receive_install_stays_in_pre_receive_mode() {
+    let env = TestEnv::new();
+    // A host's own proc-receive hook (Gitea/Forgejo's AGit flow, say).
+    let hooked = env.bare("hooked.git");
+    let theirs = hooked.join("hooks/proc-receive");
+    env.script(&theirs, "exec /usr/lib/forge/agit-proc-receive");
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let bytes = std::fs::read(&theirs).unwrap();
+    let text = install_ok(&env, &[hooked.to_str().unwrap()]);
+    insta::assert_snapshot!(
+        text.lines().find(|l| l.contains("mode:")).unwrap(),
+        @"  mode: pre-receive (the host uses proc-receive here: an existing hooks/proc-receive that is not mirror-hooks'; it is left to the host); in pre-receive mode a failure of the local update after the upstream accepted is healed by the next pull"
+    );
+    assert_eq!(std::fs::read(&theirs).unwrap(), bytes);
+    assert_eq!(mode_of(&theirs), 0o750);
+    assert!(!std::fs::symlink_metadata(&theirs).unwrap().is_symlink());
+    assert_eq!(
+        config_values(&env, &hooked, "receive.procReceiveRefs"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        std::fs::read_link(hooked.join("hooks/pre-receive")).unwrap(),
+        env.path("prefix/bin/pre-receive"),
+        "pre-receive mode still forwards"
+    );
+
+    // A routing value the host set (refs/for), without a hook of its own here.
+    let routed = env.bare("routed.git");
+    env.git_ok(&routed, &["config", "receive.procReceiveRefs", "refs/for"]);
+    for _ in 0..2 {
+        let text = install_ok(&env, &[routed.to_str().unwrap()]);
+        assert!(
+            text.contains("mode: pre-receive (the host uses proc-receive here: receive.procReceiveRefs = refs/for (local config, config)"),
+            "{text}"
+        );
+        assert!(text.contains("healed by the next pull"), "{text}");
+        assert!(std::fs::symlink_metadata(routed.join("hooks/proc-receive")).is_err());
+        assert_eq!(
+            config_values(&env, &routed, "receive.procReceiveRefs"),
+            ["refs/for"]
+        );
+        assert_eq!(
+            config_values(&env, &routed, "core.filesRefLockTimeout"),
+            Vec::<String>::new()
+        );
+    }
+
+    // The host starts routing after a two-phase install: ours goes, the host's stays.
+    let later = env.bare("later.git");
+    install_ok(&env, &[later.to_str().unwrap()]);
+    env.git_ok(
+        &later,
+        &["config", "--add", "receive.procReceiveRefs", "refs/for"],
+    );
+    let text = install_ok(&env, &[later.to_str().unwrap()]);
+    assert!(
+        text.contains("mode: pre-receive (the host uses proc-receive"),
+        "{text}"
+    );
+    assert!(text.contains("hooks/proc-receive: removed"), "{text}");
+    assert_eq!(
+        config_values(&env, &later, "receive.procReceiveRefs"),
+        ["refs/for"]
+    );
+    assert!(std::fs::symlink_metadata(later.join("hooks/proc-receive")).is_err());
+}
+
+#[test]
+fn mode_pre_receive_after_a_two_phase_install_removes_only_ours() {
+    let env = TestEnv::new();
+    let repo = env.bare("project.git");
+    let r = repo.to_str().unwrap();
+    env.git_ok(&repo, &["config", "core.filesRefLockTimeout", "2500"]);
+    install_ok(&env, &[r]);
+    assert!(repo.join("hooks/proc-receive").exists());
+    assert_eq!(
+        config_values(&env, &repo, "core.filesRefLockTimeout"),
+        ["2500"],
+        "a site's own value stays"
+    );
+
+    let text = install_ok(&env, &["--mode", "pre-receive", r]);
+    assert!(
+        text.contains("mode: pre-receive (--mode pre-receive)"),
+        "{text}"
+    );
+    assert!(std::fs::symlink_metadata(repo.join("hooks/proc-receive")).is_err());
+    assert_eq!(
+        config_values(&env, &repo, "receive.procReceiveRefs"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        config_values(&env, &repo, "reftable.lockTimeout"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        config_values(&env, &repo, "core.filesRefLockTimeout"),
+        ["2500"]
+    );
+    for hook in ["pre-receive", "post-receive"] {
+        assert_eq!(
+            std::fs::read_link(repo.join("hooks").join(hook)).unwrap(),
+            env.path("prefix/bin").join(hook)
+        );
+    }
+    assert_eq!(
+        config_values(&env, &repo, "receive.advertisePushOptions"),
+        ["true"]
+    );
+    let again = install_ok(&env, &["--mode", "pre-receive", r]);
+    assert!(!again.contains("removed"), "{again}");
+}
+
+#[test]
+fn uninstall_puts_back_exactly_what_was_there() {
+    let env = TestEnv::new();
+    let repo = env.bare("project.git");
+    let r = repo.to_str().unwrap();
+    // A site's own hooks: a script (mode 0750) and a relative link; its own settings.
+    env.script(
+        &repo.join("hooks/pre-receive"),
+        "echo 'site policy'\n# no newline at end",
+    );
+    std::fs::set_permissions(
+        repo.join("hooks/pre-receive"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    env.script(&repo.join("policy/notify"), "echo notified");
+    std::os::unix::fs::symlink("../policy/notify", repo.join("hooks/post-receive")).unwrap();
+    env.git_ok(&repo, &["config", "receive.advertisePushOptions", "false"]);
+    env.git_ok(&repo, &["config", "core.filesRefLockTimeout", "2500"]);
+    let config = std::fs::read(repo.join("config")).unwrap();
+    let hooks = tree(&repo.join("hooks"));
+
+    let first = install_ok(&env, &[r]);
+    assert!(repo.join("hooks/pre-receive.d").is_dir());
+    std::fs::write(repo.join("mirror/state-of-the-site"), "kept").unwrap();
+
+    let text = install_ok(&env, &["--uninstall", r]);
+    assert_eq!(tree(&repo.join("hooks")), hooks, "{text}");
+    assert_eq!(mode_of(&repo.join("hooks/pre-receive")), 0o750);
+    assert_eq!(
+        std::fs::read_link(repo.join("hooks/post-receive")).unwrap(),
+        Path::new("../policy/notify")
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&std::fs::read(repo.join("config")).unwrap()),
+        String::from_utf8_lossy(&config),
+        "{text}"
+    );
+    assert_eq!(
+        config_values(&env, &repo, "receive.advertisePushOptions"),
+        ["false"]
+    );
+    assert_eq!(
+        config_values(&env, &repo, "core.filesRefLockTimeout"),
+        ["2500"]
+    );
+    assert!(repo.join("mirror.toml").is_file());
+    assert!(repo.join("mirror/state-of-the-site").is_file());
+    assert!(text.contains("mirror.toml and mirror/: kept"), "{text}");
+
+    let twice = install_ok(&env, &["--uninstall", r]);
+    assert!(twice.contains("nothing to remove"), "{twice}");
+    assert_eq!(tree(&repo.join("hooks")), hooks);
+    assert_eq!(std::fs::read(repo.join("config")).unwrap(), config);
+
+    // Installing again is a fresh install (the starter mirror.toml aside, kept).
+    let again = install_ok(&env, &[r]);
+    let fresh = |text: &str| -> String {
+        text.lines()
+            .filter(|l| !l.starts_with("installed ") && !l.contains("mirror.toml"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(fresh(&again), fresh(&first));
+
+    let purge_alone = install(&env, &["--purge", r]);
+    assert_eq!(purge_alone.status.code(), Some(2), "{}", said(&purge_alone));
+    assert!(repo.join("mirror.toml").is_file());
+
+    let purged = install_ok(&env, &["--uninstall", "--purge", r]);
+    assert!(
+        purged.contains("mirror.toml and mirror/: removed"),
+        "{purged}"
+    );
+    assert!(!repo.join("mirror.toml").exists());
+    assert!(!repo.join("mirror").exists());
+    assert_eq!(tree(&repo.join("hooks")), hooks);
+    assert_eq!(std::fs::read(repo.join("config")).unwrap(), config);
+    let after = install_ok(&env, &["--uninstall", "--purge", r]);
+    assert!(after.contains("nothing to remove"), "{after}");
 }
