@@ -335,6 +335,109 @@ fn two_phase_deny_deletes_refuses_a_deletion_before_the_upstream_is_asked() {
     assert_eq!(s.both("refs/heads/keep"), (None, None));
 }
 
+#[test]
+fn two_phase_deny_non_fast_forwards_and_deny_delete_current_refuse_before_the_upstream_is_asked() {
+    // Nor does it apply denyNonFastForwards or denyDeleteCurrent to routed refs.
+    let s = setup(Mode::TwoPhase, "");
+    s.env
+        .git_ok(&s.down, &["config", "receive.denyNonFastForwards", "true"]);
+    // Only our check may refuse the deletion, not the upstream's.
+    s.env
+        .git_ok(&s.up, &["config", "receive.denyDeleteCurrent", "ignore"]);
+    let before = s.sides();
+    s.env
+        .git_ok(&s.work, &["commit", "-q", "--amend", "-m", "rewritten"]);
+
+    let pushed = s.push(&["+HEAD:refs/heads/main"]);
+    assert_refused(&pushed, "main");
+    assert!(
+        pushed.stderr.contains("is not a fast-forward"),
+        "{}",
+        pushed.stderr
+    );
+    assert_eq!(s.sides(), before, "{}", pushed.stderr);
+
+    let pushed = s.push(&[":refs/heads/main"]);
+    assert_refused(&pushed, "main");
+    assert!(
+        pushed
+            .stderr
+            .contains("refs/heads/main is this repository's default branch (HEAD)"),
+        "{}",
+        pushed.stderr
+    );
+    assert_eq!(s.sides(), before, "{}", pushed.stderr);
+
+    s.env
+        .git_ok(&s.down, &["config", "receive.denyNonFastForwards", "false"]);
+    let rewritten = s.env.rev(&s.work, "HEAD");
+    let pushed = s.push(&["+HEAD:refs/heads/main"]);
+    assert!(pushed.success, "{}", pushed.stderr);
+    assert_eq!(s.both("refs/heads/main"), (rewritten.clone(), rewritten));
+}
+
+// The upstream's answer decides the local commit or abort.
+
+#[test]
+fn two_phase_an_upstream_refusal_aborts_the_local_update_and_leaves_no_lock() {
+    let s = setup(Mode::TwoPhase, "");
+    let refuse = s.env.path("refuse");
+    std::fs::write(&refuse, "").unwrap();
+    s.env.script(
+        &s.up.join("hooks/pre-receive"),
+        &format!(
+            "if [ -e {} ]; then\n  echo 'GL-HOOK-ERR: main is frozen.' >&2\n  exit 1\nfi\nexit 0",
+            refuse.display()
+        ),
+    );
+    let before = s.sides();
+    let next = s.env.commit(&s.work, "next");
+
+    let pushed = s.push(&["HEAD:refs/heads/main"]);
+    assert_refused(&pushed, "main");
+    assert!(
+        pushed
+            .stderr
+            .contains("remote: upstream: GL-HOOK-ERR: main is frozen."),
+        "{}",
+        pushed.stderr
+    );
+    assert_eq!(s.sides(), before, "{}", pushed.stderr);
+    assert_eq!(lock_files(&s.down), Vec::<PathBuf>::new());
+    assert!(journals(&s.down).is_empty());
+
+    std::fs::remove_file(&refuse).unwrap();
+    let pushed = s.push(&["HEAD:refs/heads/main"]);
+    assert!(pushed.success, "{}", pushed.stderr);
+    assert_eq!(s.both("refs/heads/main"), (Some(next.clone()), Some(next)));
+}
+
+#[test]
+fn two_phase_refs_outside_the_allowlist_are_updated_here_without_forwarding() {
+    let s = setup(Mode::TwoPhase, r#"refs = ["refs/heads/main"]"#);
+    let next = s.env.commit(&s.work, "next");
+    let pushed = s.push(&["HEAD:refs/heads/main", "HEAD:refs/heads/local"]);
+    assert!(pushed.success, "{}", pushed.stderr);
+    assert_eq!(
+        s.both("refs/heads/main"),
+        (Some(next.clone()), Some(next.clone()))
+    );
+    assert_eq!(s.both("refs/heads/local"), (None, Some(next)));
+    assert!(journals(&s.down).is_empty());
+}
+
+#[test]
+fn two_phase_tells_the_pusher_what_pre_receive_mode_does() {
+    let told = [Mode::PreReceive, Mode::TwoPhase].map(|mode| {
+        let s = setup(mode, "");
+        s.env.commit(&s.work, "next");
+        let pushed = s.push(&["HEAD:refs/heads/main", "HEAD:refs/heads/topic"]);
+        assert!(pushed.success, "{mode:?}: {}", pushed.stderr);
+        s.env.normalize(&pushed.stderr)
+    });
+    assert_eq!(told[1], told[0]);
+}
+
 // 2 and 3. One of two refs cannot be prepared.
 
 #[test]
