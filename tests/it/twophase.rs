@@ -95,12 +95,13 @@ impl Setup {
     }
 }
 
-/// True when git told the pusher that `branch` was refused by the remote.
+/// True when git told the pusher that `branch` was refused by the remote
+/// (`! [remote rejected] HEAD -> main (why)`, or `… main (why)` for a deletion).
 fn rejected(pushed: &Pushed, branch: &str) -> bool {
-    pushed
-        .stderr
-        .lines()
-        .any(|l| l.contains("! [remote rejected]") && l.contains(&format!("-> {branch} (")))
+    pushed.stderr.lines().any(|l| {
+        l.contains("! [remote rejected]")
+            && (l.contains(&format!("-> {branch} (")) || l.contains(&format!("] {branch} (")))
+    })
 }
 
 /// A push refused for `branch`, with mirror-hooks' explanation.
