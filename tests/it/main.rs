@@ -22,5 +22,6 @@ mod servers;
 mod sha256;
 mod torture;
 mod transports;
+mod twophase;
 mod upstream;
 mod util;

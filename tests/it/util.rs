@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 pub const PRE_RECEIVE: &str = env!("CARGO_BIN_EXE_pre-receive");
 pub const POST_RECEIVE: &str = env!("CARGO_BIN_EXE_post-receive");
+pub const PROC_RECEIVE: &str = env!("CARGO_BIN_EXE_proc-receive");
 pub const GIT_MIRROR: &str = env!("CARGO_BIN_EXE_git-mirror");
 
 pub struct TestEnv {
@@ -113,6 +114,24 @@ impl TestEnv {
         for (hook, exe) in [("pre-receive", PRE_RECEIVE), ("post-receive", POST_RECEIVE)] {
             std::os::unix::fs::symlink(exe, repo.join("hooks").join(hook)).expect("link hook");
         }
+    }
+
+    /// A bare repository with our hooks installed for two-phase forwarding
+    /// ([`TestEnv::install_two_phase`]) and `toml` as its mirror.toml.
+    pub fn downstream_two_phase(&self, name: &str, toml: &str) -> PathBuf {
+        let repo = self.bare(name);
+        self.install_two_phase(&repo);
+        std::fs::write(repo.join("mirror.toml"), toml).expect("write mirror.toml");
+        repo
+    }
+
+    /// Two-phase install: pre-receive, post-receive and proc-receive linked, and every
+    /// ref routed to proc-receive (`receive.procReceiveRefs = refs`).
+    pub fn install_two_phase(&self, repo: &Path) {
+        self.install_hooks(repo);
+        std::os::unix::fs::symlink(PROC_RECEIVE, repo.join("hooks/proc-receive"))
+            .expect("link hook");
+        self.git_ok(repo, &["config", "receive.procReceiveRefs", "refs"]);
     }
 
     /// Writes an executable shell script (a hook of a test repository, say).
