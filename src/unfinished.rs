@@ -64,7 +64,7 @@ pub fn finish(repo: &Path, config: &Config, say: &mut dyn FnMut(&str)) -> Finish
             }
             Err(why) => {
                 tell(format!(
-                    "the two-phase push of process {} begun {} is not finished yet: {why}",
+                    "two-phase recovery: the intent journal of the push of process {} begun {} is not finished yet: {why}",
                     orphan.pid(),
                     state::timestamp(orphan.written()),
                 ));
@@ -138,7 +138,7 @@ fn finish_one(
     })
     .map_err(|e| format!("{e:#}"))?;
     tell(format!(
-        "two-phase recovery: finished the push of process {} begun {}: {}",
+        "two-phase recovery: finished the intent journal of the push of process {} begun {}: {}",
         orphan.pid(),
         state::timestamp(orphan.written()),
         plan.said.join("; ")
