@@ -116,6 +116,15 @@ impl Journal {
         self.intent.writers.len() - 1
     }
 
+    /// The `index`th `git update-ref` has prepared: its lock files are all its own now,
+    /// and noted as they are (see [`Locks::note_held`]).
+    pub fn writer_prepared(&mut self, repo: &Path, index: usize) {
+        if let Some(writer) = self.intent.writers.get_mut(index) {
+            writer.locks.note_held(repo);
+            let _ = self.write(false);
+        }
+    }
+
     /// The local refs now match the upstream's answer: forget the journal.
     pub fn done(self) {
         let _ = fs::remove_file(&self.path);

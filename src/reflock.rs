@@ -54,6 +54,32 @@ struct Record {
 pub struct Locks {
     names: Vec<String>,
     contents: BTreeMap<String, String>,
+    /// The lock files as they were while the git held them (inode, modification time
+    /// in nanoseconds): a file that is still exactly that one is certainly its.
+    #[serde(default)]
+    held: BTreeMap<String, (u64, i128)>,
+}
+
+impl Locks {
+    /// Notes the lock files as they are now, while their git holds them all (a
+    /// transaction it has prepared): nobody else can have made them.
+    pub fn note_held(&mut self, repo: &Path) {
+        for name in &self.names {
+            if let Some(id) = identity(&repo.join(name)) {
+                self.held.insert(name.clone(), id);
+            }
+        }
+    }
+}
+
+/// A file's inode and modification time: which file it is, as far as a lock goes.
+fn identity(path: &Path) -> Option<(u64, i128)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(path).ok()?;
+    Some((
+        meta.ino(),
+        i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+    ))
 }
 
 /// The record of one git that writes refs; remove it with [`Writing::done`] once that
@@ -158,6 +184,7 @@ pub fn locks_for(repo: &Path, commands: &[String]) -> Locks {
     Locks {
         names: locks,
         contents,
+        held: BTreeMap::new(),
     }
 }
 
@@ -197,6 +224,7 @@ pub fn recover(repo: &Path) -> Recovery {
             let locks = Locks {
                 names: record.locks,
                 contents: record.contents,
+                held: BTreeMap::new(),
             };
             let git = record.git_pid.map(|pid| (pid, record.git_started));
             let released = release(repo, &locks, git, record.written_ms);
@@ -249,15 +277,46 @@ pub fn release(
     let written = UNIX_EPOCH + Duration::from_millis(written_ms);
     let mut removed = Vec::new();
     // Locks under our own namespace are removed by the pull's recovery, whoever made them.
-    let public = locks
+    // Those whose content tells whose they are go first: see the HEAD.lock case below.
+    let mut public: Vec<&String> = locks
         .names
         .iter()
-        .filter(|lock| !lock.starts_with(&format!("{PRIVATE_DIR}/")));
+        .filter(|lock| !lock.starts_with(&format!("{PRIVATE_DIR}/")))
+        .collect();
+    public.sort_by_key(|lock| !locks.contents.contains_key(*lock));
+    // When the ours were made, by the killed git's clock.
+    let mut made_ours = Vec::new();
     for lock in public {
+        let path = repo.join(lock);
         let content = locks.contents.get(lock).map(String::as_str);
+        if let Some(held) = locks.held.get(lock) {
+            if identity(&path).as_ref() == Some(held) && fs::remove_file(&path).is_ok() {
+                removed.push(lock.as_str());
+                continue;
+            }
+        }
+        let made = fs::symlink_metadata(&path).and_then(|m| m.modified()).ok();
         match remove_if_ours(repo, lock, written, content) {
-            Verdict::Removed => removed.push(lock.as_str()),
+            Verdict::Removed => {
+                removed.push(lock.as_str());
+                made_ours.extend(made);
+            }
             Verdict::NotOurs(line) => said.push(line),
+            // Git takes HEAD.lock (empty: it only writes HEAD's reflog) right after the
+            // lock of the branch HEAD points to. With that lock shown the killed git's,
+            // a HEAD.lock made within moments of it is its too: any other writer of
+            // that branch stops at the branch's lock before it gets to HEAD.lock.
+            Verdict::TooYoung
+                if lock == "HEAD.lock"
+                    && made.is_some_and(|at| {
+                        made_ours.iter().any(|ours| {
+                            at.duration_since(*ours).is_ok_and(|after| after <= SETTLED)
+                        })
+                    })
+                    && fs::remove_file(&path).is_ok() =>
+            {
+                removed.push(lock.as_str());
+            }
             Verdict::TooYoung => {
                 pending = true;
                 said.push(format!(

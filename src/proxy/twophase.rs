@@ -254,6 +254,9 @@ impl Push<'_> {
                 }
             })
             .map_err(|e| crate::text::printable(&e.0).into_owned())?;
+        if let (Some(journal), Some(index)) = (self.journal.as_mut(), index) {
+            journal.writer_prepared(self.repo, index);
+        }
         Ok(Held {
             transaction,
             names: updates.iter().map(|u| u.name.clone()).collect(),
