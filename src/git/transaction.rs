@@ -110,10 +110,13 @@ impl Prepared {
                 Ok(Event::Stdout(line)) if line == expected.as_bytes() => return Ok(()),
                 Ok(Event::Stderr(line)) => complaint.push(line),
                 Ok(Event::Exited(_)) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    // Its last words may still be on their way.
+                    // Its last words (its answer too: the threads that read them race
+                    // the one that saw it end) may still be on their way.
                     while let Ok(event) = self.events.recv_timeout(Duration::from_millis(500)) {
-                        if let Event::Stderr(line) = event {
-                            complaint.push(line);
+                        match event {
+                            Event::Stdout(line) if line == expected.as_bytes() => return Ok(()),
+                            Event::Stderr(line) => complaint.push(line),
+                            _ => {}
                         }
                     }
                     return Err(TransactionFailed(describe(&complaint)));

@@ -57,7 +57,7 @@ fn usage_errors_exit_2_and_config_errors_name_the_line() {
 #[test]
 fn a_broken_mirror_toml_never_fails_an_accepted_push() {
     let env = TestEnv::new();
-    let repo = env.downstream("down.git", "[[push]]\nname = \"a\"\n");
+    let repo = env.downstream_pre_receive("down.git", "[[push]]\nname = \"a\"\n");
     // Only post-receive is installed (push mirroring alone), so nothing refused the
     // push before it was accepted.
     std::fs::remove_file(repo.join("hooks/pre-receive")).unwrap();

@@ -123,7 +123,7 @@ fn a_proxy_killed_mid_push_leaves_both_sides_reconcilable() {
     let work = env.work("work");
     env.commit(&work, "base");
     assert!(env.push(&work, &u.up, &["HEAD:refs/heads/main"]).success);
-    let down = env.downstream(
+    let down = env.downstream_pre_receive(
         "down.git",
         &format!("[upstream]\nurl = {:?}\n\n[pull]\n", u.url),
     );

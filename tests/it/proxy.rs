@@ -132,7 +132,7 @@ fn a_stale_push_is_refused_and_changes_nothing() {
     remote: mirror-hooks: this repository has just fetched the upstream's new commits.
     remote: mirror-hooks: next: fetch, rebase (or merge), push again.
     To [TMP]/down.git
-     ! [remote rejected] HEAD -> main (pre-receive hook declined)
+     ! [remote rejected] HEAD -> main (refused by the upstream)
     error: failed to push some refs to '[TMP]/down.git'
     ");
 }
@@ -368,6 +368,9 @@ fn a_timeout_is_resolved_by_asking_the_upstream() {
 #[test]
 fn concurrent_pushes_of_one_ref_have_exactly_one_winner() {
     let (env, up, down, work) = setup("");
+    // Both reach the upstream at once only in pre-receive mode; in two-phase mode the
+    // second waits for the first one's local lock (twophase.rs).
+    env.use_pre_receive_mode(&down);
     env.commit(&work, "base");
     assert!(env.push(&work, &down, &["HEAD:refs/heads/main"]).success);
     // Each push waits in the upstream's hook until both are there (or 5 s passed).
@@ -528,7 +531,7 @@ fn the_upstreams_own_refusal_reaches_the_pusher() {
     remote: mirror-hooks:   the upstream refused refs/heads/main: pre-receive hook declined.
     remote: mirror-hooks: nothing was changed, here or on the upstream.
     To [TMP]/down.git
-     ! [remote rejected] HEAD -> main (pre-receive hook declined)
+     ! [remote rejected] HEAD -> main (refused by the upstream)
     error: failed to push some refs to '[TMP]/down.git'
     ");
 }

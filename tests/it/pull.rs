@@ -477,7 +477,7 @@ fn a_refused_pusher_can_rebase_and_push_at_once_the_pull_ran_before_the_answer()
     remote: mirror-hooks: this repository has just fetched the upstream's new commits.
     remote: mirror-hooks: next: fetch, rebase (or merge), push again.
     To [TMP]/down.git
-     ! [remote rejected] HEAD -> main (pre-receive hook declined)
+     ! [remote rejected] HEAD -> main (refused by the upstream)
     error: failed to push some refs to '[TMP]/down.git'
     ");
     // No waiting: the refusal came after this repository had the upstream's commit.

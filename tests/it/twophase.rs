@@ -37,8 +37,8 @@ fn setup(mode: Mode, extra: &str) -> Setup {
     let up = env.bare("up.git");
     let toml = format!("[upstream]\nurl = {:?}\n{extra}\n", up.to_str().unwrap());
     let down = match mode {
-        Mode::PreReceive => env.downstream("down.git", &toml),
-        Mode::TwoPhase => env.downstream_two_phase("down.git", &toml),
+        Mode::PreReceive => env.downstream_pre_receive("down.git", &toml),
+        Mode::TwoPhase => env.downstream("down.git", &toml),
     };
     let work = env.work("work");
     let base = env.commit(&work, "base");

@@ -412,6 +412,8 @@ fn the_refs_held_back_by_an_atomic_refusal_say_so() {
 fn the_known_window_shows_in_status_and_pull_now_closes_it_without_a_pull_table() {
     let s = Setup::new("", None);
     let env = &s.env;
+    // Two-phase mode has no such window (twophase.rs): pre-receive mode does.
+    env.use_pre_receive_mode(&s.down);
     let base = env.commit(&s.work, "base");
     assert!(s.push(&["HEAD:refs/heads/main"]).success);
     // A stale lock (a crashed writer) makes git fail the local update after the upstream

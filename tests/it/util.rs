@@ -102,7 +102,8 @@ impl TestEnv {
         path
     }
 
-    /// A bare repository with our hooks installed and `toml` as its mirror.toml.
+    /// A bare repository with our hooks installed as install.sh installs them (two-phase,
+    /// [`TestEnv::install_hooks`]) and `toml` as its mirror.toml.
     pub fn downstream(&self, name: &str, toml: &str) -> PathBuf {
         let repo = self.bare(name);
         self.install_hooks(&repo);
@@ -110,28 +111,37 @@ impl TestEnv {
         repo
     }
 
-    pub fn install_hooks(&self, repo: &Path) {
-        for (hook, exe) in [("pre-receive", PRE_RECEIVE), ("post-receive", POST_RECEIVE)] {
-            std::os::unix::fs::symlink(exe, repo.join("hooks").join(hook)).expect("link hook");
-        }
-    }
-
-    /// A bare repository with our hooks installed for two-phase forwarding
-    /// ([`TestEnv::install_two_phase`]) and `toml` as its mirror.toml.
-    pub fn downstream_two_phase(&self, name: &str, toml: &str) -> PathBuf {
+    /// [`TestEnv::downstream`] in pre-receive mode ([`TestEnv::install_hooks_pre_receive`]).
+    pub fn downstream_pre_receive(&self, name: &str, toml: &str) -> PathBuf {
         let repo = self.bare(name);
-        self.install_two_phase(&repo);
+        self.install_hooks_pre_receive(&repo);
         std::fs::write(repo.join("mirror.toml"), toml).expect("write mirror.toml");
         repo
     }
 
-    /// Two-phase install: pre-receive, post-receive and proc-receive linked, and every
-    /// ref routed to proc-receive (`receive.procReceiveRefs = refs`).
-    pub fn install_two_phase(&self, repo: &Path) {
-        self.install_hooks(repo);
+    /// Two-phase install, as install.sh makes it: pre-receive, post-receive and
+    /// proc-receive linked, and every ref routed to proc-receive
+    /// (`receive.procReceiveRefs = refs`).
+    pub fn install_hooks(&self, repo: &Path) {
+        self.install_hooks_pre_receive(repo);
         std::os::unix::fs::symlink(PROC_RECEIVE, repo.join("hooks/proc-receive"))
             .expect("link hook");
         self.git_ok(repo, &["config", "receive.procReceiveRefs", "refs"]);
+    }
+
+    /// Turns a two-phase install into pre-receive mode, as `install.sh --mode
+    /// pre-receive` does.
+    pub fn use_pre_receive_mode(&self, repo: &Path) {
+        std::fs::remove_file(repo.join("hooks/proc-receive")).expect("unlink proc-receive");
+        self.git_ok(repo, &["config", "--unset", "receive.procReceiveRefs"]);
+    }
+
+    /// Pre-receive mode (`install.sh --mode pre-receive`): pre-receive forwards, git
+    /// updates the refs afterwards.
+    pub fn install_hooks_pre_receive(&self, repo: &Path) {
+        for (hook, exe) in [("pre-receive", PRE_RECEIVE), ("post-receive", POST_RECEIVE)] {
+            std::os::unix::fs::symlink(exe, repo.join("hooks").join(hook)).expect("link hook");
+        }
     }
 
     /// Writes an executable shell script (a hook of a test repository, say).
