@@ -589,6 +589,7 @@ mod tests {
                     .iter()
                     .map(|(l, c)| ((*l).to_owned(), (*c).to_owned()))
                     .collect(),
+                held: BTreeMap::new(),
             },
         )
         .unwrap();

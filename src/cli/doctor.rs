@@ -58,6 +58,7 @@ pub(super) fn doctor(repo: Option<&Path>) -> Result<i32, Failure> {
             );
         }
     }
+    problems += doctor_mode(&repo, config.upstream.is_some());
     for (path, age) in crate::reflock::stale(&repo, std::time::SystemTime::now()) {
         problems += 1;
         let age = humantime::format_duration(std::time::Duration::from_secs(age.as_secs()));
@@ -119,6 +120,60 @@ fn doctor_upstream(repo: &Path, up: &crate::config::Upstream) -> Result<usize> {
         }
     }
     Ok(problems)
+}
+
+/// The forwarding mode, and what keeps a repository from the mode it was meant for;
+/// returns the problems found.
+fn doctor_mode(repo: &Path, forwards: bool) -> usize {
+    use crate::mode::{Mode, Why};
+    let mut problems = 0;
+    let shown = repo.display();
+    match crate::mode::detect(repo) {
+        Ok(Mode::TwoPhase) if forwards => {
+            println!("forwarding: two-phase (proc-receive takes the local ref locks before the upstream is asked)");
+            let view = crate::repo::Repo::open(repo).ok();
+            if view.is_some_and(|v| v.config_string("core.filesRefLockTimeout").is_none()) {
+                println!("  note: core.filesRefLockTimeout is not set, so a local writer meeting a forwarding push's lock fails at once instead of waiting; `git -C {shown} config core.filesRefLockTimeout 10000` (install.sh sets it)");
+            }
+        }
+        // Nothing is forwarded: only a setting that makes git refuse pushes matters.
+        Ok(Mode::TwoPhase) => {}
+        Ok(Mode::PreReceive(why)) if !forwards && !matches!(why, Why::NoHook { .. }) => {}
+        Ok(Mode::PreReceive(why)) => {
+            let fix = match &why {
+                Why::NotInstalled if forwards => Some(format!("note: a local update that fails after the upstream accepted is healed by the next pull; for two-phase forwarding, run `install.sh {shown}`")),
+                Why::NotInstalled | Why::HostsHook(_) => None,
+                Why::NotRouted { .. } => Some(format!("problem: pushes are forwarded in pre-receive mode although the proc-receive hook is installed; run `git -C {shown} config receive.procReceiveRefs refs` for two-phase (install.sh sets it), or `install.sh --mode pre-receive {shown}`")),
+                Why::NoHook { .. } => Some(format!("problem: git refuses every push to those refs; run `install.sh {shown}` (links hooks/proc-receive), or remove the setting: `git -C {shown} config --unset-all receive.procReceiveRefs`")),
+                Why::OldGit(_) => Some(format!("problem: the proc-receive hook is installed but this git never runs it; upgrade git, or run `install.sh --mode pre-receive {shown}`")),
+            };
+            println!("forwarding: pre-receive ({why})");
+            if let Some(fix) = fix {
+                problems += usize::from(fix.starts_with("problem"));
+                println!("  {fix}");
+            }
+        }
+        Err(e) => {
+            problems += 1;
+            println!("forwarding: cannot be told: {e:#}");
+        }
+    }
+    let journals = crate::journal::left(repo);
+    if !journals.orphans.is_empty() {
+        problems += 1;
+        println!(
+            "problem: {} two-phase push{} whose process died before finishing (intent journals in mirror/journal/); the next push, `git mirror pull --now {shown}` or the sweep finishes them",
+            journals.orphans.len(),
+            if journals.orphans.len() == 1 { "" } else { "es" }
+        );
+    }
+    for unreadable in &journals.unreadable {
+        problems += 1;
+        println!(
+            "problem: an intent journal cannot be read: {unreadable}; look at it, then remove it"
+        );
+    }
+    problems
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -534,6 +534,8 @@ fn doctor_reaches_every_remote_and_explains_what_fails() {
       problem: cannot list its refs: nothing answers at that host and port (connection refused): is the server up, and the port right? (git: 127.0.0.1[0: 127.0.0.1]: errno=Connection refused)
     stranger: http://127.0.0.1:[PORT]/git/mirror.git
       problem: cannot list its refs: the remote asks for a user name and password and none is configured; add an [auth] table with username and password_file or password_env (git: fatal: could not read Username for 'http://127.0.0.1:[PORT]': terminal prompts disabled)
+    forwarding: two-phase (proc-receive takes the local ref locks before the upstream is asked)
+      note: core.filesRefLockTimeout is not set, so a local writer meeting a forwarding push's lock fails at once instead of waiting; `git -C [TMP]/down.git config core.filesRefLockTimeout 10000` (install.sh sets it)
     ");
 }
 
