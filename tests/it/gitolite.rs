@@ -4,7 +4,7 @@
 //! upstream, and what it allows must arrive on both sides.
 
 use crate::servers::{self, Server};
-use crate::util::{Pushed, TestEnv, PRE_RECEIVE};
+use crate::util::{Pushed, TestEnv, PRE_RECEIVE, PROC_RECEIVE};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -244,6 +244,17 @@ impl Sides<'_> {
 
 #[test]
 fn what_gitolite_refuses_never_reaches_the_upstream() {
+    gitolite_rules_protect_the_upstream(true);
+}
+
+#[test]
+fn what_gitolite_refuses_never_reaches_the_upstream_in_pre_receive_mode() {
+    gitolite_rules_protect_the_upstream(false);
+}
+
+/// In two-phase mode git does not run gitolite's `update` hook for the refs it routes to
+/// proc-receive: ours must, with the push's environment (`GL_USER`).
+fn gitolite_rules_protect_the_upstream(two_phase: bool) {
     let Some(gl) = Gitolite::start() else {
         return;
     };
@@ -257,6 +268,10 @@ fn what_gitolite_refuses_never_reaches_the_upstream() {
     // Our pre-receive beside gitolite's update hook, forwarding to a plain upstream.
     let up = env.bare("up.git");
     std::os::unix::fs::symlink(PRE_RECEIVE, r1.join("hooks/pre-receive")).unwrap();
+    if two_phase {
+        std::os::unix::fs::symlink(PROC_RECEIVE, r1.join("hooks/proc-receive")).unwrap();
+        env.git_ok(&r1, &["config", "receive.procReceiveRefs", "refs"]);
+    }
     std::fs::write(
         r1.join("mirror.toml"),
         format!("[upstream]\nurl = {:?}\n", up.to_str().unwrap()),
