@@ -308,11 +308,7 @@ pub fn release(
             // that branch stops at the branch's lock before it gets to HEAD.lock.
             Verdict::TooYoung
                 if lock == "HEAD.lock"
-                    && made.is_some_and(|at| {
-                        made_ours.iter().any(|ours| {
-                            at.duration_since(*ours).is_ok_and(|after| after <= SETTLED)
-                        })
-                    })
+                    && taken_together(made, &made_ours)
                     && fs::remove_file(&path).is_ok() =>
             {
                 removed.push(lock.as_str());
@@ -334,6 +330,14 @@ pub fn release(
         ));
     }
     Recovery { said, pending }
+}
+
+/// True when a lock made at `made` was made within moments after one of `ours`.
+fn taken_together(made: Option<SystemTime>, ours: &[SystemTime]) -> bool {
+    made.is_some_and(|at| {
+        ours.iter()
+            .any(|ours| at.duration_since(*ours).is_ok_and(|after| after <= SETTLED))
+    })
 }
 
 /// True while process `pid`, started at `started` (when known), runs.

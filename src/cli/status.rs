@@ -28,8 +28,8 @@ pub(super) fn status(repo: Option<&Path>, json: bool) -> Result<i32, Failure> {
     Ok(0)
 }
 
-/// The human-readable status table.
-pub(crate) fn status_table(report: &StatusReport) -> String {
+/// The lines above the table: the repository, how it forwards, what is unfinished.
+fn header(report: &StatusReport) -> String {
     let mut text = format!("repository: {}\n", report.repository);
     let forwards = report
         .mirrors
@@ -48,6 +48,12 @@ pub(crate) fn status_table(report: &StatusReport) -> String {
             report.unfinished_pushes
         ));
     }
+    text
+}
+
+/// The human-readable status table.
+pub(crate) fn status_table(report: &StatusReport) -> String {
+    let mut text = header(report);
     if report.mirrors.is_empty() {
         text.push_str("no mirrors are configured in mirror.toml\n");
         return text;
