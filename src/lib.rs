@@ -7,7 +7,7 @@
 //!
 //! - leaves: `text`, `refs`, `url`, `porcelain`, `pktline` (the proc-receive protocol's framing), `lock`, `owner`, `hookenv` (what git
 //!   tells a hook, read once by `hook`), `repo` (gix reads),
-//!   `chain`, `reflock`, `state` (status records, their names, the log, the hash),
+//!   `chain`, `reflock`, `pause` (maintenance pause), `state` (status records, their names, the log, the hash),
 //!   `ledger` (what the upstream last held), `journal` (two-phase pushes in flight)
 //! - configuration: `config` (the only reader of mirror.toml)
 //! - access: `git` (the only code that runs git), `process` (detached git-mirror
@@ -34,6 +34,8 @@ pub(crate) mod lock;
 pub(crate) mod mode;
 pub(crate) mod offline;
 pub(crate) mod owner;
+#[allow(dead_code)] // Until `git mirror pause` lands (issue 13).
+pub(crate) mod pause;
 pub(crate) mod pktline;
 pub mod porcelain;
 pub(crate) mod process;

@@ -1,0 +1,37 @@
+//! Maintenance pause of one repository's mirroring (`git mirror pause` / `resume`): a
+//! marker file in `mirror/`. While it is there, push-mirror jobs queue but are not
+//! pushed, pulls do nothing, and pushes to allowlisted refs are refused.
+
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+const MARKER: &str = "paused";
+
+fn marker(repo: &Path) -> PathBuf {
+    crate::state::mirror_dir(repo).join(MARKER)
+}
+
+/// True while the repository's mirroring is paused.
+pub fn is_paused(repo: &Path) -> bool {
+    marker(repo).exists()
+}
+
+/// Pauses the repository's mirroring; pausing a paused repository changes nothing.
+pub fn pause(repo: &Path) -> Result<()> {
+    let path = marker(repo);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(&path, b"").with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Resumes the repository's mirroring; resuming one not paused changes nothing.
+pub fn resume(repo: &Path) -> Result<()> {
+    let path = marker(repo);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
