@@ -16,7 +16,7 @@
 //! - work: `queue`, `schedule`
 //! - flows: `proxy` (with two-phase forwarding), `offline`, `unfinished` (two-phase
 //!   pushes a dead process left), `pull`, `push`, `resolve`, `fleet` (`--all` sweeps),
-//!   `status` (what status shows)
+//!   `status` (what status shows), `health` (what doctor checks)
 //! - entries: `hook` (the hook binaries), `cli` (git-mirror)
 
 pub(crate) mod auth;
@@ -25,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub(crate) mod fleet;
 pub(crate) mod git;
+pub(crate) mod health;
 pub mod hook;
 pub(crate) mod hookenv;
 pub(crate) mod journal;

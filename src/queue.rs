@@ -233,6 +233,19 @@ impl Queue {
         sync_dir(&self.waiting())
     }
 
+    /// The waiting jobs, oldest first, each read (or why it cannot be), for a look
+    /// that changes nothing (`git mirror doctor`).
+    pub fn waiting_jobs(&self) -> Vec<Claimed> {
+        list(&self.waiting())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|path| Claimed {
+                job: read_job(&path, &self.mirror),
+                path,
+            })
+            .collect()
+    }
+
     /// Moves a job that cannot be read out of the way, keeping it for inspection.
     pub fn set_aside(&self, job: &Claimed) -> Result<PathBuf> {
         let dir = self.damaged_dir();

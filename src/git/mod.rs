@@ -420,6 +420,34 @@ impl Git {
 }
 
 impl Git {
+    /// Asks `url`'s receiving side whether this client may push, pushing nothing: a
+    /// dry-run deletion of a ref nobody has makes git connect to receive-pack and read
+    /// its advertisement, the step where servers check write access (smart HTTP's
+    /// `info/refs?service=git-receive-pack`, ssh's `git-receive-pack` command, git
+    /// daemon's receive-pack service), then stop before sending anything.
+    pub fn push_probe(
+        &self,
+        url: &crate::url::RemoteUrl,
+        timeout: Duration,
+    ) -> Result<(), GitError> {
+        let args = [
+            "push".to_owned(),
+            "--dry-run".to_owned(),
+            "--no-verify".to_owned(),
+            "--porcelain".to_owned(),
+            url.for_git(),
+            ":refs/mirror-hooks/doctor-probe".to_owned(),
+        ];
+        let cmd = self.remote_command(&args);
+        let out = self.spawn(cmd, None, timeout, &mut |_| {}, &mut |_| {})?;
+        if out.success() && crate::porcelain::PushReport::parse(&out.stdout).reached {
+            return Ok(());
+        }
+        Err(GitError::from_output(out, timeout))
+    }
+}
+
+impl Git {
     /// Lists every ref of `url` and which of them are symbolic (`git ls-remote --symref`).
     pub fn ls_remote_symrefs(
         &self,

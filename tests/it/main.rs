@@ -6,6 +6,7 @@
 mod cli;
 mod config;
 mod crashes;
+mod doctor;
 mod faults;
 mod gitolite;
 mod hostile;

@@ -528,14 +528,21 @@ fn doctor_reaches_every_remote_and_explains_what_fails() {
         .replace(&closed.to_string(), "[CLOSED]");
     insta::assert_snapshot!(said, @"
     mirror.toml: [TMP]/down.git/mirror.toml: valid
+    hooks: pre-receive, post-receive, proc-receive: mirror-hooks' (in [TMP]/down.git/hooks)
+    credentials: the files [auth] names are there, secrets readable by their owner only
     upstream: http://127.0.0.1:[PORT]/git/up.git
       reachable: 0 refs
+      writable: the receiving side let a dry-run push in
     gone: git://127.0.0.1:[CLOSED]/gone.git
       problem: cannot list its refs: nothing answers at that host and port (connection refused): is the server up, and the port right? (git: 127.0.0.1[0: 127.0.0.1]: errno=Connection refused)
     stranger: http://127.0.0.1:[PORT]/git/mirror.git
       problem: cannot list its refs: the remote asks for a user name and password and none is configured; add an [auth] table with username and password_file or password_env (git: fatal: could not read Username for 'http://127.0.0.1:[PORT]': terminal prompts disabled)
     forwarding: two-phase (proc-receive takes the local ref locks before the upstream is asked)
       note: core.filesRefLockTimeout is not set, so a local writer meeting a forwarding push's lock fails at once instead of waiting; `git -C [TMP]/down.git config core.filesRefLockTimeout 10000` (install.sh sets it)
+    queue: no damaged jobs
+    locks: no stale ref locks
+    schedule: no due work left waiting
+    2 problems found
     ");
 }
 
