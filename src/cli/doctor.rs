@@ -403,6 +403,13 @@ fn locks_section(repo: &Path, found: &mut Findings) {
 /// Whether anything runs the schedule: work due long ago (the pull, push-mirror
 /// retries) that nothing ran.
 fn schedule_section(repo: &Path, config: &Config, now: SystemTime, found: &mut Findings) {
+    if crate::pause::is_paused(repo) {
+        println!(
+            "schedule: paused, so due work waits on purpose; `git mirror resume {}` ends the pause",
+            repo.display()
+        );
+        return;
+    }
     let mut late = Vec::new();
     if let Some(pull) = &config.pull {
         if let Some(o) = health::overdue_pull(repo, config, pull, now) {
@@ -416,7 +423,7 @@ fn schedule_section(repo: &Path, config: &Config, now: SystemTime, found: &mut F
     for mirror in &config.push {
         if let Some(o) = health::overdue_push(repo, &mirror.name, now) {
             late.push(format!(
-                "push mirror {} has jobs waiting since {} ({} ago)",
+                "push mirror {} has jobs due since {} ({} ago)",
                 mirror.name,
                 crate::state::timestamp(o.due),
                 rounded(o.late)

@@ -203,7 +203,7 @@ fn every_problem_is_reported_with_its_fix() {
         locks:
           problem: [TMP]/down.git/refs/heads/main.lock: stale lock (2h old): a git process was killed while it wrote refs, and every write to this ref fails until the file goes; check that no git process works on this repository (a push, gc or pull holds such a lock for moments), then remove it: rm -- [TMP]/down.git/refs/heads/main.lock
         schedule:
-          problem: the pull was due at [TIME] (4h ago); push mirror readonly has jobs waiting since [TIME] (3h ago): nothing runs the sweep; install the cron line (contrib/cron/mirror-hooks: `git-mirror pull --all ROOT`) or `git mirror serve`
+          problem: the pull was due at [TIME] (4h ago); push mirror readonly has jobs due since [TIME] (3h ago): nothing runs the sweep; install the cron line (contrib/cron/mirror-hooks: `git-mirror pull --all ROOT`) or `git mirror serve`
         12 problems found
         ");
     });
@@ -213,7 +213,8 @@ fn every_problem_is_reported_with_its_fix() {
 fn hooks_path_elsewhere_is_a_problem() {
     let env = TestEnv::new();
     let up = env.bare("up.git");
-    let down = env.downstream(
+    // Pre-receive mode: nothing is routed to proc-receive, so only the hooks path is wrong.
+    let down = env.downstream_pre_receive(
         "down.git",
         &format!("[pull]\nurl = {:?}\n", up.to_str().unwrap()),
     );
@@ -229,12 +230,10 @@ fn hooks_path_elsewhere_is_a_problem() {
       problem: core.hooksPath is [TMP]/site-hooks, so git runs hooks from there, not from [TMP]/down.git/hooks, and mirror-hooks' pre-receive, post-receive are not there: nothing of ours runs on a push; unset it (`git -C [TMP]/down.git config --unset core.hooksPath`; `git -C [TMP]/down.git config --show-origin core.hooksPath` tells where it is set), or link ours into that directory (install.sh prints how)
     pull: [TMP]/up.git
       reachable: 0 refs
-    forwarding: pre-receive (receive.procReceiveRefs (refs) routes refs to a proc-receive hook that does not exist, so git refuses pushes to them)
-      problem: git refuses every push to those refs; run `install.sh [TMP]/down.git` (links hooks/proc-receive), or remove the setting: `git -C [TMP]/down.git config --unset-all receive.procReceiveRefs`
     queue: no damaged jobs
     locks: no stale ref locks
     schedule: no due work left waiting
-    2 problems found
+    1 problem found
     ");
 }
 
