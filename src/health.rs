@@ -220,3 +220,95 @@ fn late_since(record: &MirrorState, due: SystemTime, now: SystemTime) -> Option<
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// A repository directory with `toml` as its mirror.toml, written `age` ago.
+    fn repo(toml: &str, age: Duration) -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::config::FILE_NAME);
+        std::fs::write(&path, toml).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(SystemTime::now() - age)
+            .unwrap();
+        let config = Config::load(dir.path()).unwrap().unwrap();
+        (dir, config)
+    }
+
+    fn pull_late(interval: &str, record: MirrorState, toml_age: Duration) -> bool {
+        let toml = format!("[pull]\nurl = \"/srv/git/up.git\"\ninterval = \"{interval}\"\n");
+        let (dir, config) = repo(&toml, toml_age);
+        state::save(dir.path(), state::PULL_RECORD, &record).unwrap();
+        let pull = config.pull.as_ref().unwrap();
+        overdue_pull(dir.path(), &config, pull, SystemTime::now()).is_some()
+    }
+
+    fn ran(ago: Duration) -> MirrorState {
+        let at = state::timestamp(SystemTime::now() - ago);
+        MirrorState {
+            update_status: state::UpdateStatus::Finished,
+            last_update_at: Some(at.clone()),
+            last_update_started_at: Some(at),
+            ..MirrorState::default()
+        }
+    }
+
+    #[test]
+    fn a_pull_is_overdue_after_three_intervals_and_an_hour() {
+        // Every 30 minutes: due 4h30m ago.
+        assert!(pull_late("30m", ran(5 * HOUR), HOUR));
+        // Due 30 minutes ago: a sweep may simply not have come round.
+        assert!(!pull_late("30m", ran(HOUR), HOUR));
+        // Every 2 hours, due 3 hours ago: under three intervals.
+        assert!(!pull_late("2h", ran(5 * HOUR), HOUR));
+        // Every minute, due 50 minutes ago: under the hour.
+        assert!(!pull_late("1m", ran(HOUR - HOUR / 6), HOUR));
+    }
+
+    #[test]
+    fn a_pull_that_started_since_it_fell_due_is_not_overdue() {
+        let mut started = ran(5 * HOUR);
+        started.last_update_started_at = Some(state::timestamp(SystemTime::now() - HOUR / 6));
+        started.update_status = state::UpdateStatus::Started;
+        assert!(!pull_late("30m", started, HOUR));
+    }
+
+    #[test]
+    fn a_pull_never_run_is_due_since_mirror_toml_was_written() {
+        assert!(pull_late("30m", MirrorState::default(), 3 * HOUR));
+        assert!(!pull_late("30m", MirrorState::default(), HOUR / 2));
+    }
+
+    fn push_late(job_age: Duration, record: Option<MirrorState>) -> bool {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = crate::queue::Queue::new(dir.path(), "backup");
+        queue
+            .enqueue(&["refs/heads/main".to_owned()], SystemTime::now() - job_age)
+            .unwrap();
+        if let Some(record) = record {
+            state::save(dir.path(), "backup", &record).unwrap();
+        }
+        overdue_push(dir.path(), "backup", SystemTime::now()).is_some()
+    }
+
+    #[test]
+    fn push_jobs_are_overdue_an_hour_past_their_retry_time() {
+        assert!(push_late(3 * HOUR, None));
+        assert!(!push_late(HOUR / 2, None));
+        // A run started since: something runs the worker.
+        assert!(!push_late(3 * HOUR, Some(ran(HOUR / 6))));
+        // Retrying 30 minutes from now, after a failure.
+        let mut failed = ran(HOUR / 6);
+        failed.last_update_started_at = Some(state::timestamp(SystemTime::now() - 4 * HOUR));
+        failed.next_update_at = Some(state::timestamp(SystemTime::now() + HOUR / 2));
+        assert!(!push_late(3 * HOUR, Some(failed)));
+    }
+}
