@@ -305,3 +305,75 @@ fn an_http_mirror_that_refuses_pushes_is_a_problem() {
     1 problem found
     ");
 }
+
+/// Over ssh the server decides when it is asked to run `git-receive-pack`: a key whose
+/// forced command lets it only read (as gitolite and hosting sites do for read-only
+/// deploy keys) is turned away there, while a key with write access is let in.
+#[test]
+fn an_ssh_mirror_that_refuses_pushes_is_a_problem() {
+    let env = TestEnv::new();
+    let root = env.path("served");
+    std::fs::create_dir_all(&root).unwrap();
+    env.git_ok(&root, &["init", "-q", "--bare", "mirror.git"]);
+    let (writer, reader) = (env.path("writer_key"), env.path("reader_key"));
+    servers::keygen(&env, &writer);
+    servers::keygen(&env, &reader);
+    let ssh = servers::sshd(&env, &writer.with_extension("pub"));
+    let only_read = env.path("only-read");
+    env.script(
+        &only_read,
+        "case \"$SSH_ORIGINAL_COMMAND\" in\n\
+         git-upload-pack*) exec sh -c \"$SSH_ORIGINAL_COMMAND\" ;;\n\
+         *) echo 'this key may only read' >&2; exit 1 ;;\n\
+         esac",
+    );
+    let authorized = env.path("sshd/authorized_keys");
+    let mut keys = std::fs::read_to_string(&authorized).unwrap();
+    keys.push_str(&format!(
+        "command=\"{}\" {}",
+        only_read.display(),
+        std::fs::read_to_string(reader.with_extension("pub")).unwrap()
+    ));
+    std::fs::write(&authorized, keys).unwrap();
+    let known_hosts = env.path("known_hosts");
+    std::fs::write(&known_hosts, ssh.known_hosts_line()).unwrap();
+    let port = ssh.server.port;
+    let url = format!(
+        "ssh://{}@127.0.0.1:{port}{}",
+        ssh.user,
+        root.join("mirror.git").display()
+    );
+    let table = |key: &Path| {
+        format!(
+            "ssh_key = {:?}\nknown_hosts = {:?}\n",
+            key.to_str().unwrap(),
+            known_hosts.to_str().unwrap()
+        )
+    };
+    let toml = format!(
+        "[[push]]\nname = \"writer\"\nurl = {url:?}\nauth = \"writer\"\n\n\
+         [[push]]\nname = \"reader\"\nurl = {url:?}\nauth = \"reader\"\n\n\
+         [auth.writer]\n{}\n[auth.reader]\n{}",
+        table(&writer),
+        table(&reader)
+    );
+    let down = env.downstream("down.git", &toml);
+    let out = doctor(&env, &down);
+    let text = said(&env, &out, &[port]).replace(&ssh.user, "[USER]");
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    insta::assert_snapshot!(text, @"
+    mirror.toml: [TMP]/down.git/mirror.toml: valid
+    hooks: pre-receive, post-receive, proc-receive: mirror-hooks' (in [TMP]/down.git/hooks)
+    credentials: the files [auth] names are there, secrets readable by their owner only
+    writer: ssh://[USER]@127.0.0.1:[PORT][TMP]/served/mirror.git
+      reachable: 0 refs
+      writable: the receiving side let a dry-run push in
+    reader: ssh://[USER]@127.0.0.1:[PORT][TMP]/served/mirror.git
+      reachable: 0 refs
+      problem: refuses pushes from here: a dry-run push (which sends nothing) was turned away: this key may only read fatal: Could not read from remote repository. Please make sure you have the correct access rights and the repository exists.; give the key write access there (a deploy key with write access; `git mirror keygen` prints ours)
+    queue: no damaged jobs
+    locks: no stale ref locks
+    schedule: no due work left waiting
+    1 problem found
+    ");
+}
