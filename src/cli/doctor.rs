@@ -32,7 +32,10 @@ pub(super) fn doctor(repo: Option<&Path>) -> Result<i32, Failure> {
     let git = Git::new(&repo)?;
     let mut found = Findings::default();
     let config = config_section(&repo, &mut found);
-    hooks_section(&repo, &git, &mut found)?;
+    if let Err(e) = hooks_section(&repo, &git, &mut found) {
+        println!("hooks:");
+        found.problem(&format!("cannot be told: {e:#}"));
+    }
     if let Some(Ok(config)) = &config {
         let broken = credentials_section(&repo, config, &mut found);
         remotes_section(&repo, &git, config, &broken, &mut found);
