@@ -831,3 +831,133 @@ fn status_says_which_mode_the_repository_runs_in() {
         assert_eq!(json["mode"], says, "{mode:?}: {json}");
     }
 }
+
+// Review (issue 12): failing tests for findings of the adversarial review.
+
+/// Writes the intent journal a proc-receive killed after the upstream took `refs`
+/// (name, old, new) would have left: its process is gone, it held no lock.
+fn review_orphan_journal(repo: &Path, refs: &[(&str, &str, &str)]) {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let refs: Vec<serde_json::Value> = refs
+        .iter()
+        .map(|(name, old, new)| serde_json::json!({"name": name, "old": old, "new": new}))
+        .collect();
+    let journal = serde_json::json!({
+        "format": "mirror-hooks-intent-1",
+        "pid": pid,
+        "started": null,
+        "written_ms": now,
+        "refs": refs,
+        "writers": [],
+    });
+    let dir = repo.join("mirror/journal");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{pid}-{now}.json")), journal.to_string()).unwrap();
+}
+
+/// twophase.rs `run`: a non-atomic push commits the refs outside the allowlist first,
+/// then builds the upstream's credentials; when that fails, every ref is reported
+/// refused, the committed ones too. The pusher is told `local` was rejected while it
+/// moved here (and post-receive, so the push mirrors, never hear of it).
+#[test]
+fn review_a_ref_updated_here_is_never_reported_refused() {
+    let s = setup(
+        Mode::TwoPhase,
+        "refs = [\"refs/heads/main\"]\nauth = \"up\"\n\n[auth.up]\nssh_key = \"no-such-key\"\n",
+    );
+    s.env.commit(&s.work, "next");
+    let pushed = s.push(&["HEAD:refs/heads/main", "HEAD:refs/heads/local"]);
+    let here = s.env.rev(&s.down, "refs/heads/local");
+    assert_eq!(
+        here.is_some(),
+        !rejected(&pushed, "local"),
+        "refs/heads/local here: {here:?}; the pusher was told:\n{}",
+        pushed.stderr
+    );
+}
+
+/// unfinished.rs `finish_one` records a recovered ref with `ledger.saw`, not
+/// `ledger.forwarded`: a ref accepted while the upstream was away
+/// (on_unreachable = "accept") keeps its unforwarded entry, whose lease (the upstream's
+/// value of back then) is stale once the recovery applied what the upstream took. The
+/// next push to that branch is refused until an administrator runs `git mirror resolve`.
+#[test]
+fn review_recovery_of_a_ref_accepted_offline_lets_the_next_push_through() {
+    let s = setup(Mode::TwoPhase, "on_unreachable = \"accept\"");
+    let toml = std::fs::read_to_string(s.down.join("mirror.toml")).unwrap();
+    let away = format!(
+        "[upstream]\nurl = \"git://127.0.0.1:{}/up.git\"\non_unreachable = \"accept\"\n",
+        crate::util::closed_port()
+    );
+    std::fs::write(s.down.join("mirror.toml"), away).unwrap();
+    let offline = s.env.commit(&s.work, "accepted while the upstream is away");
+    let pushed = s.push(&["HEAD:refs/heads/main"]);
+    assert!(pushed.success, "{}", pushed.stderr);
+    std::fs::write(s.down.join("mirror.toml"), toml).unwrap();
+
+    // A push offline -> taken whose proc-receive died after the upstream took it.
+    let taken = s
+        .env
+        .commit(&s.work, "taken by the upstream, then the hook died");
+    let direct = s.env.push(&s.work, &s.up, &["HEAD:refs/heads/main"]);
+    assert!(direct.success, "{}", direct.stderr);
+    review_orphan_journal(&s.down, &[("refs/heads/main", &offline, &taken)]);
+
+    let other = s.push(&["HEAD:refs/heads/other"]);
+    assert!(other.success, "{}", other.stderr);
+    assert!(journals(&s.down).is_empty(), "{}", other.stderr);
+    assert_eq!(
+        s.both("refs/heads/main"),
+        (Some(taken.clone()), Some(taken.clone()))
+    );
+
+    let last = s.env.commit(&s.work, "after the recovery");
+    let next = s.push(&["HEAD:refs/heads/main"]);
+    assert!(next.success, "{}", next.stderr);
+    assert_eq!(s.both("refs/heads/main"), (Some(last.clone()), Some(last)));
+}
+
+/// A push to a symbolic ref (`refs/heads/alias` -> `refs/heads/main`): the allowlist is
+/// checked on the name pushed, `git update-ref` follows the symref. With main
+/// allowlisted and alias not, main moves here and never reaches the upstream, and the
+/// pusher is told ok. (Pre-receive mode has the same hole, checked: receive-pack
+/// follows the symref too; two-phase runs the update itself and can close it.)
+#[test]
+fn review_a_push_to_a_symbolic_ref_never_moves_a_forwarded_branch_here_alone() {
+    let s = setup(Mode::TwoPhase, r#"refs = ["refs/heads/main"]"#);
+    s.env.git_ok(
+        &s.down,
+        &["symbolic-ref", "refs/heads/alias", "refs/heads/main"],
+    );
+    s.env.commit(&s.work, "next");
+    let pushed = s.push(&["HEAD:refs/heads/alias"]);
+    let (up, here) = s.both("refs/heads/main");
+    assert_eq!(
+        up, here,
+        "main differs; push success {}:\n{}",
+        pushed.success, pushed.stderr
+    );
+}
+
+/// receive-pack refuses a "funny refname" (`refs/foo`: one level below refs/) in its
+/// own update, which it skips for refs routed to proc-receive; pre-receive mode
+/// refuses it, two-phase creates it.
+#[test]
+fn review_two_phase_refuses_the_ref_names_receive_pack_refuses() {
+    for mode in [Mode::PreReceive, Mode::TwoPhase] {
+        let s = setup(mode, "");
+        let pushed = s.push(&["HEAD:refs/foo"]);
+        assert_eq!(
+            s.env.rev(&s.down, "refs/foo"),
+            None,
+            "{mode:?}: {}",
+            pushed.stderr
+        );
+    }
+}
