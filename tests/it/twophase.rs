@@ -961,3 +961,92 @@ fn review_two_phase_refuses_the_ref_names_receive_pack_refuses() {
         );
     }
 }
+
+/// On reftable, `prepare` locks the whole ref store (`reftable/tables.list.lock`), and
+/// a killed `git update-ref` leaves that lock. The journal records only files-backend
+/// lock names (`refs/heads/main.lock`), so the recovery never removes it (nor does
+/// doctor's list of stale locks name it): every later push is refused, for good.
+#[test]
+fn review_a_killed_push_to_a_reftable_repository_leaves_no_lock_that_blocks_every_push() {
+    let env = TestEnv::new();
+    let up = env.bare("up.git");
+    env.git_ok(
+        env.root(),
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            "--ref-format=reftable",
+            "down.git",
+        ],
+    );
+    let down = env.path("down.git");
+    env.install_hooks(&down);
+    std::fs::write(
+        down.join("mirror.toml"),
+        format!("[upstream]\nurl = {:?}\n", up.to_str().unwrap()),
+    )
+    .unwrap();
+    let work = env.work("work");
+    let base = env.commit(&work, "base");
+    assert!(env.push(&work, &up, &["HEAD:refs/heads/main"]).success);
+    env.git_ok(
+        &down,
+        &[
+            "fetch",
+            "-q",
+            work.to_str().unwrap(),
+            "+HEAD:refs/heads/main",
+        ],
+    );
+    let pushed = env.commit(&work, "pushed while the hook dies");
+    blocking_hook(&env, &up.join("hooks/post-receive"), "true", &pushed);
+    std::fs::write(env.path("armed"), "").unwrap();
+
+    let pusher = env
+        .command("git")
+        .arg("-C")
+        .arg(&work)
+        .args(["push", down.to_str().unwrap(), "HEAD:refs/heads/main"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = pusher.id() as i32;
+    let mut family = Family::of(pid);
+    assert!(eventually(PATIENCE, || {
+        family.refresh();
+        env.path("reached").exists()
+    }));
+    family.refresh();
+    let victim = our_hook(pid, "proc-receive", PROC_RECEIVE);
+    let update_ref = descendants_with(victim, &["update-ref"]);
+    assert_eq!(update_ref.len(), 1);
+    assert!(down.join("reftable/tables.list.lock").exists());
+    signal(victim, libc::SIGSTOP);
+    signal(update_ref[0], libc::SIGKILL);
+    signal(victim, libc::SIGKILL);
+    assert!(eventually(PATIENCE, || !running(victim) && !running(update_ref[0])));
+    std::fs::write(env.path("release"), "").unwrap();
+    let out = pusher.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(eventually(PATIENCE, || {
+        family.refresh();
+        family.living.is_empty()
+    }));
+    assert_eq!(env.rev(&down, "refs/heads/main"), Some(base));
+
+    // The next push (another branch) runs the recovery, then its own update.
+    let next = env.push(&work, &down, &["HEAD:refs/heads/after"]);
+    let log = std::fs::read_to_string(down.join("mirror/log")).unwrap_or_default();
+    assert!(next.success, "{}\nlog:\n{log}", next.stderr);
+    assert_eq!(
+        (
+            env.rev(&up, "refs/heads/main"),
+            env.rev(&down, "refs/heads/main")
+        ),
+        (Some(pushed.clone()), Some(pushed))
+    );
+}
