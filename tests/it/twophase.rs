@@ -1050,3 +1050,21 @@ fn review_a_killed_push_to_a_reftable_repository_leaves_no_lock_that_blocks_ever
         (Some(pushed.clone()), Some(pushed))
     );
 }
+
+/// mode.rs `detect`: routing set (`receive.procReceiveRefs = refs`) but no
+/// proc-receive hook (the binary moved by an upgrade, the link removed by hand) is
+/// pre-receive mode, so pre-receive forwards; git then refuses every routed ref
+/// ("fail to run proc-receive hook"): the upstream has a push this side refused.
+#[test]
+fn review_routing_without_the_hook_never_leaves_the_upstream_ahead() {
+    let s = setup(Mode::TwoPhase, "");
+    std::fs::remove_file(s.down.join("hooks/proc-receive")).unwrap();
+    s.env.commit(&s.work, "next");
+    let pushed = s.push(&["HEAD:refs/heads/main"]);
+    let (up, here) = s.both("refs/heads/main");
+    assert_eq!(
+        up, here,
+        "push success {}:\n{}",
+        pushed.success, pushed.stderr
+    );
+}
