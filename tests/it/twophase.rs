@@ -1068,3 +1068,62 @@ fn review_routing_without_the_hook_never_leaves_the_upstream_ahead() {
         pushed.success, pushed.stderr
     );
 }
+
+/// twophase.rs `Push::prepare`: when a non-atomic push cannot be prepared whole (one
+/// ref locked), every ref gets its own `git update-ref`, all held open at once until
+/// the upstream answers: three file descriptors and three threads each. With the
+/// usual limit of 1024 open files, a push of 1000 refs with one stale lock refuses
+/// hundreds of refs that could be updated.
+#[test]
+fn review_a_big_plain_push_with_one_locked_ref_lands_every_other_ref() {
+    let s = setup(Mode::TwoPhase, "");
+    let head = s.env.rev(&s.work, "HEAD").unwrap();
+    let mut input = String::new();
+    for i in 0..1000 {
+        input.push_str(&format!("create refs/heads/b{i:04} {head}\n"));
+    }
+    let mut cmd = s.env.command("git");
+    cmd.arg("-C")
+        .arg(&s.work)
+        .args(["update-ref", "--stdin"])
+        .stdin(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    std::fs::create_dir_all(s.down.join("refs/heads")).unwrap();
+    std::fs::write(s.down.join("refs/heads/b0000.lock"), "").unwrap();
+
+    let out = s
+        .env
+        .command("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 1024 && git -C {} push {} 'refs/heads/b*:refs/heads/b*'",
+            s.work.display(),
+            s.down.display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let here = s.env.refs(&s.down);
+    let landed = (1..1000)
+        .filter(|i| here.contains_key(&format!("refs/heads/b{i:04}")))
+        .count();
+    let mut said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("mirror-hooks:"))
+        .map(|l| {
+            l.split_once("cannot be updated here: ")
+                .map_or(l, |(_, why)| why)
+        })
+        .collect();
+    said.dedup();
+    said.truncate(12);
+    assert_eq!(landed, 999, "the push said: {said:#?}");
+}
