@@ -1127,3 +1127,59 @@ fn review_a_big_plain_push_with_one_locked_ref_lands_every_other_ref() {
     said.truncate(12);
     assert_eq!(landed, 999, "the push said: {said:#?}");
 }
+
+/// unfinished.rs: the recovery judges a journal as soon as the hook is dead, but the
+/// hook's own `git push` to the upstream (its own process group) outlives it. Asked
+/// while that push still waits in the upstream's pre-receive, the upstream holds the
+/// old value: "the same on both sides", the journal is removed. The upstream then
+/// takes the push, and nothing here remembers it: the upstream stays ahead.
+#[test]
+fn review_the_recovery_waits_for_the_killed_hooks_upstream_push() {
+    let s = setup(Mode::TwoPhase, "");
+    let env = &s.env;
+    let pushed = env.commit(&s.work, "pushed while the hook dies");
+    blocking_hook(env, &s.up.join("hooks/pre-receive"), "true", &pushed);
+    std::fs::write(env.path("armed"), "").unwrap();
+    let pusher = env
+        .command("git")
+        .arg("-C")
+        .arg(&s.work)
+        .args(["push", s.down.to_str().unwrap(), "HEAD:refs/heads/main"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = pusher.id() as i32;
+    let mut family = Family::of(pid);
+    assert!(eventually(PATIENCE, || {
+        family.refresh();
+        env.path("reached").exists()
+    }));
+    family.refresh();
+    let victim = our_hook(pid, "proc-receive", PROC_RECEIVE);
+    signal(victim, libc::SIGKILL);
+    assert!(eventually(PATIENCE, || !running(victim)));
+    let out = pusher.wait_with_output().unwrap();
+    assert!(!out.status.success());
+
+    // The next push runs the recovery while the killed hook's upstream push waits.
+    let next = s.push(&["HEAD:refs/heads/after"]);
+    assert!(next.success, "{}", next.stderr);
+    // Then the upstream takes the killed hook's push.
+    std::fs::write(env.path("release"), "").unwrap();
+    assert!(eventually(PATIENCE, || {
+        family.refresh();
+        family.living.is_empty()
+    }));
+    assert_eq!(env.rev(&s.up, "refs/heads/main"), Some(pushed.clone()));
+
+    // Any later recovery may finish it; none has anything left to finish.
+    let later = s.push(&["HEAD:refs/heads/later"]);
+    assert!(later.success, "{}", later.stderr);
+    let log = std::fs::read_to_string(s.down.join("mirror/log")).unwrap_or_default();
+    assert_eq!(
+        s.both("refs/heads/main"),
+        (Some(pushed.clone()), Some(pushed)),
+        "log:\n{log}"
+    );
+}
