@@ -1183,3 +1183,44 @@ fn review_the_recovery_waits_for_the_killed_hooks_upstream_push() {
         "log:\n{log}"
     );
 }
+
+/// A prepared deletion holds `packed-refs.lock` for the whole upstream push, and git
+/// waits for that lock only `core.packedRefsTimeout` (1 s by default; install.sh sets
+/// only the ref lock timeouts): while one push deleting a branch waits for the
+/// upstream, a push deleting another branch is refused (so is a pull's prune).
+#[test]
+fn review_two_deletions_of_different_branches_do_not_refuse_each_other() {
+    let s = setup(Mode::TwoPhase, "");
+    s.seed(&["x", "y"]);
+    s.env
+        .git_ok(&s.down, &["config", "core.filesRefLockTimeout", "10000"]);
+    let env = &s.env;
+    // The upstream's pre-receive holds the deletion of x for a few seconds.
+    blocking_hook(
+        env,
+        &s.up.join("hooks/pre-receive"),
+        r#"case "$input" in *refs/heads/x*) true ;; *) false ;; esac"#,
+        &s.base,
+    );
+    std::fs::write(env.path("armed"), "").unwrap();
+    let first = env
+        .command("git")
+        .arg("-C")
+        .arg(&s.work)
+        .args(["push", s.down.to_str().unwrap(), ":refs/heads/x"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(eventually(PATIENCE, || env.path("reached").exists()));
+    let second = s.push(&[":refs/heads/y"]);
+    std::fs::write(env.path("release"), "").unwrap();
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(second.success, "{}", second.stderr);
+    assert_eq!(s.both("refs/heads/y"), (None, None));
+}
