@@ -1224,3 +1224,44 @@ fn review_two_deletions_of_different_branches_do_not_refuse_each_other() {
     assert!(second.success, "{}", second.stderr);
     assert_eq!(s.both("refs/heads/y"), (None, None));
 }
+
+/// rules.rs `check_settings` applies denyDeletes, denyDeleteCurrent and
+/// denyNonFastForwards, but not `receive.denyCurrentBranch` (issue 12 names it), which
+/// receive-pack skips for routed refs: a push to the checked-out branch of a non-bare
+/// repository is taken (and forwarded) in two-phase mode. In pre-receive mode git
+/// refuses it, but only after pre-receive forwarded it: the upstream is ahead (the
+/// rules of issue 7 miss this setting in both modes).
+#[test]
+fn review_two_phase_applies_deny_current_branch() {
+    let mut wrong: Vec<String> = Vec::new();
+    for mode in [Mode::PreReceive, Mode::TwoPhase] {
+        let env = TestEnv::new();
+        let up = env.bare("up.git");
+        env.git_ok(env.root(), &["init", "-q", "-b", "main", "down"]);
+        let down = env.path("down");
+        let git_dir = down.join(".git");
+        match mode {
+            Mode::PreReceive => env.install_hooks_pre_receive(&git_dir),
+            Mode::TwoPhase => env.install_hooks(&git_dir),
+        }
+        std::fs::write(
+            git_dir.join("mirror.toml"),
+            format!("[upstream]\nurl = {:?}\n", up.to_str().unwrap()),
+        )
+        .unwrap();
+        let work = env.work("work");
+        env.commit(&work, "base");
+        let pushed = env.push(&work, &down, &["HEAD:refs/heads/main"]);
+        let sides = (
+            env.rev(&up, "refs/heads/main"),
+            env.rev(&git_dir, "refs/heads/main"),
+        );
+        if pushed.success || sides != (None, None) {
+            wrong.push(format!(
+                "{mode:?}: push success {}, (upstream, here) = {sides:?}",
+                pushed.success
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
