@@ -1265,3 +1265,36 @@ fn review_two_phase_applies_deny_current_branch() {
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+/// unfinished.rs `finish_one` applies what the upstream took, but tells nobody: the
+/// push mirrors are not queued and the chained post-receive hooks do not run, as the
+/// pull does for what it applies (pull/announce.rs). Finished by the next push, main's
+/// update is never announced (with a [pull] table, the pull happens to announce it).
+#[test]
+fn review_what_the_recovery_applies_is_announced_like_a_pull() {
+    let s = setup(Mode::TwoPhase, "");
+    let log = s.env.path("post-receive.log");
+    s.env.script(
+        &s.down.join("hooks/post-receive.d/log"),
+        &format!("cat >> {}", log.display()),
+    );
+    let taken = s
+        .env
+        .commit(&s.work, "taken by the upstream, then the hook died");
+    let direct = s.env.push(&s.work, &s.up, &["HEAD:refs/heads/main"]);
+    assert!(direct.success, "{}", direct.stderr);
+    review_orphan_journal(&s.down, &[("refs/heads/main", &s.base, &taken)]);
+
+    // The next push (another branch) finishes the journal.
+    let next = s.push(&["HEAD:refs/heads/after"]);
+    assert!(next.success, "{}", next.stderr);
+    assert_eq!(
+        s.both("refs/heads/main"),
+        (Some(taken.clone()), Some(taken.clone()))
+    );
+    let announced = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        announced.contains(&format!("{} {taken} refs/heads/main", s.base)),
+        "the chained post-receive hooks saw: {announced:?}"
+    );
+}
