@@ -699,4 +699,185 @@ mod tests {
         // Nothing may replace the record meanwhile.
         assert!(before(repo, Locks::default()).is_err());
     }
+
+    // Review (issue 12): recovery must never remove a live writer's lock.
+
+    /// A bare repository with three commits A, B and C on `refs/heads/main` (= A) and
+    /// `refs/heads/topic` (= A), HEAD pointing to main.
+    fn repo_with_two_commits() -> (tempfile::TempDir, String, String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        let git = |args: &[&str], input: Option<&str>| -> String {
+            use std::io::Write as _;
+            let mut child = std::process::Command::new("git")
+                .args(args)
+                .current_dir(repo)
+                .env("GIT_AUTHOR_NAME", "t")
+                .env("GIT_AUTHOR_EMAIL", "t@example.com")
+                .env("GIT_COMMITTER_NAME", "t")
+                .env("GIT_COMMITTER_EMAIL", "t@example.com")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.unwrap_or("").as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "git {args:?}");
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        git(&["init", "-q", "--bare", "."], None);
+        let tree = git(&["hash-object", "-t", "tree", "-w", "--stdin"], Some(""));
+        let a = git(&["commit-tree", "-m", "a", &tree], None);
+        let b = git(&["commit-tree", "-m", "b", &tree], None);
+        let c = git(&["commit-tree", "-m", "c", &tree], None);
+        git(&["update-ref", "refs/heads/main", &a], None);
+        git(&["update-ref", "refs/heads/topic", &a], None);
+        git(&["symbolic-ref", "HEAD", "refs/heads/main"], None);
+        (dir, a, b, c)
+    }
+
+    /// A live `git update-ref --stdin` that has prepared `commands`: it holds their locks.
+    fn live_writer(repo: &Path, commands: &[String]) -> std::process::Child {
+        use std::io::{BufRead as _, Write as _};
+        let mut child = std::process::Command::new("git")
+            .args(["update-ref", "--stdin"])
+            .current_dir(repo)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = String::from("start\n");
+        for c in commands {
+            input.push_str(c);
+            input.push('\n');
+        }
+        input.push_str("prepare\n");
+        child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(out.read_line(&mut line).unwrap() > 0, "update-ref ended");
+            if line.trim() == "prepare: ok" {
+                break;
+            }
+        }
+        child.stdout = Some(out.into_inner());
+        child
+    }
+
+    /// Commits the live writer's transaction; true when git says it did.
+    fn commit_live(mut child: std::process::Child) -> bool {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(b"commit\n");
+        drop(stdin);
+        child.wait().unwrap().success()
+    }
+
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    /// The killed update-ref's lock was noted while held (`note_held`), and an earlier
+    /// recovery run already removed it (the journal stayed: the upstream could not be
+    /// asked). A live writer now holds the same lock, writing the same value (a retried
+    /// push of the same commit; a pull applying the value the upstream took). The
+    /// identity rule does not match (another file), and the content rule then removes
+    /// the live writer's lock.
+    #[test]
+    fn review_a_live_writers_lock_with_the_same_value_is_never_removed() {
+        let (dir, a, b, _) = repo_with_two_commits();
+        let repo = dir.path();
+        let commands = [format!("update refs/heads/topic {b} {a}")];
+        let mut locks = locks_for(repo, &commands);
+        // The killed git's lock, as noted once prepared, then removed by a first recovery.
+        fs::write(repo.join("refs/heads/topic.lock"), format!("{b}\n")).unwrap();
+        locks.note_held(repo);
+        fs::remove_file(repo.join("refs/heads/topic.lock")).unwrap();
+        let written = millis(SystemTime::now() - Duration::from_secs(10));
+
+        let live = live_writer(repo, &commands);
+        let released = release(repo, &locks, Some((dead_pid(), None)), written);
+        let still_there = repo.join("refs/heads/topic.lock").exists();
+        let committed = commit_live(live);
+        assert!(
+            still_there,
+            "a live writer's lock was removed: {:?}",
+            released.said
+        );
+        assert!(
+            committed,
+            "the live writer's commit failed: {:?}",
+            released.said
+        );
+    }
+
+    /// The killed git had locked `topic` and was waiting for `main` (HEAD's branch),
+    /// which a live writer holds, with HEAD.lock, for its whole transaction. The
+    /// HEAD.lock rule (an empty HEAD.lock made within a second of a lock shown ours)
+    /// takes any lock shown ours, not the lock of HEAD's branch, and removes the live
+    /// writer's HEAD.lock.
+    #[test]
+    fn review_a_live_writers_head_lock_is_never_removed() {
+        let (dir, a, b, c) = repo_with_two_commits();
+        let repo = dir.path();
+        let killed = [
+            format!("update refs/heads/topic {b} {a}"),
+            format!("update refs/heads/main {b} {a}"),
+        ];
+        let locks = locks_for(repo, &killed);
+        assert!(locks.names.contains(&"HEAD.lock".to_owned()));
+        let written = millis(SystemTime::now() - Duration::from_secs(5));
+        // What the killed git left: its lock of topic, with its value.
+        fs::write(repo.join("refs/heads/topic.lock"), format!("{b}\n")).unwrap();
+        // A live writer of main (another value): main.lock and HEAD.lock are its.
+        let live = live_writer(repo, &[format!("update refs/heads/main {c} {a}")]);
+        assert!(repo.join("HEAD.lock").exists());
+        let released = release(repo, &locks, Some((dead_pid(), None)), written);
+        let head_lock = repo.join("HEAD.lock").exists();
+        let committed = commit_live(live);
+        assert!(
+            head_lock,
+            "the live writer's HEAD.lock was removed: {:?}",
+            released.said
+        );
+        assert!(committed, "{:?}", released.said);
+    }
+
+    /// The killed git was updating topic (its lock holds the new value once written).
+    /// A live writer now deletes topic (a two-phase push holds that empty lock for the
+    /// whole upstream push). An empty lock "starts" every expected content, so it is
+    /// taken for the killed git's, cut short, and removed.
+    #[test]
+    fn review_a_live_deletions_empty_lock_is_never_removed() {
+        let (dir, a, b, _) = repo_with_two_commits();
+        let repo = dir.path();
+        let locks = locks_for(repo, &[format!("update refs/heads/topic {b} {a}")]);
+        let written = millis(SystemTime::now() - Duration::from_secs(5));
+        let live = live_writer(repo, &[format!("delete refs/heads/topic {a}")]);
+        assert_eq!(fs::read(repo.join("refs/heads/topic.lock")).unwrap(), b"");
+        let released = release(repo, &locks, Some((dead_pid(), None)), written);
+        let still_there = repo.join("refs/heads/topic.lock").exists();
+        let committed = commit_live(live);
+        assert!(
+            still_there,
+            "a live deletion's lock was removed: {:?}",
+            released.said
+        );
+        assert!(committed, "{:?}", released.said);
+    }
 }

@@ -831,3 +831,470 @@ fn status_says_which_mode_the_repository_runs_in() {
         assert_eq!(json["mode"], says, "{mode:?}: {json}");
     }
 }
+
+// Review (issue 12): failing tests for findings of the adversarial review.
+
+/// Writes the intent journal a proc-receive killed after the upstream took `refs`
+/// (name, old, new) would have left: its process is gone, it held no lock.
+fn review_orphan_journal(repo: &Path, refs: &[(&str, &str, &str)]) {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let refs: Vec<serde_json::Value> = refs
+        .iter()
+        .map(|(name, old, new)| serde_json::json!({"name": name, "old": old, "new": new}))
+        .collect();
+    let journal = serde_json::json!({
+        "format": "mirror-hooks-intent-1",
+        "pid": pid,
+        "started": null,
+        "written_ms": now,
+        "refs": refs,
+        "writers": [],
+    });
+    let dir = repo.join("mirror/journal");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{pid}-{now}.json")), journal.to_string()).unwrap();
+}
+
+/// twophase.rs `run`: a non-atomic push commits the refs outside the allowlist first,
+/// then builds the upstream's credentials; when that fails, every ref is reported
+/// refused, the committed ones too. The pusher is told `local` was rejected while it
+/// moved here (and post-receive, so the push mirrors, never hear of it).
+#[test]
+fn review_a_ref_updated_here_is_never_reported_refused() {
+    let s = setup(
+        Mode::TwoPhase,
+        "refs = [\"refs/heads/main\"]\nauth = \"up\"\n\n[auth.up]\nssh_key = \"no-such-key\"\n",
+    );
+    s.env.commit(&s.work, "next");
+    let pushed = s.push(&["HEAD:refs/heads/main", "HEAD:refs/heads/local"]);
+    let here = s.env.rev(&s.down, "refs/heads/local");
+    assert_eq!(
+        here.is_some(),
+        !rejected(&pushed, "local"),
+        "refs/heads/local here: {here:?}; the pusher was told:\n{}",
+        pushed.stderr
+    );
+}
+
+/// unfinished.rs `finish_one` records a recovered ref with `ledger.saw`, not
+/// `ledger.forwarded`: a ref accepted while the upstream was away
+/// (on_unreachable = "accept") keeps its unforwarded entry, whose lease (the upstream's
+/// value of back then) is stale once the recovery applied what the upstream took. The
+/// next push to that branch is refused until an administrator runs `git mirror resolve`.
+#[test]
+fn review_recovery_of_a_ref_accepted_offline_lets_the_next_push_through() {
+    let s = setup(Mode::TwoPhase, "on_unreachable = \"accept\"");
+    let toml = std::fs::read_to_string(s.down.join("mirror.toml")).unwrap();
+    let away = format!(
+        "[upstream]\nurl = \"git://127.0.0.1:{}/up.git\"\non_unreachable = \"accept\"\n",
+        crate::util::closed_port()
+    );
+    std::fs::write(s.down.join("mirror.toml"), away).unwrap();
+    let offline = s.env.commit(&s.work, "accepted while the upstream is away");
+    let pushed = s.push(&["HEAD:refs/heads/main"]);
+    assert!(pushed.success, "{}", pushed.stderr);
+    std::fs::write(s.down.join("mirror.toml"), toml).unwrap();
+
+    // A push offline -> taken whose proc-receive died after the upstream took it.
+    let taken = s
+        .env
+        .commit(&s.work, "taken by the upstream, then the hook died");
+    let direct = s.env.push(&s.work, &s.up, &["HEAD:refs/heads/main"]);
+    assert!(direct.success, "{}", direct.stderr);
+    review_orphan_journal(&s.down, &[("refs/heads/main", &offline, &taken)]);
+
+    let other = s.push(&["HEAD:refs/heads/other"]);
+    assert!(other.success, "{}", other.stderr);
+    assert!(journals(&s.down).is_empty(), "{}", other.stderr);
+    assert_eq!(
+        s.both("refs/heads/main"),
+        (Some(taken.clone()), Some(taken.clone()))
+    );
+
+    let last = s.env.commit(&s.work, "after the recovery");
+    let next = s.push(&["HEAD:refs/heads/main"]);
+    assert!(next.success, "{}", next.stderr);
+    assert_eq!(s.both("refs/heads/main"), (Some(last.clone()), Some(last)));
+}
+
+/// A push to a symbolic ref (`refs/heads/alias` -> `refs/heads/main`): the allowlist is
+/// checked on the name pushed, `git update-ref` follows the symref. With main
+/// allowlisted and alias not, main moves here and never reaches the upstream, and the
+/// pusher is told ok. (Pre-receive mode has the same hole, checked: receive-pack
+/// follows the symref too; two-phase runs the update itself and can close it.)
+#[test]
+fn review_a_push_to_a_symbolic_ref_never_moves_a_forwarded_branch_here_alone() {
+    let s = setup(Mode::TwoPhase, r#"refs = ["refs/heads/main"]"#);
+    s.env.git_ok(
+        &s.down,
+        &["symbolic-ref", "refs/heads/alias", "refs/heads/main"],
+    );
+    s.env.commit(&s.work, "next");
+    let pushed = s.push(&["HEAD:refs/heads/alias"]);
+    let (up, here) = s.both("refs/heads/main");
+    assert_eq!(
+        up, here,
+        "main differs; push success {}:\n{}",
+        pushed.success, pushed.stderr
+    );
+}
+
+/// receive-pack refuses a "funny refname" (`refs/foo`: one level below refs/) in its
+/// own update, which it skips for refs routed to proc-receive; pre-receive mode
+/// refuses it, two-phase creates it.
+#[test]
+fn review_two_phase_refuses_the_ref_names_receive_pack_refuses() {
+    for mode in [Mode::PreReceive, Mode::TwoPhase] {
+        let s = setup(mode, "");
+        let pushed = s.push(&["HEAD:refs/foo"]);
+        assert_eq!(
+            s.env.rev(&s.down, "refs/foo"),
+            None,
+            "{mode:?}: {}",
+            pushed.stderr
+        );
+    }
+}
+
+/// On reftable, `prepare` locks the whole ref store (`reftable/tables.list.lock`), and
+/// a killed `git update-ref` leaves that lock. The journal records only files-backend
+/// lock names (`refs/heads/main.lock`), so the recovery never removes it (nor does
+/// doctor's list of stale locks name it): every later push is refused, for good.
+#[test]
+fn review_a_killed_push_to_a_reftable_repository_leaves_no_lock_that_blocks_every_push() {
+    let env = TestEnv::new();
+    let up = env.bare("up.git");
+    env.git_ok(
+        env.root(),
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            "--ref-format=reftable",
+            "down.git",
+        ],
+    );
+    let down = env.path("down.git");
+    env.install_hooks(&down);
+    std::fs::write(
+        down.join("mirror.toml"),
+        format!("[upstream]\nurl = {:?}\n", up.to_str().unwrap()),
+    )
+    .unwrap();
+    let work = env.work("work");
+    let base = env.commit(&work, "base");
+    assert!(env.push(&work, &up, &["HEAD:refs/heads/main"]).success);
+    env.git_ok(
+        &down,
+        &[
+            "fetch",
+            "-q",
+            work.to_str().unwrap(),
+            "+HEAD:refs/heads/main",
+        ],
+    );
+    let pushed = env.commit(&work, "pushed while the hook dies");
+    blocking_hook(&env, &up.join("hooks/post-receive"), "true", &pushed);
+    std::fs::write(env.path("armed"), "").unwrap();
+
+    let pusher = env
+        .command("git")
+        .arg("-C")
+        .arg(&work)
+        .args(["push", down.to_str().unwrap(), "HEAD:refs/heads/main"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = pusher.id() as i32;
+    let mut family = Family::of(pid);
+    assert!(eventually(PATIENCE, || {
+        family.refresh();
+        env.path("reached").exists()
+    }));
+    family.refresh();
+    let victim = our_hook(pid, "proc-receive", PROC_RECEIVE);
+    let update_ref = descendants_with(victim, &["update-ref"]);
+    assert_eq!(update_ref.len(), 1);
+    assert!(down.join("reftable/tables.list.lock").exists());
+    signal(victim, libc::SIGSTOP);
+    signal(update_ref[0], libc::SIGKILL);
+    signal(victim, libc::SIGKILL);
+    assert!(eventually(PATIENCE, || !running(victim) && !running(update_ref[0])));
+    std::fs::write(env.path("release"), "").unwrap();
+    let out = pusher.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(eventually(PATIENCE, || {
+        family.refresh();
+        family.living.is_empty()
+    }));
+    assert_eq!(env.rev(&down, "refs/heads/main"), Some(base));
+
+    // The next push (another branch) runs the recovery, then its own update.
+    let next = env.push(&work, &down, &["HEAD:refs/heads/after"]);
+    let log = std::fs::read_to_string(down.join("mirror/log")).unwrap_or_default();
+    assert!(next.success, "{}\nlog:\n{log}", next.stderr);
+    assert_eq!(
+        (
+            env.rev(&up, "refs/heads/main"),
+            env.rev(&down, "refs/heads/main")
+        ),
+        (Some(pushed.clone()), Some(pushed))
+    );
+}
+
+/// mode.rs `detect`: routing set (`receive.procReceiveRefs = refs`) but no
+/// proc-receive hook (the binary moved by an upgrade, the link removed by hand) is
+/// pre-receive mode, so pre-receive forwards; git then refuses every routed ref
+/// ("fail to run proc-receive hook"): the upstream has a push this side refused.
+#[test]
+fn review_routing_without_the_hook_never_leaves_the_upstream_ahead() {
+    let s = setup(Mode::TwoPhase, "");
+    std::fs::remove_file(s.down.join("hooks/proc-receive")).unwrap();
+    s.env.commit(&s.work, "next");
+    let pushed = s.push(&["HEAD:refs/heads/main"]);
+    let (up, here) = s.both("refs/heads/main");
+    assert_eq!(
+        up, here,
+        "push success {}:\n{}",
+        pushed.success, pushed.stderr
+    );
+}
+
+/// twophase.rs `Push::prepare`: when a non-atomic push cannot be prepared whole (one
+/// ref locked), every ref gets its own `git update-ref`, all held open at once until
+/// the upstream answers: three file descriptors and three threads each. With the
+/// usual limit of 1024 open files, a push of 1000 refs with one stale lock refuses
+/// hundreds of refs that could be updated.
+#[test]
+fn review_a_big_plain_push_with_one_locked_ref_lands_every_other_ref() {
+    let s = setup(Mode::TwoPhase, "");
+    let head = s.env.rev(&s.work, "HEAD").unwrap();
+    let mut input = String::new();
+    for i in 0..1000 {
+        input.push_str(&format!("create refs/heads/b{i:04} {head}\n"));
+    }
+    let mut cmd = s.env.command("git");
+    cmd.arg("-C")
+        .arg(&s.work)
+        .args(["update-ref", "--stdin"])
+        .stdin(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    std::fs::create_dir_all(s.down.join("refs/heads")).unwrap();
+    std::fs::write(s.down.join("refs/heads/b0000.lock"), "").unwrap();
+
+    let out = s
+        .env
+        .command("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 1024 && git -C {} push {} 'refs/heads/b*:refs/heads/b*'",
+            s.work.display(),
+            s.down.display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let here = s.env.refs(&s.down);
+    let landed = (1..1000)
+        .filter(|i| here.contains_key(&format!("refs/heads/b{i:04}")))
+        .count();
+    let mut said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("mirror-hooks:"))
+        .map(|l| {
+            l.split_once("cannot be updated here: ")
+                .map_or(l, |(_, why)| why)
+        })
+        .collect();
+    said.dedup();
+    said.truncate(12);
+    assert_eq!(landed, 999, "the push said: {said:#?}");
+}
+
+/// unfinished.rs: the recovery judges a journal as soon as the hook is dead, but the
+/// hook's own `git push` to the upstream (its own process group) outlives it. Asked
+/// while that push still waits in the upstream's pre-receive, the upstream holds the
+/// old value: "the same on both sides", the journal is removed. The upstream then
+/// takes the push, and nothing here remembers it: the upstream stays ahead.
+#[test]
+fn review_the_recovery_waits_for_the_killed_hooks_upstream_push() {
+    let s = setup(Mode::TwoPhase, "");
+    let env = &s.env;
+    let pushed = env.commit(&s.work, "pushed while the hook dies");
+    blocking_hook(env, &s.up.join("hooks/pre-receive"), "true", &pushed);
+    std::fs::write(env.path("armed"), "").unwrap();
+    let pusher = env
+        .command("git")
+        .arg("-C")
+        .arg(&s.work)
+        .args(["push", s.down.to_str().unwrap(), "HEAD:refs/heads/main"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = pusher.id() as i32;
+    let mut family = Family::of(pid);
+    assert!(eventually(PATIENCE, || {
+        family.refresh();
+        env.path("reached").exists()
+    }));
+    family.refresh();
+    let victim = our_hook(pid, "proc-receive", PROC_RECEIVE);
+    signal(victim, libc::SIGKILL);
+    assert!(eventually(PATIENCE, || !running(victim)));
+    let out = pusher.wait_with_output().unwrap();
+    assert!(!out.status.success());
+
+    // The next push runs the recovery while the killed hook's upstream push waits.
+    let next = s.push(&["HEAD:refs/heads/after"]);
+    assert!(next.success, "{}", next.stderr);
+    // Then the upstream takes the killed hook's push.
+    std::fs::write(env.path("release"), "").unwrap();
+    assert!(eventually(PATIENCE, || {
+        family.refresh();
+        family.living.is_empty()
+    }));
+    assert_eq!(env.rev(&s.up, "refs/heads/main"), Some(pushed.clone()));
+
+    // Any later recovery may finish it; none has anything left to finish.
+    let later = s.push(&["HEAD:refs/heads/later"]);
+    assert!(later.success, "{}", later.stderr);
+    let log = std::fs::read_to_string(s.down.join("mirror/log")).unwrap_or_default();
+    assert_eq!(
+        s.both("refs/heads/main"),
+        (Some(pushed.clone()), Some(pushed)),
+        "log:\n{log}"
+    );
+}
+
+/// A prepared deletion holds `packed-refs.lock` for the whole upstream push, and git
+/// waits for that lock only `core.packedRefsTimeout` (1 s by default; install.sh sets
+/// only the ref lock timeouts): while one push deleting a branch waits for the
+/// upstream, a push deleting another branch is refused (so is a pull's prune).
+#[test]
+fn review_two_deletions_of_different_branches_do_not_refuse_each_other() {
+    let s = setup(Mode::TwoPhase, "");
+    s.seed(&["x", "y"]);
+    s.env
+        .git_ok(&s.down, &["config", "core.filesRefLockTimeout", "10000"]);
+    let env = &s.env;
+    // The upstream's pre-receive holds the deletion of x for a few seconds.
+    blocking_hook(
+        env,
+        &s.up.join("hooks/pre-receive"),
+        r#"case "$input" in *refs/heads/x*) true ;; *) false ;; esac"#,
+        &s.base,
+    );
+    std::fs::write(env.path("armed"), "").unwrap();
+    let first = env
+        .command("git")
+        .arg("-C")
+        .arg(&s.work)
+        .args(["push", s.down.to_str().unwrap(), ":refs/heads/x"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(eventually(PATIENCE, || env.path("reached").exists()));
+    let second = s.push(&[":refs/heads/y"]);
+    std::fs::write(env.path("release"), "").unwrap();
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(second.success, "{}", second.stderr);
+    assert_eq!(s.both("refs/heads/y"), (None, None));
+}
+
+/// rules.rs `check_settings` applies denyDeletes, denyDeleteCurrent and
+/// denyNonFastForwards, but not `receive.denyCurrentBranch` (issue 12 names it), which
+/// receive-pack skips for routed refs: a push to the checked-out branch of a non-bare
+/// repository is taken (and forwarded) in two-phase mode. In pre-receive mode git
+/// refuses it, but only after pre-receive forwarded it: the upstream is ahead (the
+/// rules of issue 7 miss this setting in both modes).
+#[test]
+fn review_two_phase_applies_deny_current_branch() {
+    let mut wrong: Vec<String> = Vec::new();
+    for mode in [Mode::PreReceive, Mode::TwoPhase] {
+        let env = TestEnv::new();
+        let up = env.bare("up.git");
+        env.git_ok(env.root(), &["init", "-q", "-b", "main", "down"]);
+        let down = env.path("down");
+        let git_dir = down.join(".git");
+        match mode {
+            Mode::PreReceive => env.install_hooks_pre_receive(&git_dir),
+            Mode::TwoPhase => env.install_hooks(&git_dir),
+        }
+        std::fs::write(
+            git_dir.join("mirror.toml"),
+            format!("[upstream]\nurl = {:?}\n", up.to_str().unwrap()),
+        )
+        .unwrap();
+        let work = env.work("work");
+        env.commit(&work, "base");
+        let pushed = env.push(&work, &down, &["HEAD:refs/heads/main"]);
+        let sides = (
+            env.rev(&up, "refs/heads/main"),
+            env.rev(&git_dir, "refs/heads/main"),
+        );
+        if pushed.success || sides != (None, None) {
+            wrong.push(format!(
+                "{mode:?}: push success {}, (upstream, here) = {sides:?}",
+                pushed.success
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// unfinished.rs `finish_one` applies what the upstream took, but tells nobody: the
+/// push mirrors are not queued and the chained post-receive hooks do not run, as the
+/// pull does for what it applies (pull/announce.rs). Finished by the next push, main's
+/// update is never announced (with a [pull] table, the pull happens to announce it).
+#[test]
+fn review_what_the_recovery_applies_is_announced_like_a_pull() {
+    let s = setup(Mode::TwoPhase, "");
+    let log = s.env.path("post-receive.log");
+    s.env.script(
+        &s.down.join("hooks/post-receive.d/log"),
+        &format!("cat >> {}", log.display()),
+    );
+    let taken = s
+        .env
+        .commit(&s.work, "taken by the upstream, then the hook died");
+    let direct = s.env.push(&s.work, &s.up, &["HEAD:refs/heads/main"]);
+    assert!(direct.success, "{}", direct.stderr);
+    review_orphan_journal(&s.down, &[("refs/heads/main", &s.base, &taken)]);
+
+    // The next push (another branch) finishes the journal.
+    let next = s.push(&["HEAD:refs/heads/after"]);
+    assert!(next.success, "{}", next.stderr);
+    assert_eq!(
+        s.both("refs/heads/main"),
+        (Some(taken.clone()), Some(taken.clone()))
+    );
+    let announced = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        announced.contains(&format!("{} {taken} refs/heads/main", s.base)),
+        "the chained post-receive hooks saw: {announced:?}"
+    );
+}
