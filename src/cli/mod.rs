@@ -28,6 +28,7 @@ macro_rules! eprintln {
 }
 
 mod doctor;
+mod generate;
 mod keys;
 mod pull;
 mod push;
@@ -42,8 +43,7 @@ mod status;
     long_about = "mirror-hooks companion: pull and push mirroring, status and diagnosis of a repository's mirrors.\n\n\
         The hooks (pre-receive, post-receive) start the mirroring; this command runs the background work \
         and shows what was done. \
-        Installed as `git-mirror` on PATH, it also runs as `git mirror …`.",
-    disable_help_subcommand = true
+        Installed as `git-mirror` on PATH, it also runs as `git mirror …`."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -171,6 +171,12 @@ pub enum Command {
         /// The bare repository (default: the repository of the current directory).
         repo: Option<PathBuf>,
     },
+    /// Print the man page or a shell's completions (install.sh installs them).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: generate::Generate,
+    },
 }
 
 /// An error with the exit code it deserves.
@@ -191,6 +197,7 @@ impl Command {
     fn works_in(&self) -> Option<PathBuf> {
         let repo = match self {
             Command::Pull { all: Some(_), .. } | Command::Push { all: Some(_), .. } => return None,
+            Command::Generate { .. } => return None,
             Command::Status { repo, .. }
             | Command::Pull { repo, .. }
             | Command::Push { repo, .. }
@@ -235,6 +242,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Resolve { name, take, repo } => resolve::resolve(repo.as_deref(), &name, take),
         Command::Keygen { force, repo } => keys::keygen(repo.as_deref(), force),
         Command::HostKeys { trust, url, repo } => keys::host_keys(&url, repo.as_deref(), trust),
+        Command::Generate { what } => generate::generate(what),
         Command::Pull {
             now,
             all,

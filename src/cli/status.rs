@@ -1,7 +1,8 @@
 //! `git-mirror status`: the status view (`crate::status`) shown as a table or as JSON.
 
 use super::{load, repository, Failure};
-use crate::status::{status_report, StatusReport};
+use crate::state::UpdateStatus;
+use crate::status::{status_report, StatusRecord, StatusReport};
 use std::io::Write;
 use std::path::Path;
 
@@ -66,10 +67,7 @@ pub(crate) fn status_table(report: &StatusReport) -> String {
             [
                 m.name.clone(),
                 m.direction.as_str().to_owned(),
-                serde_json::to_value(m.state.update_status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                shown_status(m),
                 m.state
                     .last_successful_update_at
                     .clone()
@@ -98,8 +96,15 @@ pub(crate) fn status_table(report: &StatusReport) -> String {
     text.push_str(&line(header));
     for (row, mirror) in rows.iter().zip(&report.mirrors) {
         text.push_str(&line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
-        if let Some(error) = &mirror.state.last_error {
-            text.push_str(&format!("  last error: {error}\n"));
+        match (&mirror.state.last_error, stale_error(mirror)) {
+            (Some(error), true) => text.push_str(&format!(
+                "  last error (before the last success): {error}\n"
+            )),
+            (Some(error), false) => text.push_str(&format!("  last error: {error}\n")),
+            (None, _) => {}
+        }
+        if let Some(queued) = mirror.queued_jobs.filter(|n| *n > 0) {
+            text.push_str(&format!("  queued jobs: {queued} (not yet pushed)\n"));
         }
         if let Some(damaged) = mirror.damaged_jobs.as_ref().filter(|d| !d.is_empty()) {
             text.push_str(&format!(
@@ -131,4 +136,39 @@ pub(crate) fn status_table(report: &StatusReport) -> String {
         }
     }
     text
+}
+
+/// Whether a success came after the mirror's last error, which is then history, not
+/// the mirror's state: a failure is recorded with the time its run ended, so a run that
+/// failed and wrote the record after another had succeeded later (concurrent pushes, a
+/// worker and a `--now`) leaves its error with an older time than the success.
+fn stale_error(mirror: &StatusRecord) -> bool {
+    let state = &mirror.state;
+    let time = |t: &Option<String>| crate::state::parse_time(t.as_deref());
+    match (
+        &state.last_error,
+        time(&state.last_successful_update_at),
+        time(&state.last_update_at),
+    ) {
+        (Some(_), Some(success), Some(failure)) => success > failure,
+        _ => false,
+    }
+}
+
+/// The STATUS column: the record's `update_status`, except that a success which made
+/// the last error stale shows as what it is (finished, or scheduled with jobs queued).
+fn shown_status(mirror: &StatusRecord) -> String {
+    let status = if stale_error(mirror) && mirror.state.update_status == UpdateStatus::Failed {
+        if mirror.queued_jobs.unwrap_or(0) > 0 {
+            UpdateStatus::Scheduled
+        } else {
+            UpdateStatus::Finished
+        }
+    } else {
+        mirror.state.update_status
+    };
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
