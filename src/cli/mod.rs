@@ -30,6 +30,7 @@ macro_rules! eprintln {
 mod doctor;
 mod generate;
 mod keys;
+mod progress;
 mod pull;
 mod push;
 mod resolve;
@@ -83,6 +84,9 @@ pub enum Command {
         /// With --all: print only repositories that failed, and the total.
         #[arg(short, long, requires = "all")]
         quiet: bool,
+        /// With --all: print a JSON array, one object per repository, instead of lines.
+        #[arg(long, requires = "all", conflicts_with = "quiet")]
+        json: bool,
         /// Internal: one repository of a sweep run by root, done as its owner; prints JSON.
         #[arg(long, hide = true, conflicts_with = "all")]
         sweep_one: bool,
@@ -110,6 +114,9 @@ pub enum Command {
         /// Every bare repository with a mirror.toml under ROOT (instead of REPO).
         #[arg(long, value_name = "ROOT", conflicts_with = "repo")]
         all: Option<PathBuf>,
+        /// With --all: print a JSON array, one object per repository, instead of lines.
+        #[arg(long, requires = "all")]
+        json: bool,
         /// Internal: one repository of a sweep run by root, done as its owner; prints JSON.
         #[arg(long, hide = true, conflicts_with = "all")]
         sweep_one: bool,
@@ -248,6 +255,7 @@ pub fn run(cli: Cli) -> i32 {
             all,
             jobs,
             quiet,
+            json,
             sweep_one,
             catch_up,
             repo,
@@ -257,7 +265,10 @@ pub fn run(cli: Cli) -> i32 {
                 catch_up,
             };
             match all {
-                Some(root) => pull::pull_all(&root, options, usize::from(jobs), quiet),
+                Some(root) => {
+                    let output = pull::Output { quiet, json };
+                    pull::pull_all(&root, options, usize::from(jobs), output)
+                }
                 None if sweep_one => pull::pull_sweep_one(repo.as_deref(), options),
                 None => pull::pull(repo.as_deref(), options),
             }
@@ -266,12 +277,13 @@ pub fn run(cli: Cli) -> i32 {
             now,
             mirror,
             all,
+            json,
             sweep_one,
             repo,
         } => {
             let options = WorkerOptions { now, mirror };
             match all {
-                Some(root) => push::push_all(&root, &options),
+                Some(root) => push::push_all(&root, &options, json),
                 None if sweep_one => push::push_sweep_one(repo.as_deref(), &options),
                 None => push::push(repo.as_deref(), &options),
             }

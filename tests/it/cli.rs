@@ -332,3 +332,130 @@ fn the_status_table_does_not_show_an_error_a_later_success_made_stale() {
         "the mirror could not be reached"
     );
 }
+
+/// Three repositories under a root: one pulling from an upstream, one with an invalid
+/// mirror.toml, one with a push mirror that does not exist.
+fn sweep_root(env: &TestEnv) -> std::path::PathBuf {
+    let up = env.bare("up.git");
+    let work = env.work("work");
+    env.commit(&work, "one");
+    assert!(env.push(&work, &up, &["HEAD:refs/heads/main"]).success);
+    std::fs::create_dir_all(env.path("srv/team")).unwrap();
+    env.downstream(
+        "srv/team/a.git",
+        &format!("[pull]\nurl = {:?}\n", up.to_str().unwrap()),
+    );
+    env.downstream("srv/b.git", "[pull]\ninterval = \"often\"\n");
+    env.downstream(
+        "srv/c.git",
+        &format!(
+            "[[push]]\nname = \"backup\"\nurl = {:?}\n",
+            env.path("missing.git").to_str().unwrap()
+        ),
+    );
+    env.path("srv")
+}
+
+/// Off a terminal, `pull --all` and `push --all` print plain lines (no progress bar on
+/// stderr); with `--json`, one JSON array with an object per repository, sorted.
+#[test]
+fn sweeps_print_plain_lines_off_a_terminal_and_json_on_request() {
+    let env = TestEnv::new();
+    let root = sweep_root(&env);
+    let root = root.to_str().unwrap();
+    let out = env.git_mirror(&["pull", "--all", root, "-j", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no progress bar");
+    insta::assert_snapshot!(env.normalize(&String::from_utf8_lossy(&out.stdout)), @r#"
+    [TMP]/srv/b.git: mirror.toml is invalid, nothing done: [TMP]/srv/b.git/mirror.toml:1:1: pull: has no url and there is no [upstream] url to default to; add url = "…"
+    [TMP]/srv/c.git: nothing to do
+    [TMP]/srv/team/a.git: pull: updated 1 ref (1 fetched, 0 unchanged)
+    3 repositories with mirror.toml under [TMP]/srv: 1 pulled (1 updated), 0 not due, 0 push mirrors run, 1 failed
+    "#);
+
+    // Everything was pulled: this time a.git is not due.
+    let out = env.git_mirror(&["pull", "--all", root, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3);
+    insta::assert_snapshot!(env.normalize(&String::from_utf8_lossy(&out.stdout)), @r#"
+    [
+      {
+        "repository": "[TMP]/srv/b.git",
+        "ok": false,
+        "pull": null,
+        "push_mirrors_run": 0,
+        "messages": [
+          "mirror.toml is invalid, nothing done: [TMP]/srv/b.git/mirror.toml:1:1: pull: has no url and there is no [upstream] url to default to; add url = \"…\""
+        ]
+      },
+      {
+        "repository": "[TMP]/srv/c.git",
+        "ok": true,
+        "pull": null,
+        "push_mirrors_run": 0,
+        "messages": [
+          "nothing to do"
+        ]
+      },
+      {
+        "repository": "[TMP]/srv/team/a.git",
+        "ok": true,
+        "pull": "not_due",
+        "push_mirrors_run": 0,
+        "messages": [
+          "pull: not due until [TIME] (use --now to pull at once)"
+        ]
+      }
+    ]
+    "#);
+
+    let out = env.git_mirror(&["push", "--all", root, "--now"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no progress bar");
+    insta::assert_snapshot!(env.normalize(&String::from_utf8_lossy(&out.stdout)), @r#"
+    [TMP]/srv/b.git: mirror.toml is invalid: [TMP]/srv/b.git/mirror.toml:1:1: pull: has no url and there is no [upstream] url to default to; add url = "…"
+    [TMP]/srv/c.git backup: failed: cannot list the mirror's refs: there is no repository at this URL (or these credentials may not see it); check the URL (git: fatal: '[TMP]/missing.git' does not appear to be a git repository)
+    3 repositories with mirror.toml under [TMP]/srv, 1 push mirrors run, 2 failed
+    "#);
+    let out = env.git_mirror(&["push", "--all", root, "--now", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3);
+    insta::assert_snapshot!(env.normalize(&String::from_utf8_lossy(&out.stdout)), @r#"
+    [
+      {
+        "repository": "[TMP]/srv/b.git",
+        "ok": false,
+        "push_mirrors_run": 0,
+        "messages": [
+          "mirror.toml is invalid: [TMP]/srv/b.git/mirror.toml:1:1: pull: has no url and there is no [upstream] url to default to; add url = \"…\""
+        ]
+      },
+      {
+        "repository": "[TMP]/srv/c.git",
+        "ok": false,
+        "push_mirrors_run": 1,
+        "messages": [
+          "backup: failed: cannot list the mirror's refs: there is no repository at this URL (or these credentials may not see it); check the URL (git: fatal: '[TMP]/missing.git' does not appear to be a git repository)"
+        ]
+      },
+      {
+        "repository": "[TMP]/srv/team/a.git",
+        "ok": true,
+        "push_mirrors_run": 0,
+        "messages": []
+      }
+    ]
+    "#);
+
+    let out = env.git_mirror(&["pull", "--all", root, "--json", "--quiet"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--json and --quiet do not go together"
+    );
+    let out = env.git_mirror(&["pull", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "--json goes with --all");
+}
