@@ -196,6 +196,9 @@ fn generate_man_lists_every_subcommand_and_renders() {
         !page.contains("generate"),
         "the hidden command is listed:\n{page}"
     );
+    for section in [".SH \"EXIT STATUS\"", ".SH FILES", ".SH \"SEE ALSO\""] {
+        assert!(page.contains(section), "{section}:\n{page}");
+    }
 
     let dir = env.path("man1");
     help(
