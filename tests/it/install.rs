@@ -704,3 +704,39 @@ fn the_install_says_what_runs_the_schedule() {
     let serve = schedule(install_ok(&env, &["--root", root]));
     insta::assert_snapshot!(serve, @"schedule: run by git-mirror-serve.service (systemd)");
 }
+
+/// One repository install.sh refuses (as root, its hooks/ is a link its owner controls)
+/// does not stop the others; it is named, and the run fails.
+#[test]
+fn root_install_goes_on_past_a_repository_it_refuses() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (a repository owned by another user)");
+        return;
+    }
+    let env = TestEnv::new();
+    let fleet = fleet(&env);
+    let bad = &fleet.repos[0];
+    std::fs::rename(bad.join("hooks"), bad.join("real-hooks")).unwrap();
+    std::os::unix::fs::symlink("real-hooks", bad.join("hooks")).unwrap();
+    std::os::unix::fs::lchown(bad, Some(54321), Some(54321)).unwrap();
+    let out = install(&env, &["--root", fleet.root.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    let stdout = env.normalize(&String::from_utf8_lossy(&out.stdout));
+    let stderr = env.normalize(&String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stderr.contains("install.sh: error: [TMP]/srv/a.git/hooks is a symbolic link"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("failed in 1 of 3 repositories (see above): [TMP]/srv/a.git"),
+        "{stdout}"
+    );
+    assert!(!bad.join("real-hooks/pre-receive").exists());
+    for repo in &fleet.repos[1..] {
+        assert_eq!(
+            std::fs::read_link(repo.join("hooks/pre-receive")).unwrap(),
+            env.path("prefix/bin/pre-receive")
+        );
+    }
+    assert!(stdout.contains("schedule: "), "{stdout}");
+}
