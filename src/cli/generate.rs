@@ -27,7 +27,7 @@ pub enum Generate {
 pub(super) fn generate(what: Generate) -> Result<i32, Failure> {
     // Not among the commands a page lists or a shell completes: `help` (the pages are
     // the help).
-    let mut command = Cli::command().disable_help_subcommand(true);
+    let command = Cli::command().disable_help_subcommand(true);
     match what {
         Generate::Man { dir: Some(dir) } => write_pages(command, &dir)
             .with_context(|| format!("cannot write the man pages into {}", dir.display()))?,
@@ -37,13 +37,48 @@ pub(super) fn generate(what: Generate) -> Result<i32, Failure> {
             let _ = std::io::stdout().write_all(&page);
         }
         Generate::Completions { shell } => {
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut command, "git-mirror", &mut script);
-            let _ = std::io::stdout().write_all(&script);
+            let script = completions(shell, command);
+            let _ = std::io::stdout().write_all(script.as_bytes());
         }
     }
     Ok(0)
 }
+
+/// The completion script of `shell`.
+fn completions(shell: clap_complete::Shell, mut command: clap::Command) -> String {
+    if shell != clap_complete::Shell::Bash {
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut command, "git-mirror", &mut script);
+        return String::from_utf8_lossy(&script).into_owned();
+    }
+    // clap_complete's bash script never completes past a subcommand of a program whose
+    // name has a hyphen (clap-rs/clap#6421): it is made for a name without one, and
+    // then registered for git-mirror (its function tells commands apart by position,
+    // not by name).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, BASH_NAME, &mut script);
+    let script = String::from_utf8_lossy(&script).replace(
+        &format!(" -o default {BASH_NAME}\n"),
+        " -o default git-mirror\n",
+    );
+    script + GIT_MIRROR_IN_BASH
+}
+
+/// The name bash completions are made for (see [`completions`]).
+const BASH_NAME: &str = "gitmirror";
+
+/// `git mirror …` in bash: git's completion loads this file (as `git-mirror`'s) and
+/// calls `_git_mirror`, which completes the words after `mirror` as `git-mirror`'s
+/// (git's completion keeps the words in `words`, the index of `mirror` in
+/// `__git_cmd_idx`, that of the word being completed in `cword`).
+const GIT_MIRROR_IN_BASH: &str = r#"
+_git_mirror() {
+    local at=${__git_cmd_idx:-1}
+    local COMP_WORDS=(git-mirror "${words[@]:at+1}")
+    local COMP_CWORD=$((cword - at))
+    _gitmirror git-mirror "$cur" "$prev"
+}
+"#;
 
 /// git-mirror.1 and git-mirror-SUBCOMMAND.1 for each subcommand a person sees.
 fn write_pages(mut command: clap::Command, dir: &Path) -> std::io::Result<()> {

@@ -1,6 +1,7 @@
 //! What people read from the command line: help texts and the status table.
 
 use crate::util::{TestEnv, GIT_MIRROR, POST_RECEIVE, PRE_RECEIVE};
+use std::path::Path;
 
 fn help(env: &TestEnv, program: &str, args: &[&str]) -> String {
     let out = env.command(program).args(args).output().unwrap();
@@ -246,6 +247,79 @@ fn generate_completions_for_bash_zsh_and_fish() {
     }
     let out = env.git_mirror(&["generate", "completions", "cmd.exe"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// What bash completes, the completion script of git-mirror loaded: for each line, the
+/// words offered. With `git_completion`, git's own script is loaded first, and lines
+/// starting with `git mirror` go through it (as they do when a person types them).
+fn bash_completes(env: &TestEnv, git_completion: Option<&str>, lines: &[&str]) -> Vec<String> {
+    let script = format!(
+        r#"{load_git}
+source <({exe} generate completions bash)
+for line in "$@"; do
+  read -r -a COMP_WORDS <<<"$line"
+  [[ "$line" == *" " ]] && COMP_WORDS+=("")
+  COMP_LINE=$line COMP_POINT=${{#line}} COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)) COMPREPLY=()
+  if [[ ${{COMP_WORDS[0]}} == git ]]; then
+    __git_wrap__git_main
+  else
+    _gitmirror git-mirror "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
+  fi
+  echo "${{COMPREPLY[*]}}"
+done"#,
+        load_git = git_completion
+            .map(|f| format!("source {f}"))
+            .unwrap_or_default(),
+        exe = GIT_MIRROR,
+    );
+    let out = env
+        .command("bash")
+        .arg("-c")
+        .arg(script)
+        .arg("bash")
+        .args(lines)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Bash completes subcommands and their options, as `git-mirror …` and, through git's
+/// completion where it is installed, as `git mirror …`.
+#[test]
+fn bash_completes_git_mirror_and_git_space_mirror() {
+    let env = TestEnv::new();
+    let said = bash_completes(
+        &env,
+        None,
+        &[
+            "git-mirror pu",
+            "git-mirror pull --a",
+            "git-mirror push --now --mi",
+        ],
+    );
+    assert_eq!(said, ["pull push", "--all", "--mirror"]);
+    let git = "/usr/share/bash-completion/completions/git";
+    if !Path::new(git).is_file() {
+        return;
+    }
+    let said = bash_completes(
+        &env,
+        Some(git),
+        &[
+            "git mirror pu",
+            "git mirror pull --a",
+            "git -C /tmp mirror st",
+        ],
+    );
+    assert_eq!(said, ["pull push", "--all", "status"]);
 }
 
 /// A push mirror that cannot be reached: its jobs stay queued, and the table says how
