@@ -20,7 +20,10 @@ impl Progress {
                 "{bar:30} {pos}/{len} repositories, {elapsed} {wide_msg}",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-            indicatif::ProgressBar::new(len).with_style(style)
+            let bar = indicatif::ProgressBar::new(len).with_style(style);
+            // The elapsed time moves on while one long pull runs.
+            bar.enable_steady_tick(std::time::Duration::from_millis(500));
+            bar
         } else {
             indicatif::ProgressBar::hidden()
         };
