@@ -20,17 +20,24 @@ ROUTING=refs
 LOCK_TIMEOUT_MS=10000
 HEALED="in pre-receive mode a failure of the local update after the upstream accepted is healed by the next pull"
 SOURCE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# What may run the schedule (pulls, push-mirror retries); tests point these elsewhere.
+CRON_FILE=${MIRROR_HOOKS_CRON_FILE:-/etc/cron.d/mirror-hooks}
+SYSTEMCTL=${MIRROR_HOOKS_SYSTEMCTL:-systemctl}
 
 usage() {
   cat <<'EOF'
-Usage: install.sh [--prefix DIR] [--bin-dir DIR] [--mode two-phase|pre-receive] REPO.git [REPO.git ...]
-       install.sh --uninstall [--purge] [--prefix DIR] REPO.git [REPO.git ...]
+Usage: install.sh [--prefix DIR] [--bin-dir DIR] [--mode two-phase|pre-receive] REPO.git... | --root DIR
+       install.sh --uninstall [--purge] [--prefix DIR] REPO.git... | --root DIR
        install.sh --demo
 
-Installs the mirror-hooks binaries under PREFIX/bin and links REPO.git/hooks/pre-receive,
-hooks/post-receive and (two-phase mode) hooks/proc-receive to them. An existing hook that
-is not ours is moved to hooks/<hook>.d/ and keeps running (first). A commented
-mirror.toml is written if the repository has none. Running it again changes nothing.
+Installs the mirror-hooks binaries under PREFIX/bin, the man pages under
+PREFIX/share/man/man1 (`git mirror --help`) and the bash, zsh and fish completions
+under PREFIX/share, and links REPO.git/hooks/pre-receive, hooks/post-receive and
+(two-phase mode) hooks/proc-receive to them. An existing hook that is not ours is moved
+to hooks/<hook>.d/ and keeps running (first). A commented mirror.toml is written if the
+repository has none. Running it again changes nothing. It ends by saying what runs the
+schedule (due pulls, push-mirror retries): a cron line, a systemd timer or `git mirror
+serve`, or how to set one up.
 
 Modes:
   two-phase       (default) proc-receive takes the local ref locks, then forwards the push
@@ -48,6 +55,9 @@ Options:
   --prefix DIR    where the binaries go (DIR/bin); default /usr/local as root, else ~/.local
   --bin-dir DIR   install the binaries found in DIR instead of building them
   --mode MODE     two-phase (default) or pre-receive
+  --root DIR      every bare repository under DIR (DIR itself if it is one), instead of
+                  REPO.git...: repositories are not descended into, symbolic links are
+                  not followed; with --uninstall, uninstalls from each
   --uninstall     remove our hook links and the git config install.sh set, and put back
                   the hooks it moved aside; mirror.toml and mirror/ stay
   --purge         with --uninstall: remove mirror.toml and mirror/ too
@@ -97,6 +107,78 @@ install_binaries() {
     mv -f "$bin/.$b.new.$$" "$bin/$b"
     say "installed $bin/$b"
   done
+}
+
+# Installs what PREFIX/bin/git-mirror generates from its command line definition: the
+# man pages (git-mirror.1, which `git mirror --help` shows, and one per subcommand) and
+# the shell completions. Files that did not change are left alone.
+install_docs() {
+  local exe="$PREFIX/bin/git-mirror" share="$PREFIX/share" tmp shell file changed=0
+  tmp=$(mktemp -d "$PREFIX/.mirror-hooks-docs.XXXXXX")
+  mkdir -p "$tmp/man1" "$share/man/man1"
+  if ! "$exe" generate man --dir "$tmp/man1" >/dev/null; then
+    rm -rf -- "$tmp"
+    die "$exe could not generate its man pages"
+  fi
+  for file in "$tmp/man1"/*.1; do
+    cmp -s "$file" "$share/man/man1/${file##*/}" && continue
+    chmod 644 "$file"
+    mv -f "$file" "$share/man/man1/${file##*/}"
+    changed=1
+  done
+  [[ $changed -eq 0 ]] || say "installed $share/man/man1/git-mirror.1 (and git-mirror-<subcommand>.1)"
+  for shell in bash zsh fish; do
+    case "$shell" in
+      bash) file="$share/bash-completion/completions/git-mirror" ;;
+      zsh) file="$share/zsh/site-functions/_git-mirror" ;;
+      fish) file="$share/fish/vendor_completions.d/git-mirror.fish" ;;
+    esac
+    "$exe" generate completions "$shell" >"$tmp/$shell" || {
+      rm -rf -- "$tmp"
+      die "$exe could not generate the $shell completions"
+    }
+    cmp -s "$tmp/$shell" "$file" && continue
+    mkdir -p "${file%/*}"
+    chmod 644 "$tmp/$shell"
+    mv -f "$tmp/$shell" "$file"
+    say "installed $file"
+  done
+  rm -rf -- "$tmp"
+}
+
+# Says what runs the schedule (due pulls, push-mirror retries: without it, pull mirrors
+# never update and a failed push mirror is retried only by the next push), or how to set
+# one up for the repositories under ROOT.
+schedule_note() {
+  local root=$1 unit user
+  local -a running=()
+  if command -v "$SYSTEMCTL" >/dev/null 2>&1; then
+    for unit in git-mirror.timer git-mirror-serve.service; do
+      if "$SYSTEMCTL" is-active --quiet "$unit" >/dev/null 2>&1; then
+        running+=("$unit (systemd)")
+      fi
+    done
+  fi
+  if [[ -f "$CRON_FILE" ]] && grep -q '^[^#]*git-mirror' "$CRON_FILE" 2>/dev/null; then
+    running+=("$CRON_FILE (cron)")
+  fi
+  if [[ ${#running[@]} -gt 0 ]]; then
+    local text
+    text=$(printf '%s, ' "${running[@]}")
+    say "schedule: run by ${text%, }"
+    return
+  fi
+  user=$(stat -c %U "$root" 2>/dev/null) || user=git
+  say "schedule: nothing runs due pulls and push-mirror retries yet (no active git-mirror.timer or git-mirror-serve.service, no git-mirror line in $CRON_FILE); set up one of:"
+  if [[ $(id -u) -eq 0 ]]; then
+    say "  cron:    $CRON_FILE holding this line (as contrib/cron/mirror-hooks):"
+    say "           * * * * *  $user  $PREFIX/bin/git-mirror pull --all $root -j 4 --quiet"
+  else
+    say "  cron:    this line in your crontab (crontab -e):"
+    say "           * * * * *  $PREFIX/bin/git-mirror pull --all $root -j 4 --quiet"
+  fi
+  say "  systemd: contrib/systemd/git-mirror.service and git-mirror.timer in /etc/systemd/system/ (set User= and the root), then systemctl enable --now git-mirror.timer"
+  say "  serve:   git mirror serve $root: the schedule, webhooks and metrics in one process (contrib/systemd/git-mirror-serve.service)"
 }
 
 starter_config() {
@@ -307,12 +389,53 @@ repo_git() {
 
 check_repo() {
   [[ -d "$1" ]] || die "$1 does not exist; give the path of a bare repository such as /srv/git/project.git" 2
+  is_bare_repo "$1" ||
+    die "$1 is not a bare repository; mirror-hooks goes into the server's bare repository (git init --bare), not a work tree" 2
+}
+
+# Whether DIR is a bare repository itself.
+is_bare_repo() {
   local git_dir
   git_dir=$(repo_git "$1" rev-parse --absolute-git-dir 2>/dev/null) || git_dir=
   # A directory inside a bare repository also answers "bare": it must BE the git dir.
-  if [[ "$(repo_git "$1" rev-parse --is-bare-repository 2>/dev/null)" != "true" ||
-    "$(cd "$git_dir" 2>/dev/null && pwd -P)" != "$(cd "$1" && pwd -P)" ]]; then
-    die "$1 is not a bare repository; mirror-hooks goes into the server's bare repository (git init --bare), not a work tree" 2
+  [[ "$(repo_git "$1" rev-parse --is-bare-repository 2>/dev/null)" == "true" &&
+    "$(cd "$git_dir" 2>/dev/null && pwd -P)" == "$(cd "$1" && pwd -P)" ]]
+}
+
+# Prints, NUL-terminated and sorted, every bare repository under ROOT (ROOT itself if it
+# is one). A directory with HEAD, objects/ and refs/ is a repository's and is not
+# descended into; symbolic links are not followed (ROOT itself may be one). Candidates
+# that are not bare repositories (a work tree's .git) are skipped, said on stderr.
+find_repos() {
+  local root=$1 dir
+  find -H "$root" -type d \
+    \( -exec test -f '{}/HEAD' -a -d '{}/objects' -a -d '{}/refs' \; -print0 -prune \) |
+    sort -z |
+    while IFS= read -r -d '' dir; do
+      if is_bare_repo "$dir"; then
+        printf '%s\0' "$dir"
+      else
+        say "$dir: skipped (not a bare repository)" >&2
+      fi
+    done
+}
+
+# Runs COMMAND REPO for each repository in its own shell, so that one repository's error
+# (install_repo dies) does not stop the others; says which failed. Fails if one did.
+each_repo() {
+  local command=$1 repo status
+  local -a failed=()
+  shift
+  for repo in "$@"; do
+    set +e
+    (set -e; "$command" "$repo")
+    status=$?
+    set -e
+    [[ $status -eq 0 ]] || failed+=("$repo")
+  done
+  if [[ ${#failed[@]} -gt 0 ]]; then
+    say "failed in ${#failed[@]} of $# repositories (see above): ${failed[*]}"
+    return 1
   fi
 }
 
@@ -581,7 +704,7 @@ EOF
 }
 
 main() {
-  local repos=() do_demo="" uninstall=""
+  local repos=() roots=() do_demo="" uninstall=""
   PREFIX=
   BIN_DIR=
   MODE=two-phase
@@ -596,6 +719,8 @@ main() {
       --bin-dir=*) BIN_DIR=${1#--bin-dir=} ;;
       --mode) [[ $# -ge 2 ]] || die "--mode needs two-phase or pre-receive" 2; MODE=$2; shift ;;
       --mode=*) MODE=${1#--mode=} ;;
+      --root) [[ $# -ge 2 ]] || die "--root needs a directory" 2; roots+=("$2"); shift ;;
+      --root=*) roots+=("${1#--root=}") ;;
       --uninstall) uninstall=1 ;;
       --purge) PURGE=1 ;;
       -*) usage >&2; die "unknown option $1" 2 ;;
@@ -614,7 +739,11 @@ main() {
     demo
     return
   fi
-  [[ ${#repos[@]} -gt 0 ]] || { usage >&2; exit 2; }
+  if [[ ${#roots[@]} -gt 0 ]]; then
+    [[ ${#repos[@]} -eq 0 ]] || die "give either repositories or --root DIR, not both" 2
+    find_root_repos "${roots[@]}"
+  fi
+  [[ ${#repos[@]} -gt 0 || ${#roots[@]} -gt 0 ]] || { usage >&2; exit 2; }
   if [[ -z "$PREFIX" ]]; then
     if [[ $(id -u) -eq 0 ]]; then PREFIX=/usr/local; else PREFIX="$HOME/.local"; fi
   fi
@@ -622,23 +751,52 @@ main() {
     check_repo "$repo"
   done
   if [[ -n "$uninstall" ]]; then
-    # The binaries stay: other repositories may use them.
+    # The binaries, man pages and completions stay: other repositories may use them.
     [[ ! -d "$PREFIX" ]] || PREFIX=$(cd "$PREFIX" && pwd)
+    if [[ ${#roots[@]} -gt 0 ]]; then
+      [[ ${#repos[@]} -gt 0 ]] || return 0
+      each_repo uninstall_repo "${repos[@]}"
+      return
+    fi
     for repo in "${repos[@]}"; do
       uninstall_repo "$repo"
     done
     return
   fi
+  [[ ${#repos[@]} -gt 0 ]] || die "nothing to install into: no bare repository under ${roots[*]}"
   mkdir -p "$PREFIX"
   PREFIX=$(cd "$PREFIX" && pwd)
   install_binaries "$(build)"
-  for repo in "${repos[@]}"; do
-    install_repo "$repo"
-  done
+  install_docs
+  local status=0
+  if [[ ${#roots[@]} -gt 0 ]]; then
+    each_repo install_repo "${repos[@]}" || status=$?
+  else
+    for repo in "${repos[@]}"; do
+      install_repo "$repo"
+    done
+  fi
   case ":$PATH:" in
     *":$PREFIX/bin:"*) ;;
-    *) say "note: $PREFIX/bin is not on PATH; add it so that \`git mirror status\` works" ;;
+    *) say "note: $PREFIX/bin is not on PATH; add it so that \`git mirror status\` works (and \`git mirror --help\` finds the man page in $PREFIX/share/man)" ;;
   esac
+  local root=${roots[0]:-$(dirname "${repos[0]}")}
+  schedule_note "$(cd "$root" && pwd)"
+  return "$status"
+}
+
+# Adds the bare repositories under each ROOT to `repos` (of main); says when there is none.
+find_root_repos() {
+  local root repo found
+  for root in "$@"; do
+    [[ -d "$root" ]] || die "--root $root is not a directory; give the directory holding the bare repositories (e.g. /srv/git)" 2
+    found=0
+    while IFS= read -r -d '' repo; do
+      repos+=("$repo")
+      found=$((found + 1))
+    done < <(find_repos "$root")
+    say "$root: $found bare repositories"
+  done
 }
 
 main "$@"

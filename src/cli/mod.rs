@@ -28,7 +28,9 @@ macro_rules! eprintln {
 }
 
 mod doctor;
+mod generate;
 mod keys;
+mod progress;
 mod pull;
 mod push;
 mod resolve;
@@ -42,8 +44,7 @@ mod status;
     long_about = "mirror-hooks companion: pull and push mirroring, status and diagnosis of a repository's mirrors.\n\n\
         The hooks (pre-receive, post-receive) start the mirroring; this command runs the background work \
         and shows what was done. \
-        Installed as `git-mirror` on PATH, it also runs as `git mirror …`.",
-    disable_help_subcommand = true
+        Installed as `git-mirror` on PATH, it also runs as `git mirror …`."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -83,6 +84,9 @@ pub enum Command {
         /// With --all: print only repositories that failed, and the total.
         #[arg(short, long, requires = "all")]
         quiet: bool,
+        /// With --all: print a JSON array, one object per repository, instead of lines.
+        #[arg(long, requires = "all", conflicts_with = "quiet")]
+        json: bool,
         /// Internal: one repository of a sweep run by root, done as its owner; prints JSON.
         #[arg(long, hide = true, conflicts_with = "all")]
         sweep_one: bool,
@@ -110,6 +114,9 @@ pub enum Command {
         /// Every bare repository with a mirror.toml under ROOT (instead of REPO).
         #[arg(long, value_name = "ROOT", conflicts_with = "repo")]
         all: Option<PathBuf>,
+        /// With --all: print a JSON array, one object per repository, instead of lines.
+        #[arg(long, requires = "all")]
+        json: bool,
         /// Internal: one repository of a sweep run by root, done as its owner; prints JSON.
         #[arg(long, hide = true, conflicts_with = "all")]
         sweep_one: bool,
@@ -171,6 +178,12 @@ pub enum Command {
         /// The bare repository (default: the repository of the current directory).
         repo: Option<PathBuf>,
     },
+    /// Print the man page or a shell's completions (install.sh installs them).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: generate::Generate,
+    },
 }
 
 /// An error with the exit code it deserves.
@@ -191,6 +204,7 @@ impl Command {
     fn works_in(&self) -> Option<PathBuf> {
         let repo = match self {
             Command::Pull { all: Some(_), .. } | Command::Push { all: Some(_), .. } => return None,
+            Command::Generate { .. } => return None,
             Command::Status { repo, .. }
             | Command::Pull { repo, .. }
             | Command::Push { repo, .. }
@@ -235,11 +249,13 @@ pub fn run(cli: Cli) -> i32 {
         Command::Resolve { name, take, repo } => resolve::resolve(repo.as_deref(), &name, take),
         Command::Keygen { force, repo } => keys::keygen(repo.as_deref(), force),
         Command::HostKeys { trust, url, repo } => keys::host_keys(&url, repo.as_deref(), trust),
+        Command::Generate { what } => generate::generate(what),
         Command::Pull {
             now,
             all,
             jobs,
             quiet,
+            json,
             sweep_one,
             catch_up,
             repo,
@@ -249,7 +265,10 @@ pub fn run(cli: Cli) -> i32 {
                 catch_up,
             };
             match all {
-                Some(root) => pull::pull_all(&root, options, usize::from(jobs), quiet),
+                Some(root) => {
+                    let output = pull::Output { quiet, json };
+                    pull::pull_all(&root, options, usize::from(jobs), output)
+                }
                 None if sweep_one => pull::pull_sweep_one(repo.as_deref(), options),
                 None => pull::pull(repo.as_deref(), options),
             }
@@ -258,12 +277,13 @@ pub fn run(cli: Cli) -> i32 {
             now,
             mirror,
             all,
+            json,
             sweep_one,
             repo,
         } => {
             let options = WorkerOptions { now, mirror };
             match all {
-                Some(root) => push::push_all(&root, &options),
+                Some(root) => push::push_all(&root, &options, json),
                 None if sweep_one => push::push_sweep_one(repo.as_deref(), &options),
                 None => push::push(repo.as_deref(), &options),
             }

@@ -1,6 +1,7 @@
 //! `git-mirror pull`: one repository, or every one under a root (`--all`, N at a time),
 //! and the `--sweep-one` child through which root sweeps another user's repository.
 
+use super::progress::{Outcome, Progress, PullOutcome};
 use super::push::describe;
 use super::{load, repository, Failure};
 use crate::fleet::Swept;
@@ -49,13 +50,25 @@ struct Tally {
     pushed: usize,
     failed: usize,
     hard_failed: usize,
+    /// How the pull ended, when there was one.
+    #[serde(default)]
+    pull: Option<PullOutcome>,
+}
+
+/// How `pull --all` reports.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Output {
+    /// Only the repositories that failed, and the total.
+    pub(super) quiet: bool,
+    /// One JSON array instead of lines.
+    pub(super) json: bool,
 }
 
 pub(super) fn pull_all(
     root: &Path,
     options: PullOptions,
     jobs: usize,
-    quiet: bool,
+    output: Output,
 ) -> Result<i32, Failure> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
@@ -65,33 +78,56 @@ pub(super) fn pull_all(
         repositories: repos.len(),
         ..Tally::default()
     });
+    let outcomes: Mutex<Vec<Option<Outcome>>> = Mutex::new(repos.iter().map(|_| None).collect());
+    let progress = Progress::new(repos.len());
     std::thread::scope(|scope| {
         for _ in 0..jobs.min(repos.len()) {
             scope.spawn(|| loop {
-                let Some(repo) = repos.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(repo) = repos.get(i) else {
                     return;
                 };
                 let mut mine = Tally::default();
-                let line = if crate::owner::foreign_owner(repo).is_some() {
+                let parts = if crate::owner::foreign_owner(repo).is_some() {
                     sweep_as_owner(repo, options, &mut mine)
                 } else {
                     sweep(repo, options, &mut mine)
                 };
                 let mut total = tally.lock().unwrap_or_else(|e| e.into_inner());
-                if !quiet || mine.failed > 0 {
+                if !output.json && (!output.quiet || mine.failed > 0) {
                     // One println per line, under the tally's lock: lines never mix.
-                    println!("{}: {}", repo.display(), crate::text::printable(&line));
+                    let line = parts.join("; ");
+                    let line = crate::text::printable(&line);
+                    progress.println(&format!("{}: {line}", repo.display()));
                 }
+                progress.done(repo);
                 total.pulled += mine.pulled;
                 total.updated += mine.updated;
                 total.not_due += mine.not_due;
                 total.pushed += mine.pushed;
                 total.failed += mine.failed;
                 total.hard_failed += mine.hard_failed;
+                let outcome = Outcome {
+                    repository: repo.display().to_string(),
+                    ok: mine.failed == 0,
+                    pull: Some(mine.pull),
+                    push_mirrors_run: mine.pushed,
+                    messages: parts,
+                };
+                let mut outcomes = outcomes.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(slot) = outcomes.get_mut(i) {
+                    *slot = Some(outcome);
+                }
             });
         }
     });
+    progress.finish();
     let t = tally.into_inner().unwrap_or_else(|e| e.into_inner());
+    if output.json {
+        let outcomes = outcomes.into_inner().unwrap_or_else(|e| e.into_inner());
+        super::progress::print_json(&outcomes.into_iter().flatten().collect::<Vec<_>>())?;
+        return Ok(i32::from(t.failed > 0));
+    }
     println!(
         "{} repositories with mirror.toml under {}: {} pulled ({} updated), {} not due, {} push mirrors run, {} failed{}",
         t.repositories,
@@ -141,7 +177,7 @@ pub(super) fn sweep_one_as_owner<T: serde::de::DeserializeOwned>(
 }
 
 /// [`sweep`] of a repository that belongs to another user, done as that user.
-fn sweep_as_owner(repo: &Path, options: PullOptions, tally: &mut Tally) -> String {
+fn sweep_as_owner(repo: &Path, options: PullOptions, tally: &mut Tally) -> Vec<String> {
     let args: &[&str] = if options.now {
         &["pull", "--now"]
     } else {
@@ -150,11 +186,11 @@ fn sweep_as_owner(repo: &Path, options: PullOptions, tally: &mut Tally) -> Strin
     match sweep_one_as_owner::<Tally>(repo, args) {
         Ok(one) => {
             *tally = one.tally;
-            one.lines.join("; ")
+            one.lines
         }
         Err(e) => {
             tally.failed += 1;
-            format!("{e:#}")
+            vec![format!("{e:#}")]
         }
     }
 }
@@ -163,11 +199,8 @@ fn sweep_as_owner(repo: &Path, options: PullOptions, tally: &mut Tally) -> Strin
 pub(super) fn pull_sweep_one(repo: Option<&Path>, options: PullOptions) -> Result<i32, Failure> {
     let repo = repository(repo)?;
     let mut tally = Tally::default();
-    let line = sweep(&repo, options, &mut tally);
-    let one = SweptOne {
-        lines: vec![line],
-        tally,
-    };
+    let lines = sweep(&repo, options, &mut tally);
+    let one = SweptOne { lines, tally };
     println!(
         "{}",
         serde_json::to_string(&one).map_err(anyhow::Error::from)?
@@ -176,13 +209,13 @@ pub(super) fn pull_sweep_one(repo: Option<&Path>, options: PullOptions) -> Resul
 }
 
 /// Pulls one repository of a sweep if due and drains its overdue push-mirror queues
-/// ([`crate::fleet::sweep_pull`]); returns its one-line summary.
-fn sweep(repo: &Path, options: PullOptions, tally: &mut Tally) -> String {
+/// ([`crate::fleet::sweep_pull`]); returns the parts of its one-line summary.
+fn sweep(repo: &Path, options: PullOptions, tally: &mut Tally) -> Vec<String> {
     let swept = match crate::fleet::sweep_pull(repo, options) {
-        Swept::Gone => return "mirror.toml is gone".to_owned(),
+        Swept::Gone => return vec!["mirror.toml is gone".to_owned()],
         Swept::Invalid(e) => {
             tally.failed += 1;
-            return format!("mirror.toml is invalid, nothing done: {e}");
+            return vec![format!("mirror.toml is invalid, nothing done: {e}")];
         }
         Swept::Ran(swept) => swept,
     };
@@ -199,10 +232,9 @@ fn sweep(repo: &Path, options: PullOptions, tally: &mut Tally) -> String {
     }
     tally.failed += usize::from(failed);
     if parts.is_empty() {
-        "nothing to do".to_owned()
-    } else {
-        parts.join("; ")
+        parts.push("nothing to do".to_owned());
     }
+    parts
 }
 
 /// The sweep's part about forwarding refs accepted while the upstream was away (without
@@ -243,10 +275,12 @@ fn describe_swept_pull(
     let report = match pull {
         Ok(report) => report,
         Err(e) => {
+            tally.pull = Some(PullOutcome::Failed);
             parts.push(format!("pull: failed: {e:#}"));
             return true;
         }
     };
+    tally.pull = Some(pull_outcome(report));
     match report {
         PullReport::NotDue(_) => tally.not_due += 1,
         PullReport::Ran(s) => {
@@ -291,6 +325,19 @@ fn describe_swept_push(
         parts.push(format!("push {name}: {line}"));
     }
     failed
+}
+
+/// How a pull of a sweep ended, for its JSON.
+fn pull_outcome(report: &PullReport) -> PullOutcome {
+    match report {
+        PullReport::Busy => PullOutcome::Busy,
+        PullReport::NotDue(_) => PullOutcome::NotDue,
+        PullReport::HardFailed(_) => PullOutcome::HardFailed,
+        PullReport::Ran(s) if s.error.is_some() && s.hard_failed => PullOutcome::HardFailed,
+        PullReport::Ran(s) if s.error.is_some() => PullOutcome::Failed,
+        PullReport::Ran(s) if !s.applied.is_empty() => PullOutcome::Updated,
+        PullReport::Ran(_) => PullOutcome::UpToDate,
+    }
 }
 
 /// One line about a pull's outcome, and whether it is a failure.

@@ -1,6 +1,7 @@
 //! `git-mirror push`: the push-mirror workers of one repository, or of every one under
 //! a root (`--all`), and one line per worker's outcome.
 
+use super::progress::{Outcome, Progress};
 use super::pull::{sweep_one_as_owner, SweptOne};
 use super::{load, repository, Failure};
 use crate::fleet::Swept;
@@ -25,20 +26,37 @@ pub(super) fn push(repo: Option<&Path>, options: &WorkerOptions) -> Result<i32, 
     Ok(i32::from(failed))
 }
 
-pub(super) fn push_all(root: &Path, options: &WorkerOptions) -> Result<i32, Failure> {
+pub(super) fn push_all(root: &Path, options: &WorkerOptions, json: bool) -> Result<i32, Failure> {
     let repos = crate::fleet::repositories(root)?;
     let (mut ran, mut failed) = (0, 0);
+    let progress = Progress::new(repos.len());
+    let mut outcomes = Vec::new();
     for repo in &repos {
         let one = if crate::owner::foreign_owner(repo).is_some() {
             push_one_as_owner(repo, options)
         } else {
             push_one(repo, options)
         };
-        for line in &one.lines {
-            println!("{line}");
+        if !json {
+            for line in &one.lines {
+                progress.println(line);
+            }
         }
+        progress.done(repo);
         ran += one.tally.ran;
         failed += one.tally.failed;
+        outcomes.push(Outcome {
+            repository: repo.display().to_string(),
+            ok: one.tally.failed == 0,
+            pull: None,
+            push_mirrors_run: one.tally.ran,
+            messages: one.tally.messages,
+        });
+    }
+    progress.finish();
+    if json {
+        super::progress::print_json(&outcomes)?;
+        return Ok(i32::from(failed > 0));
     }
     println!(
         "{} repositories with mirror.toml under {}, {ran} push mirrors run, {failed} failed",
@@ -53,6 +71,9 @@ pub(super) fn push_all(root: &Path, options: &WorkerOptions) -> Result<i32, Fail
 struct PushTally {
     ran: usize,
     failed: usize,
+    /// What the lines say, without the repository's path in front.
+    #[serde(default)]
+    messages: Vec<String>,
 }
 
 /// Runs the push workers of one repository of a `push --all` sweep; the lines to print.
@@ -62,8 +83,9 @@ fn push_one(repo: &Path, options: &WorkerOptions) -> SweptOne<PushTally> {
         Swept::Gone => {}
         Swept::Invalid(e) => {
             one.tally.failed += 1;
-            one.lines
-                .push(format!("{}: mirror.toml is invalid: {e}", repo.display()));
+            let message = format!("mirror.toml is invalid: {e}");
+            one.lines.push(format!("{}: {message}", repo.display()));
+            one.tally.messages.push(message);
         }
         Swept::Ran(Ok(reports)) => {
             for (name, report) in &reports {
@@ -73,12 +95,15 @@ fn push_one(repo: &Path, options: &WorkerOptions) -> SweptOne<PushTally> {
                 let (line, bad) = describe(report);
                 one.tally.ran += 1;
                 one.tally.failed += usize::from(bad);
-                one.lines.push(format!("{} {name}: {line}", repo.display()));
+                let message = format!("{name}: {line}");
+                one.lines.push(format!("{} {message}", repo.display()));
+                one.tally.messages.push(message);
             }
         }
         Swept::Ran(Err(e)) => {
             one.tally.failed += 1;
             one.lines.push(format!("{}: {e:#}", repo.display()));
+            one.tally.messages.push(format!("{e:#}"));
         }
     }
     one
@@ -95,7 +120,11 @@ fn push_one_as_owner(repo: &Path, options: &WorkerOptions) -> SweptOne<PushTally
     }
     sweep_one_as_owner(repo, &args).unwrap_or_else(|e| SweptOne {
         lines: vec![format!("{}: {e:#}", repo.display())],
-        tally: PushTally { ran: 0, failed: 1 },
+        tally: PushTally {
+            ran: 0,
+            failed: 1,
+            messages: vec![format!("{e:#}")],
+        },
     })
 }
 

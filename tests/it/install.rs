@@ -10,6 +10,9 @@ pub fn install(env: &TestEnv, args: &[&str]) -> Output {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/install.sh");
     let bin_dir = Path::new(GIT_MIRROR).parent().unwrap();
     env.command("bash")
+        // What runs the schedule is looked up here, not on the machine running the tests.
+        .env("MIRROR_HOOKS_CRON_FILE", env.path("cron.d/mirror-hooks"))
+        .env("MIRROR_HOOKS_SYSTEMCTL", env.path("fake-bin/systemctl"))
         .arg(script)
         .arg("--bin-dir")
         .arg(bin_dir)
@@ -36,11 +39,17 @@ fn installs_keeps_a_foreign_hook_running_and_is_idempotent() {
         String::from_utf8_lossy(&first.stderr)
     );
     let text = env.normalize(&String::from_utf8_lossy(&first.stdout));
+    // What runs the schedule has its own test.
+    let text = text.split("\nschedule: ").next().unwrap();
     insta::assert_snapshot!(text, @r"
     installed [TMP]/prefix/bin/pre-receive
     installed [TMP]/prefix/bin/post-receive
     installed [TMP]/prefix/bin/proc-receive
     installed [TMP]/prefix/bin/git-mirror
+    installed [TMP]/prefix/share/man/man1/git-mirror.1 (and git-mirror-<subcommand>.1)
+    installed [TMP]/prefix/share/bash-completion/completions/git-mirror
+    installed [TMP]/prefix/share/zsh/site-functions/_git-mirror
+    installed [TMP]/prefix/share/fish/vendor_completions.d/git-mirror.fish
     [TMP]/project.git:
       hooks/pre-receive: your existing hook moved to hooks/pre-receive.d/00-previous-pre-receive; it keeps running, before the mirroring
       hooks/pre-receive: installed (-> [TMP]/prefix/bin/pre-receive)
@@ -54,7 +63,7 @@ fn installs_keeps_a_foreign_hook_running_and_is_idempotent() {
       mirror.toml: written (everything commented out)
       next: edit [TMP]/project.git/mirror.toml — uncomment [upstream] and set its url
       check it with: [TMP]/prefix/bin/git-mirror doctor [TMP]/project.git
-    note: [TMP]/prefix/bin is not on PATH; add it so that `git mirror status` works
+    note: [TMP]/prefix/bin is not on PATH; add it so that `git mirror status` works (and `git mirror --help` finds the man page in [TMP]/prefix/share/man)
     ");
     assert_eq!(
         std::fs::read_link(repo.join("hooks/pre-receive")).unwrap(),
@@ -497,4 +506,237 @@ fn uninstall_puts_back_exactly_what_was_there() {
     assert_eq!(std::fs::read(repo.join("config")).unwrap(), config);
     let after = install_ok(&env, &["--uninstall", "--purge", r]);
     assert!(after.contains("nothing to remove"), "{after}");
+}
+
+/// Bare repositories under a root, as a server keeps them: two at different depths, one
+/// (wrongly) inside another's directory, one reached only through a symbolic link, a
+/// work tree and a plain directory.
+struct Fleet {
+    root: std::path::PathBuf,
+    repos: Vec<std::path::PathBuf>,
+    /// Must never be touched: inside a repository's directory, and behind a link.
+    untouched: Vec<std::path::PathBuf>,
+}
+
+fn fleet(env: &TestEnv) -> Fleet {
+    std::fs::create_dir_all(env.path("srv/team/sub")).unwrap();
+    std::fs::create_dir_all(env.path("srv/notes")).unwrap();
+    std::fs::create_dir_all(env.path("outside")).unwrap();
+    let repos = vec![
+        env.bare("srv/a.git"),
+        env.bare("srv/team/sub/b.git"),
+        env.bare("srv/c.git"),
+    ];
+    let untouched = vec![env.bare("srv/a.git/inner.git"), env.bare("outside/d.git")];
+    std::os::unix::fs::symlink(env.path("outside/d.git"), env.path("srv/d.git")).unwrap();
+    std::os::unix::fs::symlink(env.path("outside"), env.path("srv/team/outside")).unwrap();
+    env.work("srv/notes/work");
+    Fleet {
+        root: env.path("srv"),
+        repos,
+        untouched,
+    }
+}
+
+/// `--root DIR` installs into every bare repository under DIR, and `--uninstall --root`
+/// takes it out of each; neither descends into a repository nor follows a link.
+#[test]
+fn root_installs_into_every_bare_repository_under_it_and_uninstalls() {
+    let env = TestEnv::new();
+    let fleet = fleet(&env);
+    let root = fleet.root.to_str().unwrap();
+    let hooks_and_config = |repo: &Path| {
+        (
+            tree(&repo.join("hooks")),
+            std::fs::read(repo.join("config")).unwrap(),
+        )
+    };
+    let before: Vec<_> = fleet.repos.iter().map(|r| hooks_and_config(r)).collect();
+    let untouched = || -> Vec<_> { fleet.untouched.iter().map(|r| tree(r)).collect() };
+    let untouched_before = untouched();
+
+    let text = install_ok(&env, &["--root", root]);
+    assert!(text.contains("[TMP]/srv: 3 bare repositories"), "{text}");
+    for repo in &fleet.repos {
+        assert_eq!(
+            std::fs::read_link(repo.join("hooks/pre-receive")).unwrap(),
+            env.path("prefix/bin/pre-receive"),
+            "{}: {text}",
+            repo.display()
+        );
+        assert!(repo.join("mirror.toml").is_file());
+    }
+    assert_eq!(untouched(), untouched_before, "{text}");
+    // The fleet works: a push to one of them is accepted (and mirrors nothing yet).
+    let work = env.work("work");
+    let c = env.commit(&work, "one");
+    let pushed = env.push(&work, &fleet.repos[1], &["HEAD:refs/heads/main"]);
+    assert!(pushed.success, "{}", pushed.stderr);
+    assert_eq!(env.rev(&fleet.repos[1], "refs/heads/main"), Some(c));
+
+    let again = install_ok(&env, &["--root", root]);
+    assert!(
+        !again.contains("\ninstalled ") && !again.contains(": installed"),
+        "{again}"
+    );
+    assert_eq!(
+        again
+            .matches("hooks/pre-receive: already installed")
+            .count(),
+        3,
+        "{again}"
+    );
+
+    let removed = install_ok(&env, &["--uninstall", "--root", root]);
+    assert_eq!(
+        removed.matches("hooks/pre-receive: removed").count(),
+        3,
+        "{removed}"
+    );
+    for (repo, was) in fleet.repos.iter().zip(&before) {
+        assert_eq!(
+            &hooks_and_config(repo),
+            was,
+            "{}: {removed}",
+            repo.display()
+        );
+        assert!(repo.join("mirror.toml").is_file(), "kept without --purge");
+    }
+    assert_eq!(untouched(), untouched_before, "{removed}");
+    let twice = install_ok(&env, &["--uninstall", "--root", root]);
+    assert_eq!(twice.matches("nothing to remove").count(), 3, "{twice}");
+
+    let none = install(&env, &["--root", env.path("srv/notes").to_str().unwrap()]);
+    assert_eq!(none.status.code(), Some(1), "{}", said(&none));
+    let both = install(&env, &["--root", root, fleet.repos[0].to_str().unwrap()]);
+    assert_eq!(both.status.code(), Some(2), "{}", said(&both));
+    let missing = install(&env, &["--root", env.path("nowhere").to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(2), "{}", said(&missing));
+}
+
+/// The man page and completions are installed; `git mirror --help` (git runs
+/// `man git-mirror`) shows the page once PREFIX/bin is on PATH.
+#[test]
+fn installs_the_man_page_git_mirror_help_shows_and_completions() {
+    let env = TestEnv::new();
+    let repo = env.bare("project.git");
+    install_ok(&env, &[repo.to_str().unwrap()]);
+    for file in [
+        "share/man/man1/git-mirror.1",
+        "share/man/man1/git-mirror-pull.1",
+        "share/bash-completion/completions/git-mirror",
+        "share/zsh/site-functions/_git-mirror",
+        "share/fish/vendor_completions.d/git-mirror.fish",
+    ] {
+        let path = env.path("prefix").join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("pull"), "{file}: {text}");
+        assert_eq!(mode_of(&path), 0o644, "{file}");
+    }
+    if which::which("man").is_err() {
+        return;
+    }
+    let path = format!(
+        "{}:{}",
+        env.path("prefix/bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = env
+        .command("git")
+        .args(["mirror", "--help"])
+        .env("PATH", path)
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(text.contains("git-mirror-pull(1)"), "{}", said(&out));
+}
+
+/// The install ends by saying what runs the schedule, or how to set one up.
+#[test]
+fn the_install_says_what_runs_the_schedule() {
+    let env = TestEnv::new();
+    let fleet = fleet(&env);
+    let root = fleet.root.to_str().unwrap();
+    let schedule = |text: String| -> String {
+        let at = text.find("schedule: ").expect(&text);
+        text[at..].to_owned()
+    };
+    let nothing = schedule(install_ok(&env, &["--root", root]));
+    if unsafe { libc::geteuid() } == 0 {
+        insta::assert_snapshot!(nothing, @"
+        schedule: nothing runs due pulls and push-mirror retries yet (no active git-mirror.timer or git-mirror-serve.service, no git-mirror line in [TMP]/cron.d/mirror-hooks); set up one of:
+          cron:    [TMP]/cron.d/mirror-hooks holding this line (as contrib/cron/mirror-hooks):
+                   * * * * *  root  [TMP]/prefix/bin/git-mirror pull --all [TMP]/srv -j 4 --quiet
+          systemd: contrib/systemd/git-mirror.service and git-mirror.timer in /etc/systemd/system/ (set User= and the root), then systemctl enable --now git-mirror.timer
+          serve:   git mirror serve [TMP]/srv: the schedule, webhooks and metrics in one process (contrib/systemd/git-mirror-serve.service)
+        ");
+    } else {
+        assert!(nothing.contains("this line in your crontab"), "{nothing}");
+    }
+    // The cron line in place.
+    std::fs::create_dir_all(env.path("cron.d")).unwrap();
+    std::fs::write(
+        env.path("cron.d/mirror-hooks"),
+        "# sweep\n* * * * *  git  git-mirror pull --all /srv/git -j 4 --quiet\n",
+    )
+    .unwrap();
+    let cron = schedule(install_ok(&env, &["--root", root]));
+    insta::assert_snapshot!(cron, @"schedule: run by [TMP]/cron.d/mirror-hooks (cron)");
+    // A commented-out line runs nothing.
+    std::fs::write(
+        env.path("cron.d/mirror-hooks"),
+        "#* * * * *  git  git-mirror pull --all /srv/git\n",
+    )
+    .unwrap();
+    let commented = schedule(install_ok(&env, &["--root", root]));
+    assert!(
+        commented.starts_with("schedule: nothing runs"),
+        "{commented}"
+    );
+    // systemd runs `serve`.
+    env.script(
+        &env.path("fake-bin/systemctl"),
+        "[ \"$1 $2 $3\" = 'is-active --quiet git-mirror-serve.service' ]",
+    );
+    let serve = schedule(install_ok(&env, &["--root", root]));
+    insta::assert_snapshot!(serve, @"schedule: run by git-mirror-serve.service (systemd)");
+}
+
+/// One repository install.sh refuses (as root, its hooks/ is a link its owner controls)
+/// does not stop the others; it is named, and the run fails.
+#[test]
+fn root_install_goes_on_past_a_repository_it_refuses() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (a repository owned by another user)");
+        return;
+    }
+    let env = TestEnv::new();
+    let fleet = fleet(&env);
+    let bad = &fleet.repos[0];
+    std::fs::rename(bad.join("hooks"), bad.join("real-hooks")).unwrap();
+    std::os::unix::fs::symlink("real-hooks", bad.join("hooks")).unwrap();
+    std::os::unix::fs::lchown(bad, Some(54321), Some(54321)).unwrap();
+    let out = install(&env, &["--root", fleet.root.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    let stdout = env.normalize(&String::from_utf8_lossy(&out.stdout));
+    let stderr = env.normalize(&String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stderr.contains("install.sh: error: [TMP]/srv/a.git/hooks is a symbolic link"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("failed in 1 of 3 repositories (see above): [TMP]/srv/a.git"),
+        "{stdout}"
+    );
+    assert!(!bad.join("real-hooks/pre-receive").exists());
+    for repo in &fleet.repos[1..] {
+        assert_eq!(
+            std::fs::read_link(repo.join("hooks/pre-receive")).unwrap(),
+            env.path("prefix/bin/pre-receive")
+        );
+    }
+    assert!(stdout.contains("schedule: "), "{stdout}");
 }
