@@ -297,6 +297,14 @@ fn describe_swept_push(
 fn describe_pull(report: &PullReport, repo: &Path) -> (String, bool) {
     match report {
         PullReport::Busy => ("already being updated by another run".to_owned(), false),
+        PullReport::Paused => (
+            format!(
+                "not pulled: {}; nothing was done (`git mirror resume {}` ends the pause)",
+                crate::pause::REASON,
+                repo.display()
+            ),
+            false,
+        ),
         PullReport::NotDue(at) => (
             format!(
                 "not due until {} (use --now to pull at once)",
