@@ -143,7 +143,20 @@ fn refused(e: EditError) -> Failure {
 }
 
 pub(super) fn add(add: Add) -> Result<i32, Failure> {
-    let repo = repository(add.repo().as_deref())?;
+    let one_argument = matches!(
+        &add,
+        Add::Pull {
+            url: Some(_),
+            repo: None,
+            ..
+        }
+    );
+    let repo = repository(add.repo().as_deref()).map_err(|e| match one_argument {
+        true => Failure::Usage(format!(
+            "{e:#}; `git mirror add pull` takes a single argument as the URL: give URL and REPO, or run it in the repository"
+        )),
+        false => Failure::Failed(e),
+    })?;
     let addition = add.into_addition();
     if let Addition::Pull { url: Some(url), .. } = &addition {
         refuse_itself(&repo, url)?;
@@ -218,7 +231,7 @@ fn forget_queue(repo: &Path, name: &str) -> anyhow::Result<Option<String>> {
     if !dir.exists() {
         return Ok(None);
     }
-    let Some(lock) = queue.try_lock()? else {
+    let Some(lock) = lock_queue(&queue)? else {
         eprintln!(
             "git-mirror: warning: a worker of {name} is running; delete {} once it has finished",
             dir.display()
@@ -231,6 +244,21 @@ fn forget_queue(repo: &Path, name: &str) -> anyhow::Result<Option<String>> {
         "queue ({pending} job{})",
         if pending == 1 { "" } else { "s" }
     )))
+}
+
+/// The queue's worker lock, waited for a little: a worker that only looks (nothing due)
+/// lets go at once; `None` when one is still pushing.
+fn lock_queue(queue: &Queue) -> anyhow::Result<Option<crate::queue::WorkerLock>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(lock) = queue.try_lock()? {
+            return Ok(Some(lock));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// One mirror in `git-mirror list --json`.

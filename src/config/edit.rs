@@ -201,8 +201,39 @@ fn open(repo: &Path, path: &Path) -> Result<(DocumentMut, Option<Config>), EditE
     Ok((doc, Some(config)))
 }
 
+/// Where a new section goes: before the `[auth.…]` tables (credentials come last), or
+/// at the end when there are none.
+fn position_before_auth(doc: &DocumentMut) -> Option<isize> {
+    let auth = doc.get("auth")?.as_table()?;
+    let first = auth
+        .iter()
+        .filter_map(|(_, item)| item.as_table()?.position())
+        .chain(auth.position().filter(|_| !auth.is_implicit()))
+        .min()?;
+    // The file's opening comment belongs to its first section: a new one never goes
+    // above it.
+    let before = doc
+        .iter()
+        .filter(|(key, _)| *key != "auth")
+        .flat_map(|(_, item)| match item {
+            Item::Table(t) => vec![t.position()],
+            Item::ArrayOfTables(a) => a.iter().map(Table::position).collect(),
+            _ => Vec::new(),
+        })
+        .any(|p| p.is_some_and(|p| p < first));
+    // Sections sort by position, and those with the same one in file order: the new
+    // one follows the section before the first auth table.
+    before.then_some(first - 1)
+}
+
 fn insert(doc: &mut DocumentMut, addition: &Addition) {
     let mut table = Table::new();
+    let has_push = doc.contains_key("push");
+    if let Some(position) = position_before_auth(doc) {
+        if !matches!(addition, Addition::Push { .. }) || !has_push {
+            table.set_position(position);
+        }
+    }
     match addition {
         Addition::Upstream {
             url,
@@ -378,6 +409,19 @@ mod tests {
         assert!(matches!(e, EditError::Invalid { before: false, .. }), "{e}");
         assert!(e.to_string().contains("push"), "{e}");
         assert_eq!(read(&dir), COMMENTED);
+    }
+
+    #[test]
+    fn a_new_section_goes_before_the_credentials_but_never_above_the_opening_comment() {
+        let auth = "# creds\n[auth.gh]\nusername = \"x\"\npassword_env = \"T\"\n";
+        let pull = "[pull]\nurl = \"https://example.com/a.git\"\n";
+        let dir = repo_with(Some(&format!("# top\n\n{pull}\n{auth}")));
+        add(dir.path(), &push("gitlab")).unwrap();
+        let gitlab = "[[push]]\nname = \"gitlab\"\nurl = \"https://gitlab.com/o/a.git\"\nrefs = [\"refs/heads/*\"]\nprune = \"all\"\nauth = \"gh\"\n";
+        assert_eq!(read(&dir), format!("# top\n\n{pull}\n{gitlab}\n{auth}"));
+        let dir = repo_with(Some(&format!("# top\n\n{auth}")));
+        add(dir.path(), &push("gitlab")).unwrap();
+        assert_eq!(read(&dir), format!("# top\n\n{auth}\n{gitlab}"));
     }
 
     #[test]

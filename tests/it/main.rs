@@ -6,12 +6,14 @@
 mod cli;
 mod config;
 mod crashes;
+mod edit;
 mod faults;
 mod gitolite;
 mod hostile;
 mod inputs;
 mod install;
 mod kills;
+mod pause;
 mod pipes;
 mod proxy;
 mod pull;
