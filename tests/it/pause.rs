@@ -147,7 +147,7 @@ fn while_paused_jobs_queue_and_pulls_do_nothing_then_resume_lets_everything_flow
     let pushed = env.push(&work, &down, &["HEAD:refs/heads/main"]);
     assert!(pushed.success, "{}", pushed.stderr);
     assert!(
-        pushed.stderr.contains("queued for push mirror copy"),
+        pushed.stderr.contains("queued for push mirror copy (1 ref) (mirroring is paused for maintenance: it goes out after `git mirror resume`)."),
         "{}",
         pushed.stderr
     );
