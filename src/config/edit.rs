@@ -147,6 +147,7 @@ pub fn remove(repo: &Path, name: &str) -> Result<Config, EditError> {
             names,
         });
     };
+    let header = opening_comment(&mut doc);
     let root = doc.as_table_mut();
     if name == crate::state::UPSTREAM_RECORD || name == crate::state::PULL_RECORD {
         root.remove(name);
@@ -156,8 +157,73 @@ pub fn remove(repo: &Path, name: &str) -> Result<Config, EditError> {
             root.remove("push");
         }
     }
+    if let Some(header) = header {
+        keep_opening_comment(&mut doc, &header);
+    }
     save(repo, &path, &doc)?;
     Ok(old)
+}
+
+/// Calls `f` on every section written in the file (`[table]`, `[[array]]` entry).
+fn sections(table: &mut Table, f: &mut dyn FnMut(&mut Table)) {
+    for (_, item) in table.iter_mut() {
+        let tables: Vec<&mut Table> = match item {
+            Item::Table(t) => vec![t],
+            Item::ArrayOfTables(a) => a.iter_mut().collect(),
+            _ => Vec::new(),
+        };
+        for t in tables {
+            if !t.is_implicit() {
+                f(t);
+            }
+            sections(t, f);
+        }
+    }
+}
+
+fn first_position(doc: &mut DocumentMut) -> Option<isize> {
+    let mut first: Option<isize> = None;
+    sections(doc.as_table_mut(), &mut |t| {
+        if let Some(p) = t.position() {
+            first = Some(first.map_or(p, |f| f.min(p)));
+        }
+    });
+    first
+}
+
+/// The file's opening comment: what comes before the first section up to its last blank
+/// line (what follows is that section's own comment). It belongs to the file, not to
+/// the section, and must outlive its removal.
+fn opening_comment(doc: &mut DocumentMut) -> Option<String> {
+    let first = first_position(doc)?;
+    let mut header = None;
+    sections(doc.as_table_mut(), &mut |t| {
+        if t.position() == Some(first) {
+            let prefix = t.decor().prefix().and_then(|p| p.as_str()).unwrap_or("");
+            header = prefix.rfind("\n\n").map(|end| prefix[..end + 2].to_owned());
+        }
+    });
+    header
+}
+
+/// Puts the opening comment back above whatever section comes first now.
+fn keep_opening_comment(doc: &mut DocumentMut, header: &str) {
+    let Some(first) = first_position(doc) else {
+        // Its blank line separated it from a section that is gone.
+        let header = header.strip_suffix('\n').unwrap_or(header);
+        let trailing = doc.trailing().as_str().unwrap_or("").to_owned();
+        doc.set_trailing(format!("{header}{trailing}"));
+        return;
+    };
+    sections(doc.as_table_mut(), &mut |t| {
+        if t.position() == Some(first) {
+            let prefix = t.decor().prefix().and_then(|p| p.as_str()).unwrap_or("");
+            if !prefix.starts_with(header) {
+                let prefix = format!("{header}{}", prefix.trim_start_matches('\n'));
+                t.decor_mut().set_prefix(prefix);
+            }
+        }
+    });
 }
 
 /// The names of a configuration's mirrors, in the order `list` shows them.
@@ -228,6 +294,15 @@ fn position_before_auth(doc: &DocumentMut) -> Option<isize> {
 
 fn insert(doc: &mut DocumentMut, addition: &Addition) {
     let mut table = Table::new();
+    // A file of comments only (install.sh's starter file) keeps them on top.
+    if first_position(doc).is_none() {
+        let comments = doc.trailing().as_str().unwrap_or("").to_owned();
+        if !comments.trim().is_empty() {
+            let gap = if comments.ends_with("\n\n") { "" } else { "\n" };
+            table.decor_mut().set_prefix(format!("{comments}{gap}"));
+            doc.set_trailing("");
+        }
+    }
     let has_push = doc.contains_key("push");
     if let Some(position) = position_before_auth(doc) {
         if !matches!(addition, Addition::Push { .. }) || !has_push {
@@ -383,6 +458,36 @@ mod tests {
         assert!(added.contains("[[push]]\nname = \"gitlab\"\nurl = \"https://gitlab.com/o/a.git\"\nrefs = [\"refs/heads/*\"]\nprune = \"all\"\nauth = \"gh\"\n\n# credentials\n[auth.gh]"), "{added}");
         remove(dir.path(), "gitlab").unwrap();
         assert_eq!(read(&dir), COMMENTED);
+    }
+
+    #[test]
+    fn the_opening_comment_outlives_the_first_section() {
+        let dir = repo_with(Some(COMMENTED));
+        remove(dir.path(), "upstream").unwrap();
+        assert_eq!(
+            read(&dir),
+            COMMENTED.replace("[upstream] # the authoritative copy\nurl = \"https://example.com/a.git\" # where pushes go\nrefs = [\"refs/heads/*\"]\n\n", "")
+        );
+        remove(dir.path(), "github").unwrap();
+        assert_eq!(
+            read(&dir),
+            "# Mirrors of this repository.\n\n# credentials\n[auth.gh]\nusername = \"x\"\npassword_env = \"GH\"\n"
+        );
+    }
+
+    #[test]
+    fn a_file_of_comments_only_keeps_them_on_top() {
+        let starter = "# mirror.toml (starter)\n\n#[upstream]\n#url = \"…\"\n";
+        let gitlab = "[[push]]\nname = \"gitlab\"\nurl = \"https://gitlab.com/o/a.git\"\nrefs = [\"refs/heads/*\"]\nprune = \"all\"\n";
+        let mut plain = push("gitlab");
+        if let Addition::Push { auth, .. } = &mut plain {
+            *auth = None;
+        }
+        let dir = repo_with(Some(starter));
+        add(dir.path(), &plain).unwrap();
+        assert_eq!(read(&dir), format!("{starter}\n{gitlab}"));
+        remove(dir.path(), "gitlab").unwrap();
+        assert_eq!(read(&dir), starter);
     }
 
     #[test]
