@@ -210,3 +210,65 @@ fn while_paused_jobs_queue_and_pulls_do_nothing_then_resume_lets_everything_flow
     let table = mirror_cmd(&env, &["status", d], 0);
     assert!(!table.contains("PAUSED"), "{table}");
 }
+
+/// Root pausing, resuming and editing another user's repositories acts as their owner:
+/// nothing it leaves there is root's, and mirror.toml keeps its owner and mode.
+#[test]
+fn as_root_pause_resume_and_add_act_as_the_repositorys_owner() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: this test needs root");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let env = TestEnv::new();
+    std::fs::set_permissions(env.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fleet = env.path("fleet");
+    std::fs::create_dir(&fleet).unwrap();
+    let repo = env.bare("fleet/one.git");
+    std::fs::write(repo.join("mirror.toml"), "# kept\n").unwrap();
+    std::fs::set_permissions(
+        repo.join("mirror.toml"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    let out = env
+        .command("chown")
+        .args(["-R", &format!("{NOBODY}:{NOBODY}")])
+        .arg(&repo)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let owned_by_nobody = |path: &Path| {
+        let meta = std::fs::metadata(path).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (NOBODY, NOBODY),
+            "{}",
+            path.display()
+        );
+    };
+    let f = fleet.to_str().unwrap();
+    let said = mirror_cmd(&env, &["pause", "--all", f], 0);
+    assert!(said.contains("1 paused"), "{said}");
+    owned_by_nobody(&repo.join("mirror"));
+    owned_by_nobody(&repo.join("mirror/paused"));
+    owned_by_nobody(&repo.join("mirror/log"));
+    assert_eq!(status(&env, &repo)["paused"], true);
+
+    let r = repo.to_str().unwrap();
+    mirror_cmd(
+        &env,
+        &["add", "push", "copy", "https://example.com/x.git", r],
+        0,
+    );
+    owned_by_nobody(&repo.join("mirror.toml"));
+    let mode = std::fs::metadata(repo.join("mirror.toml")).unwrap().mode();
+    assert_eq!(mode & 0o777, 0o640);
+
+    let said = mirror_cmd(&env, &["resume", "--all", f], 0);
+    assert!(said.contains("1 resumed"), "{said}");
+    assert!(!repo.join("mirror/paused").exists());
+    assert_eq!(status(&env, &repo)["paused"], false);
+}
