@@ -221,17 +221,18 @@ fn remove_deletes_the_mirrors_state_and_queue_but_not_the_log() {
             .read_dir()
             .is_ok_and(|mut d| d.next().is_some())
     };
+    let log_file = down.join("mirror/log");
     assert!(
-        eventually(PATIENCE, || state.exists() && queued()),
-        "no status record, or no job queued"
+        eventually(PATIENCE, || state.exists() && queued() && log_file.exists()),
+        "no status record, no job queued, or nothing logged"
     );
-    let log_before = std::fs::read_to_string(down.join("mirror/log")).unwrap();
+    let log_before = std::fs::read_to_string(&log_file).unwrap();
 
     let said = mirror_cmd(&env, &["remove", "away", d], 0);
     assert!(said.contains("removed mirror away"), "{said}");
     assert!(!state.exists(), "the status record is left");
     assert!(!queue.exists(), "the queue is left");
-    let log = std::fs::read_to_string(down.join("mirror/log")).unwrap();
+    let log = std::fs::read_to_string(&log_file).unwrap();
     assert!(
         log.starts_with(&log_before),
         "the log lost its history:\n{log}"
