@@ -44,9 +44,8 @@ pub fn sweep_pull(repo: &Path, options: PullOptions) -> Swept<PullSweep> {
     crate::unfinished::finish(repo, &config, &mut |_| {});
     // Fields are evaluated in order: forward or pull first, then push.
     Swept::Ran(PullSweep {
-        forwarding: config
-            .pull
-            .is_none()
+        // Forwarding pushes to the upstream: not while paused (a pull run says so itself).
+        forwarding: (config.pull.is_none() && !crate::pause::is_paused(repo))
             .then(|| crate::offline::forward(repo, &config)),
         pull: config
             .pull

@@ -35,7 +35,6 @@ pub(crate) mod lock;
 pub(crate) mod mode;
 pub(crate) mod offline;
 pub(crate) mod owner;
-#[allow(dead_code)] // Until `git mirror pause` lands (issue 13).
 pub(crate) mod pause;
 pub(crate) mod pktline;
 pub mod porcelain;

@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 
 const MARKER: &str = "paused";
 
+/// The few words said wherever the pause stops something (beside a refused ref, in a
+/// worker's or a pull's report).
+pub const REASON: &str = "mirroring is paused for maintenance";
+
 fn marker(repo: &Path) -> PathBuf {
     crate::state::mirror_dir(repo).join(MARKER)
 }

@@ -37,6 +37,8 @@ pub enum WorkerReport {
     Idle(Option<String>),
     /// At least one run happened; the last one's summary.
     Ran(RunSummary),
+    /// The repository's mirroring is paused (`git mirror pause`): the jobs stay queued.
+    Paused,
 }
 
 /// The outcome of one run of one mirror.
@@ -117,6 +119,12 @@ pub fn run(
         },
         None => config.push.iter().collect(),
     };
+    if crate::pause::is_paused(repo) {
+        return Ok(mirrors
+            .iter()
+            .map(|m| (m.name.clone(), WorkerReport::Paused))
+            .collect());
+    }
     let git = Git::new(repo)?;
     // Mirrors are independent: a slow one must not hold back the others.
     std::thread::scope(|scope| {

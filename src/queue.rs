@@ -357,7 +357,17 @@ pub fn enqueue_push_mirrors(repo: &Path, updates: &[RefUpdate], say: &mut dyn Fn
         return;
     }
     // One worker process serves every mirror with queued jobs, each in its own thread.
-    let note = match crate::process::spawn_detached(repo, &["push"]) {
+    // While paused no worker would push: `git mirror resume` starts one.
+    let paused = crate::pause::is_paused(repo);
+    let started = match paused {
+        true => Ok(()),
+        false => crate::process::spawn_detached(repo, &["push"]),
+    };
+    let note = match started {
+        Ok(()) if paused => format!(
+            " ({}: it goes out after `git mirror resume`)",
+            crate::pause::REASON
+        ),
         Ok(()) => String::new(),
         Err(e) => {
             state::log(repo, now, &format!("push worker not started: {e:#}"));

@@ -74,6 +74,9 @@ pub fn unapplied_refs(
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
     pub repository: String,
+    /// Mirroring is paused for maintenance (`git mirror pause`): nothing is pulled or
+    /// pushed, and pushes to the upstream's refs are refused.
+    pub paused: bool,
     /// How pushes are forwarded: `two-phase` or `pre-receive`.
     pub mode: &'static str,
     /// Why pre-receive mode, when it is not simply how it was installed.
@@ -147,6 +150,7 @@ pub fn status_report(repo: &Path, config: &Config) -> Result<StatusReport> {
     };
     Ok(StatusReport {
         repository: repo.display().to_string(),
+        paused: crate::pause::is_paused(repo),
         mode,
         mode_note,
         unfinished_pushes: crate::journal::left(repo).orphans.len(),

@@ -28,8 +28,10 @@ macro_rules! eprintln {
 }
 
 mod doctor;
+mod edit;
 mod generate;
 mod keys;
+mod pause;
 mod progress;
 mod pull;
 mod push;
@@ -184,12 +186,66 @@ pub enum Command {
         #[command(subcommand)]
         what: generate::Generate,
     },
+    /// Add a mirror to mirror.toml, keeping its comments and layout.
+    #[command(
+        subcommand,
+        long_about = "Add a mirror to mirror.toml (made if there is none), keeping the file's comments and layout. \
+            The result is checked as the hooks check it before it is written, and replaces the file at once; \
+            an addition that would make it invalid, or a mirror that is there already, is refused (exit 2) and \
+            nothing changes."
+    )]
+    Add(edit::Add),
+    /// Remove a mirror from mirror.toml, with its status record and queue.
+    #[command(
+        long_about = "Remove a mirror from mirror.toml, keeping the file's other comments and layout, and delete \
+            its status record (mirror/state/NAME.json) and, for a push mirror, its queue (mirror/queue/NAME/). \
+            The log (mirror/log) keeps its history, and says what was removed."
+    )]
+    Remove {
+        /// A push mirror's name, or `upstream` or `pull`.
+        name: String,
+        /// The bare repository (default: the repository of the current directory).
+        repo: Option<PathBuf>,
+    },
+    /// List the mirrors of mirror.toml: name, direction, URL (credentials masked).
+    List {
+        /// Print a JSON array of {name, direction, url}.
+        #[arg(long)]
+        json: bool,
+        /// The bare repository (default: the repository of the current directory).
+        repo: Option<PathBuf>,
+    },
+    /// Pause mirroring for maintenance: nothing is pulled or pushed, and pushes to the
+    /// upstream's refs are refused, until `resume`.
+    #[command(
+        long_about = "Pause the repository's mirroring for maintenance, until `git mirror resume`: push-mirror jobs \
+            keep queueing but are not pushed, pulls (even --now) do nothing and say why, and pushes to the refs \
+            forwarded to the upstream are refused with a maintenance message (accepting them would diverge from \
+            the upstream). Pushes to other refs work as usual. `git mirror status` says PAUSED."
+    )]
+    Pause {
+        /// Every bare repository with a mirror.toml under ROOT (instead of REPO).
+        #[arg(long, value_name = "ROOT", conflicts_with = "repo")]
+        all: Option<PathBuf>,
+        /// The bare repository (default: the repository of the current directory).
+        repo: Option<PathBuf>,
+    },
+    /// End a maintenance pause; jobs queued meanwhile are pushed at once.
+    Resume {
+        /// Every bare repository with a mirror.toml under ROOT (instead of REPO).
+        #[arg(long, value_name = "ROOT", conflicts_with = "repo")]
+        all: Option<PathBuf>,
+        /// The bare repository (default: the repository of the current directory).
+        repo: Option<PathBuf>,
+    },
 }
 
 /// An error with the exit code it deserves.
 pub(crate) enum Failure {
     Failed(anyhow::Error),
     Config(ConfigError),
+    /// A request that cannot be done as asked (exit 2), said in full.
+    Usage(String),
 }
 
 impl From<anyhow::Error> for Failure {
@@ -203,15 +259,23 @@ impl Command {
     /// `--all` runs, which act as each repository's owner in turn.
     fn works_in(&self) -> Option<PathBuf> {
         let repo = match self {
-            Command::Pull { all: Some(_), .. } | Command::Push { all: Some(_), .. } => return None,
             Command::Generate { .. } => return None,
+            Command::Pull { all: Some(_), .. }
+            | Command::Push { all: Some(_), .. }
+            | Command::Pause { all: Some(_), .. }
+            | Command::Resume { all: Some(_), .. } => return None,
+            Command::Add(add) => add.repo(),
             Command::Status { repo, .. }
             | Command::Pull { repo, .. }
             | Command::Push { repo, .. }
             | Command::Keygen { repo, .. }
             | Command::HostKeys { repo, .. }
             | Command::Resolve { repo, .. }
-            | Command::Doctor { repo } => repo,
+            | Command::Doctor { repo }
+            | Command::Remove { repo, .. }
+            | Command::List { repo, .. }
+            | Command::Pause { repo, .. }
+            | Command::Resume { repo, .. } => repo,
         };
         // Without REPO the repository is where git finds it: GIT_DIR first (as in
         // `git --git-dir=REPO mirror …`), then the current directory.
@@ -246,6 +310,11 @@ pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Status { json, repo } => status::status(repo.as_deref(), json),
         Command::Doctor { repo } => doctor::doctor(repo.as_deref()),
+        Command::Add(add) => edit::add(add),
+        Command::Remove { name, repo } => edit::remove(repo.as_deref(), &name),
+        Command::List { json, repo } => edit::list(repo.as_deref(), json),
+        Command::Pause { all, repo } => pause::pause(repo.as_deref(), all.as_deref(), true),
+        Command::Resume { all, repo } => pause::pause(repo.as_deref(), all.as_deref(), false),
         Command::Resolve { name, take, repo } => resolve::resolve(repo.as_deref(), &name, take),
         Command::Keygen { force, repo } => keys::keygen(repo.as_deref(), force),
         Command::HostKeys { trust, url, repo } => keys::host_keys(&url, repo.as_deref(), trust),
@@ -289,6 +358,11 @@ pub fn run(cli: Cli) -> i32 {
             }
         }
     };
+    exit_code(result)
+}
+
+/// The exit code of a command's result, with its error said.
+fn exit_code(result: Result<i32, Failure>) -> i32 {
     match result {
         Ok(code) => code,
         Err(Failure::Failed(e)) => {
@@ -296,6 +370,10 @@ pub fn run(cli: Cli) -> i32 {
             1
         }
         Err(Failure::Config(e)) => {
+            eprintln!("git-mirror: error: {e}");
+            2
+        }
+        Err(Failure::Usage(e)) => {
             eprintln!("git-mirror: error: {e}");
             2
         }

@@ -59,6 +59,8 @@ pub(super) enum PullOutcome {
     NotDue,
     /// Another run is pulling it.
     Busy,
+    /// Mirroring is paused for maintenance (`git mirror pause`).
+    Paused,
     /// Hard failed: not retried until a person acts.
     HardFailed,
     /// The pull failed (it is retried after its backoff).

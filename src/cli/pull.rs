@@ -331,6 +331,7 @@ fn describe_swept_push(
 fn pull_outcome(report: &PullReport) -> PullOutcome {
     match report {
         PullReport::Busy => PullOutcome::Busy,
+        PullReport::Paused => PullOutcome::Paused,
         PullReport::NotDue(_) => PullOutcome::NotDue,
         PullReport::HardFailed(_) => PullOutcome::HardFailed,
         PullReport::Ran(s) if s.error.is_some() && s.hard_failed => PullOutcome::HardFailed,
@@ -344,6 +345,14 @@ fn pull_outcome(report: &PullReport) -> PullOutcome {
 fn describe_pull(report: &PullReport, repo: &Path) -> (String, bool) {
     match report {
         PullReport::Busy => ("already being updated by another run".to_owned(), false),
+        PullReport::Paused => (
+            format!(
+                "not pulled: {}; nothing was done (`git mirror resume {}` ends the pause)",
+                crate::pause::REASON,
+                repo.display()
+            ),
+            false,
+        ),
         PullReport::NotDue(at) => (
             format!(
                 "not due until {} (use --now to pull at once)",

@@ -147,6 +147,13 @@ pub(super) fn describe(report: &WorkerReport) -> (String, bool) {
             false,
         ),
         WorkerReport::Idle(None) => ("nothing queued".to_owned(), false),
+        WorkerReport::Paused => (
+            format!(
+                "not pushed: {}; its jobs stay queued until `git mirror resume`",
+                crate::pause::REASON
+            ),
+            false,
+        ),
         WorkerReport::Idle(Some(at)) => (
             format!("queued jobs wait for the retry at {at} (use --now to try at once)"),
             false,

@@ -31,7 +31,14 @@ pub(super) fn status(repo: Option<&Path>, json: bool) -> Result<i32, Failure> {
 
 /// The lines above the table: the repository, how it forwards, what is unfinished.
 fn header(report: &StatusReport) -> String {
-    let mut text = format!("repository: {}\n", report.repository);
+    let mut text = String::new();
+    if report.paused {
+        text.push_str(&format!(
+            "PAUSED: {}: nothing is pulled or pushed, and pushes to the upstream's refs are refused; `git mirror resume` ends it\n",
+            crate::pause::REASON
+        ));
+    }
+    text.push_str(&format!("repository: {}\n", report.repository));
     let forwards = report
         .mirrors
         .iter()

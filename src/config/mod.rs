@@ -4,6 +4,7 @@
 //! checks that turn it into the types here.
 
 mod check;
+pub mod edit;
 mod raw;
 
 use crate::refs::RefPatterns;

@@ -90,6 +90,17 @@ fn prepare(env: &HookEnv, input: &[u8], out: &mut dyn Pusher) -> Result<Option<P
     let Some(upstream) = &config.upstream else {
         return Ok(None);
     };
+    // Before the mode check, so that in either mode this hook refuses, and says it once.
+    if crate::pause::is_paused(repo) {
+        let paused: Vec<String> = updates
+            .iter()
+            .filter(|u| upstream.refs.matches(&u.name))
+            .map(|u| u.name.clone())
+            .collect();
+        if !paused.is_empty() {
+            return Err(Refusal::Paused(paused));
+        }
+    }
     // In two-phase mode proc-receive checks the rules and forwards, with the local locks
     // held. When the mode cannot be told, forward here: a second forward by
     // proc-receive finds the upstream already there, a missing one would diverge.

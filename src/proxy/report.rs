@@ -36,6 +36,9 @@ pub(super) enum Refusal {
     Reserved(String),
     /// The local rules refused it; [`crate::rules::check`] has told the pusher why.
     Rules,
+    /// Mirroring is paused for maintenance (`git mirror pause`): these allowlisted refs
+    /// cannot be forwarded, and accepting them here would diverge.
+    Paused(Vec<String>),
     /// The upstream's credentials are not usable.
     Credentials(String),
     /// More refs than one atomic push can carry.
@@ -116,6 +119,15 @@ impl Refusal {
             )),
             // Already said, as the check went.
             Refusal::Rules => {}
+            Refusal::Paused(names) => {
+                out.say(&format!(
+                    "mirror-hooks: push refused: {}: {} cannot be forwarded to the upstream now, and accepting {} here alone would diverge from it.",
+                    crate::pause::REASON,
+                    names.join(", "),
+                    if names.len() == 1 { "it" } else { "them" }
+                ));
+                out.say("mirror-hooks: nothing was forwarded. Push again when the maintenance is over (a server administrator ends it with `git mirror resume`); refs the upstream does not mirror can be pushed meanwhile.");
+            }
             Refusal::Credentials(e) => {
                 out.say(&format!(
                     "mirror-hooks: push refused: the upstream's credentials are not usable: {e}."

@@ -196,6 +196,18 @@ struct Held {
 }
 
 impl Push<'_> {
+    /// While mirroring is paused, before any lock is taken: the allowlisted refs
+    /// (`ours`) are refused, since accepting them would diverge from the upstream, and
+    /// so is the rest of `local` (all of an atomic push); other refs were updated as usual.
+    fn paused(&mut self, local: &[RefUpdate], ours: &[RefUpdate]) {
+        let names = ours.iter().map(|u| u.name.clone()).collect();
+        report::report(Err(Refusal::Paused(names)), self.out);
+        for u in local {
+            self.results
+                .insert(u.name.clone(), Some(crate::pause::REASON.to_owned()));
+        }
+    }
+
     /// Updates `updates` here, with nothing to forward: as one transaction when
     /// `atomic`, else each ref on its own (one transaction while none fails).
     fn update_here(&mut self, updates: &[RefUpdate], atomic: bool) {
@@ -297,6 +309,10 @@ impl Push<'_> {
         options: &[String],
         atomic: bool,
     ) {
+        // Pre-receive refuses these first; this is for a pause begun in between.
+        if crate::pause::is_paused(self.repo) {
+            return self.paused(&local, &prepared.forwarded);
+        }
         let journaled: Vec<RefUpdate> = prepared.forwarded.clone();
         match journal::begin(self.repo, &journaled, Vec::new()) {
             Ok(journal) => self.journal = Some(journal),
@@ -421,6 +437,7 @@ impl Refusal {
             Refusal::Unknown { .. } => "the upstream's answer is unknown",
             Refusal::TooMany(_) => "too many refs at once",
             Refusal::Config(_) => "mirror.toml is invalid",
+            Refusal::Paused(_) => crate::pause::REASON,
             Refusal::Credentials(_) => "the upstream's credentials are not usable",
             _ => "refused",
         }

@@ -45,6 +45,8 @@ pub enum PullReport {
     NotDue(SystemTime),
     /// Hard-failed: skipped until `--now` or an edit of mirror.toml; the last error.
     HardFailed(String),
+    /// The repository's mirroring is paused (`git mirror pause`): nothing was done.
+    Paused,
     Ran(Box<PullSummary>),
 }
 
@@ -110,6 +112,10 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
             config.path.display()
         );
     };
+    // Even `--now`: a paused repository is being worked on by hand.
+    if crate::pause::is_paused(repo) {
+        return Ok(PullReport::Paused);
+    }
     // Looking costs no write, so a sweep over many repositories that are not due is
     // read-only.
     if let Some(report) = waiting(repo, config, pull, options) {
@@ -120,7 +126,10 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
     };
     recover_ref_locks(repo)?;
     crate::unfinished::finish(repo, config, &mut |_| {});
-    // Another run may have finished between the look and the lock.
+    // Another run may have finished between the look and the lock, or a pause begun.
+    if crate::pause::is_paused(repo) {
+        return Ok(PullReport::Paused);
+    }
     if let Some(report) = waiting(repo, config, pull, options) {
         return Ok(report);
     }
