@@ -53,9 +53,14 @@ pub fn finish(repo: &Path, config: &Config, say: &mut dyn FnMut(&str)) -> Finish
         }
         match finish_one(repo, config, &orphan, &mut tell) {
             Ok(()) => {
-                let _ = std::fs::remove_file(orphan.path.with_extension("lock"));
+                let lock = orphan.path.with_extension("lock");
+                // The journal goes first: a recovery that takes the lock file after it
+                // went finds no journal, and does nothing.
                 match orphan.finished() {
-                    Ok(()) => done.finished += 1,
+                    Ok(()) => {
+                        done.finished += 1;
+                        let _ = std::fs::remove_file(lock);
+                    }
                     Err(e) => {
                         tell(format!("{e:#}"));
                         done.left += 1;
@@ -131,9 +136,10 @@ fn finish_one(
         .iter()
         .map(|name| (*name, there.get(*name)))
         .collect();
+    // Equal on both sides: nothing of it waits to be forwarded any more.
     crate::ledger::change(repo, |ledger| {
         for (name, id) in &seen {
-            ledger.saw(name, id.map(String::as_str));
+            ledger.forwarded(name, id.map(String::as_str));
         }
     })
     .map_err(|e| format!("{e:#}"))?;

@@ -104,8 +104,15 @@ fn prepare(env: &HookEnv, input: &[u8], out: &mut dyn Pusher) -> Result<Option<P
     // In two-phase mode proc-receive checks the rules and forwards, with the local locks
     // held. When the mode cannot be told, forward here: a second forward by
     // proc-receive finds the upstream already there, a missing one would diverge.
-    if crate::mode::detect(repo).is_ok_and(|mode| mode == crate::mode::Mode::TwoPhase) {
-        return Ok(None);
+    match crate::mode::detect(repo) {
+        Ok(crate::mode::Mode::TwoPhase) => return Ok(None),
+        // Git will refuse every routed ref: forwarding them would leave the upstream ahead.
+        Ok(crate::mode::Mode::PreReceive(why @ crate::mode::Why::NoHook { .. })) => {
+            return Err(Refusal::Failed(format!(
+                "{why}; nothing was forwarded. A server administrator runs install.sh on this repository (`git mirror doctor` explains)"
+            )));
+        }
+        _ => {}
     }
     let quarantine = env.quarantine.as_ref();
     crate::rules::check(repo, quarantine, &updates, &mut |line: &str| out.say(line))

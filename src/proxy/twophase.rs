@@ -124,6 +124,14 @@ fn run(env: &HookEnv, request: &Request, out: &mut dyn Pusher) -> Results {
         });
     }
     let updates = &request.updates;
+    // receive-pack checks names only for the refs it updates itself.
+    if let Some(funny) = updates.iter().find(|u| !acceptable_name(u)) {
+        out.say(&format!(
+            "mirror-hooks: push refused: {} is not a ref name git accepts in a push (refs/<kind>/<name>); nothing was forwarded to the upstream or changed here.",
+            funny.name
+        ));
+        return all("funny refname");
+    }
     if crate::rules::check(repo, None, updates, &mut |line: &str| out.say(line)).is_err() {
         return all("refused by this server's rules");
     }
@@ -152,11 +160,6 @@ fn run(env: &HookEnv, request: &Request, out: &mut dyn Pusher) -> Results {
     };
     let (ours, theirs): (Vec<RefUpdate>, Vec<RefUpdate>) =
         updates.iter().cloned().partition(|u| forwarded(u));
-    // A non-atomic push updates each ref on its own: those the upstream does not get
-    // are not held back by it.
-    if !request.atomic {
-        push.update_here(&theirs, false);
-    }
     let access = match Access::new(repo, config, &upstream.url, upstream.auth.as_deref()) {
         Ok(access) => access,
         Err(e) => {
@@ -164,6 +167,11 @@ fn run(env: &HookEnv, request: &Request, out: &mut dyn Pusher) -> Results {
             return all("the upstream's credentials are not usable");
         }
     };
+    // A non-atomic push updates each ref on its own: those the upstream does not get
+    // are not held back by it.
+    if !request.atomic {
+        push.update_here(&theirs, false);
+    }
     let local = if request.atomic {
         updates.clone()
     } else {
@@ -382,6 +390,15 @@ impl Push<'_> {
         if let Some(journal) = self.journal.take() {
             journal.done();
         }
+    }
+}
+
+/// A name receive-pack itself would accept: under `refs/`, and at least two levels
+/// below it unless it is being deleted (`refs/foo` is refused, `refs/heads/foo` is not).
+fn acceptable_name(u: &RefUpdate) -> bool {
+    match u.name.strip_prefix("refs/") {
+        Some(rest) => u.kind() == UpdateKind::Delete || rest.contains('/'),
+        None => false,
     }
 }
 
