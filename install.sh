@@ -521,7 +521,8 @@ install_two_phase() {
   if ! ours_routing "$repo"; then
     set_ours "$repo" receive.procReceiveRefs "$ROUTING" "every ref goes through proc-receive"
   fi
-  for key in core.filesRefLockTimeout reftable.lockTimeout; do
+  # packed-refs.lock too: a prepared deletion holds it for the whole forwarding push.
+  for key in core.filesRefLockTimeout core.packedRefsTimeout reftable.lockTimeout; do
     if ! repo_git "$repo" config "$key" >/dev/null 2>&1; then
       set_ours "$repo" "$key" "$LOCK_TIMEOUT_MS" "ms; a local writer waits for a forwarding push instead of failing at once"
     fi
@@ -542,6 +543,7 @@ remove_two_phase() {
     say "  hooks/proc-receive: removed"
   fi
   unset_ours "$repo" core.filesRefLockTimeout "$LOCK_TIMEOUT_MS"
+  unset_ours "$repo" core.packedRefsTimeout "$LOCK_TIMEOUT_MS"
   unset_ours "$repo" reftable.lockTimeout "$LOCK_TIMEOUT_MS"
 }
 

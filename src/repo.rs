@@ -74,6 +74,11 @@ impl Repo {
             .map(|v| v.to_string())
     }
 
+    /// True for a repository without a work tree.
+    pub fn is_bare(&self) -> bool {
+        self.inner.is_bare()
+    }
+
     /// The ref `HEAD` points to (`refs/heads/main`), if it is symbolic.
     pub fn head_ref(&self) -> Option<String> {
         let head = self.inner.find_reference("HEAD").ok()?;

@@ -58,8 +58,10 @@ pub fn check(
     updates: &[RefUpdate],
     out: &mut dyn FnMut(&str),
 ) -> Result<(), Refusal> {
-    let checked =
-        check_settings(repo, quarantine, updates).and_then(|()| run_update_hook(repo, updates));
+    let checked = check_symbolic(repo, updates)
+        .and_then(|()| check_current_branch(repo, updates))
+        .and_then(|()| check_settings(repo, quarantine, updates))
+        .and_then(|()| run_update_hook(repo, updates));
     match &checked {
         Ok(()) => {}
         Err(refusal @ Refusal::UpdateHook(refused)) => {
@@ -87,6 +89,58 @@ pub fn check(
         }
     }
     checked
+}
+
+/// A push to a symbolic ref here (`refs/heads/alias` → `refs/heads/main`) would move
+/// its target, which the allowlist and the upstream know under another name: refused,
+/// naming the ref to push instead. Symbolic refs are always loose files (`ref: …`).
+fn check_symbolic(repo: &Path, updates: &[RefUpdate]) -> Result<(), Refusal> {
+    for update in updates {
+        let Ok(text) = std::fs::read(repo.join(&update.name)) else {
+            continue;
+        };
+        if let Some(target) = text.strip_prefix(b"ref: ") {
+            let target = String::from_utf8_lossy(target).trim_end().to_owned();
+            return Err(Refusal::Setting {
+                why: format!(
+                    "{} is a symbolic ref here (to {target}); push to {target} itself.",
+                    update.name
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// In a repository with a work tree, git refuses to update the branch checked out there
+/// (`receive.denyCurrentBranch`, unless `ignore` or `warn`): it would leave the work tree
+/// behind. Checked only for a push to the branch `HEAD` names.
+fn check_current_branch(repo: &Path, updates: &[RefUpdate]) -> Result<(), Refusal> {
+    let head = std::fs::read_to_string(repo.join("HEAD")).unwrap_or_default();
+    let Some(branch) = head.strip_prefix("ref: ").map(str::trim_end) else {
+        return Ok(());
+    };
+    if !updates.iter().any(|u| u.name == branch) {
+        return Ok(());
+    }
+    let view = Repo::open(repo).map_err(|e| Refusal::Unchecked(format!("{e:#}")))?;
+    if view.is_bare() {
+        return Ok(());
+    }
+    let setting = view
+        .config_string("receive.denyCurrentBranch")
+        .map(|v| v.to_ascii_lowercase());
+    if matches!(
+        setting.as_deref(),
+        Some("ignore" | "warn" | "false" | "no" | "off" | "0")
+    ) {
+        return Ok(());
+    }
+    Err(Refusal::Setting {
+        why: format!(
+            "{branch} is checked out in this repository's work tree, and git refuses to update it (receive.denyCurrentBranch); push to another branch."
+        ),
+    })
 }
 
 /// Git checks `receive.denyDeletes` and `receive.denyNonFastForwards` only after

@@ -59,6 +59,7 @@ fn installs_keeps_a_foreign_hook_running_and_is_idempotent() {
       hooks/proc-receive: installed (-> [TMP]/prefix/bin/proc-receive)
       receive.procReceiveRefs: refs (every ref goes through proc-receive)
       core.filesRefLockTimeout: 10000 (ms; a local writer waits for a forwarding push instead of failing at once)
+      core.packedRefsTimeout: 10000 (ms; a local writer waits for a forwarding push instead of failing at once)
       reftable.lockTimeout: 10000 (ms; a local writer waits for a forwarding push instead of failing at once)
       mirror.toml: written (everything commented out)
       next: edit [TMP]/project.git/mirror.toml — uncomment [upstream] and set its url

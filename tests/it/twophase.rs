@@ -1192,8 +1192,10 @@ fn review_the_recovery_waits_for_the_killed_hooks_upstream_push() {
 fn review_two_deletions_of_different_branches_do_not_refuse_each_other() {
     let s = setup(Mode::TwoPhase, "");
     s.seed(&["x", "y"]);
-    s.env
-        .git_ok(&s.down, &["config", "core.filesRefLockTimeout", "10000"]);
+    // As install.sh sets them.
+    for key in ["core.filesRefLockTimeout", "core.packedRefsTimeout"] {
+        s.env.git_ok(&s.down, &["config", key, "10000"]);
+    }
     let env = &s.env;
     // The upstream's pre-receive holds the deletion of x for a few seconds.
     blocking_hook(
@@ -1213,15 +1215,37 @@ fn review_two_deletions_of_different_branches_do_not_refuse_each_other() {
         .spawn()
         .unwrap();
     assert!(eventually(PATIENCE, || env.path("reached").exists()));
-    let second = s.push(&[":refs/heads/y"]);
+    let second = env
+        .command("git")
+        .arg("-C")
+        .arg(&s.work)
+        .args(["push", s.down.to_str().unwrap(), ":refs/heads/y"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The second deletion waits for the first's packed-refs.lock (its update-ref runs)
+    // rather than failing at once; the first then finishes, and the second goes on.
+    let pid = i32::try_from(second.id()).unwrap();
+    assert!(eventually(PATIENCE, || !descendants_with(
+        pid,
+        &["update-ref"]
+    )
+    .is_empty()));
     std::fs::write(env.path("release"), "").unwrap();
     let first = first.wait_with_output().unwrap();
+    let second = second.wait_with_output().unwrap();
     assert!(
         first.status.success(),
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    assert!(second.success, "{}", second.stderr);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(s.both("refs/heads/x"), (None, None));
     assert_eq!(s.both("refs/heads/y"), (None, None));
 }
 
