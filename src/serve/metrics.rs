@@ -12,7 +12,10 @@ use std::path::Path;
 use std::sync::atomic::AtomicU64;
 
 type Labels = Vec<(&'static str, String)>;
-type Value = Gauge<f64, AtomicU64>;
+/// Times and durations.
+type Seconds = Gauge<f64, AtomicU64>;
+/// Counts and 0/1 flags.
+type Count = Gauge;
 
 /// What `serve` itself knows: its work now and its last scheduling pass.
 pub struct ServeGauges {
@@ -22,14 +25,14 @@ pub struct ServeGauges {
 }
 
 struct Families {
-    last_success: Family<Labels, Value>,
-    failures: Family<Labels, Value>,
-    queued: Family<Labels, Value>,
-    status: Family<Labels, Value>,
-    duration: Family<Labels, Value>,
-    diverged: Family<Labels, Value>,
-    invalid: Family<Labels, Value>,
-    paused: Family<Labels, Value>,
+    last_success: Family<Labels, Seconds>,
+    failures: Family<Labels, Count>,
+    queued: Family<Labels, Count>,
+    status: Family<Labels, Count>,
+    duration: Family<Labels, Seconds>,
+    diverged: Family<Labels, Count>,
+    invalid: Family<Labels, Count>,
+    paused: Family<Labels, Count>,
 }
 
 /// The metrics text of every repository under `root` (canonical).
@@ -54,78 +57,74 @@ pub fn render(root: &Path, serve: &ServeGauges) -> anyhow::Result<String> {
         repository(repo, &rel, &f);
     }
     let mut registry = Registry::default();
-    let per_mirror = [
-        (
-            "git_mirror_last_success_timestamp_seconds",
-            "When the mirror last updated successfully (Unix time).",
-            &f.last_success,
-        ),
-        (
-            "git_mirror_consecutive_failures",
-            "Failed runs in a row.",
-            &f.failures,
-        ),
-        (
-            "git_mirror_queued_jobs",
-            "Push mirrors: jobs queued and not yet pushed.",
-            &f.queued,
-        ),
-        (
-            "git_mirror_status",
-            "The mirror's update_status (label status), always 1.",
-            &f.status,
-        ),
-        (
-            "git_mirror_last_run_duration_seconds",
-            "How long the last run took.",
-            &f.duration,
-        ),
-        (
-            "git_mirror_diverged_refs",
-            "Refs that differ from the other side and were left alone.",
-            &f.diverged,
-        ),
-        (
-            "git_mirror_config_invalid",
-            "1 when the repository's mirror.toml is invalid (nothing runs).",
-            &f.invalid,
-        ),
-        (
-            "git_mirror_paused",
-            "1 while the repository's mirroring is paused.",
-            &f.paused,
-        ),
-    ];
-    for (name, help, family) in per_mirror {
-        registry.register(name, help, family.clone());
-    }
-    let serve_gauges = [
-        (
-            "git_mirror_serve_repositories",
-            "Repositories with a mirror.toml under the root.",
-            repos.len() as f64,
-        ),
-        (
-            "git_mirror_serve_jobs_running",
-            "Repositories being worked on now.",
-            serve.running as f64,
-        ),
-        (
-            "git_mirror_serve_jobs_waiting",
-            "Repositories waiting for a free worker.",
-            serve.waiting as f64,
-        ),
-        (
-            "git_mirror_serve_pass_duration_seconds",
-            "How long the last scheduling pass over the root took.",
-            serve.pass_seconds,
-        ),
-    ];
-    for (name, help, value) in serve_gauges {
-        let gauge = Value::default();
-        gauge.set(value);
-        registry.register(name, help, gauge);
-    }
+    let r = &mut registry;
+    r.register(
+        "git_mirror_last_success_timestamp_seconds",
+        "When the mirror last updated successfully (Unix time)",
+        f.last_success,
+    );
+    r.register(
+        "git_mirror_consecutive_failures",
+        "Failed runs in a row",
+        f.failures,
+    );
+    r.register(
+        "git_mirror_queued_jobs",
+        "Push mirrors: jobs queued and not yet pushed",
+        f.queued,
+    );
+    r.register(
+        "git_mirror_status",
+        "The mirror's update_status (label status), always 1",
+        f.status,
+    );
+    r.register(
+        "git_mirror_last_run_duration_seconds",
+        "How long the last run took",
+        f.duration,
+    );
+    r.register(
+        "git_mirror_diverged_refs",
+        "Refs that differ from the other side and were left alone",
+        f.diverged,
+    );
+    r.register(
+        "git_mirror_config_invalid",
+        "1 when the repository's mirror.toml is invalid (nothing runs)",
+        f.invalid,
+    );
+    r.register(
+        "git_mirror_paused",
+        "1 while the repository's mirroring is paused",
+        f.paused,
+    );
+    let gauge = |n: usize| {
+        let gauge = Count::default();
+        gauge.set(count(n));
+        gauge
+    };
+    r.register(
+        "git_mirror_serve_repositories",
+        "Repositories with a mirror.toml under the root",
+        gauge(repos.len()),
+    );
+    r.register(
+        "git_mirror_serve_jobs_running",
+        "Repositories being worked on now",
+        gauge(serve.running),
+    );
+    r.register(
+        "git_mirror_serve_jobs_waiting",
+        "Repositories waiting for a free worker",
+        gauge(serve.waiting),
+    );
+    let pass = Seconds::default();
+    pass.set(serve.pass_seconds);
+    r.register(
+        "git_mirror_serve_pass_duration_seconds",
+        "How long the last scheduling pass over the root took",
+        pass,
+    );
     let mut text = String::new();
     encode(&mut text, &registry)?;
     Ok(text)
@@ -138,14 +137,14 @@ fn repository(repo: &Path, rel: &str, f: &Families) {
         Err(_) => {
             f.invalid
                 .get_or_create(&vec![("repo", rel.to_owned())])
-                .set(1.0);
+                .set(1);
             return;
         }
     };
     if crate::pause::is_paused(repo) {
         f.paused
             .get_or_create(&vec![("repo", rel.to_owned())])
-            .set(1.0);
+            .set(1);
     }
     let mut names: Vec<&str> = Vec::new();
     if config.upstream.is_some() {
@@ -169,10 +168,10 @@ fn mirror(repo: &Path, name: &str, s: &MirrorState, labels: &Labels, f: &Familie
     }
     f.failures
         .get_or_create(labels)
-        .set(f64::from(s.consecutive_failures));
+        .set(i64::from(s.consecutive_failures));
     f.diverged
         .get_or_create(labels)
-        .set(s.divergent_refs.len() as f64);
+        .set(count(s.divergent_refs.len()));
     if let (Some(start), Some(end)) = (
         seconds(s.last_update_started_at.as_deref()),
         seconds(s.last_update_at.as_deref()),
@@ -184,14 +183,14 @@ fn mirror(repo: &Path, name: &str, s: &MirrorState, labels: &Labels, f: &Familie
     let mut status = s.update_status;
     if name != state::UPSTREAM_RECORD && name != state::PULL_RECORD {
         let queued = Queue::new(repo, name).pending();
-        f.queued.get_or_create(labels).set(queued as f64);
+        f.queued.get_or_create(labels).set(count(queued));
         if queued > 0 && matches!(status, UpdateStatus::None | UpdateStatus::Finished) {
             status = UpdateStatus::Scheduled;
         }
     }
     let mut labels = labels.clone();
     labels.push(("status", status_name(status).to_owned()));
-    f.status.get_or_create(&labels).set(1.0);
+    f.status.get_or_create(&labels).set(1);
 }
 
 fn status_name(status: UpdateStatus) -> &'static str {
@@ -210,4 +209,8 @@ fn seconds(at: Option<&str>) -> Option<f64> {
         .duration_since(std::time::UNIX_EPOCH)
         .ok()
         .map(|d| d.as_secs_f64())
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
