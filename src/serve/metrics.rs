@@ -56,6 +56,14 @@ pub fn render(root: &Path, serve: &ServeGauges) -> anyhow::Result<String> {
             .to_string();
         repository(repo, &rel, &f);
     }
+    let registry = registry(f, repos.len(), serve);
+    let mut text = String::new();
+    encode(&mut text, &registry)?;
+    Ok(text)
+}
+
+/// The families filled in, and `serve`'s own gauges, registered under their names.
+fn registry(f: Families, repos: usize, serve: &ServeGauges) -> Registry {
     let mut registry = Registry::default();
     let r = &mut registry;
     r.register(
@@ -106,7 +114,7 @@ pub fn render(root: &Path, serve: &ServeGauges) -> anyhow::Result<String> {
     r.register(
         "git_mirror_serve_repositories",
         "Repositories with a mirror.toml under the root",
-        gauge(repos.len()),
+        gauge(repos),
     );
     r.register(
         "git_mirror_serve_jobs_running",
@@ -125,9 +133,7 @@ pub fn render(root: &Path, serve: &ServeGauges) -> anyhow::Result<String> {
         "How long the last scheduling pass over the root took",
         pass,
     );
-    let mut text = String::new();
-    encode(&mut text, &registry)?;
-    Ok(text)
+    registry
 }
 
 fn repository(repo: &Path, rel: &str, f: &Families) {

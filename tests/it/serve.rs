@@ -523,3 +523,11 @@ fn sigterm_during_a_pull_stops_in_time_and_leaves_nothing_half_done() {
     assert!(s.downstream_has(&commit));
     s.env.git_ok(&s.down, &["fsck", "--no-progress"]);
 }
+
+#[test]
+fn serve_help() {
+    let env = TestEnv::new();
+    let out = env.git_mirror(&["serve", "--help"]);
+    assert!(out.status.success(), "{out:?}");
+    insta::assert_snapshot!("git-mirror serve", String::from_utf8_lossy(&out.stdout));
+}
