@@ -486,20 +486,73 @@ fn the_schedule_runs_due_pulls_and_finds_new_repositories() {
     let root = env.path("srv");
     // Never pulled: due at once.
     let due = downstream(&env, "srv/due.git", &up, false);
-    let paused = downstream(&env, "srv/paused.git", &up, false);
+    let paused = downstream(&env, "srv/paused.git", &up, true);
     std::fs::create_dir_all(paused.join("mirror")).unwrap();
     std::fs::write(paused.join("mirror/paused"), "").unwrap();
+    let broken = env.downstream("srv/broken.git", "[pull\n");
     let serve = Serve::start(&env, &root, None);
     let has_first = |repo: &Path| env.rev(repo, "refs/heads/main").as_deref() == Some(&first);
     assert!(eventually(PATIENCE, || has_first(&due)), "{}", serve.log());
     // Made while serve runs: picked up by a later pass.
     let new = downstream(&env, "srv/new/one.git", &up, false);
     assert!(eventually(PATIENCE, || has_first(&new)), "{}", serve.log());
+    let headers = signed("github", SECRET, "{}");
+    let (status, text) = serve.webhook("paused.git", &refs(&headers), "{}");
+    assert_eq!(status, 409, "{text}");
     assert_eq!(
         env.rev(&paused, "refs/heads/main"),
         None,
         "a paused repository is left alone"
     );
+    // An invalid mirror.toml stops nothing else, and shows.
+    let (_, metrics) = serve.request("GET", "/metrics", &[], b"");
+    assert!(
+        metrics.contains("git_mirror_config_invalid{repo=\"broken.git\"} 1")
+            && metrics.contains("git_mirror_paused{repo=\"paused.git\"} 1"),
+        "{metrics}"
+    );
+    assert!(broken.is_dir());
+}
+
+#[test]
+fn a_push_mirror_whose_retry_is_due_is_pushed() {
+    let env = TestEnv::new();
+    let mirror = env.path("mirror.git");
+    let toml = format!(
+        "[[push]]\nname = \"backup\"\nurl = {:?}\n",
+        mirror.to_str().unwrap()
+    );
+    let down = env.downstream("srv/down.git", &toml);
+    let work = env.work("work");
+    let commit = env.commit(&work, "one");
+    // The mirror does not exist yet: post-receive's worker fails and backs off.
+    let pushed = env.push(&work, &down, &["HEAD:refs/heads/main"]);
+    assert!(pushed.success, "{}", pushed.stderr);
+    let record = down.join("mirror/state/backup.json");
+    let read = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&record).unwrap_or_default())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    assert!(eventually(PATIENCE, || read()["update_status"] == "failed"));
+    env.bare("mirror.git");
+    // The backoff (30 s) is over sooner here: the retry time lies in the past.
+    let mut state = read();
+    state["next_update_at"] = "2000-01-01T00:00:00Z".into();
+    std::fs::write(&record, serde_json::to_vec(&state).unwrap()).unwrap();
+    let serve = Serve::start(&env, &env.path("srv"), None);
+    assert!(
+        eventually(PATIENCE, || env.rev(&mirror, "refs/heads/main").as_deref()
+            == Some(&commit)),
+        "log:\n{}",
+        serve.log()
+    );
+    assert!(eventually(PATIENCE, || {
+        let metrics = serve.request("GET", "/metrics", &[], b"").1;
+        metrics.contains("git_mirror_queued_jobs{repo=\"down.git\",mirror=\"backup\"} 0")
+            && metrics.contains(
+                "git_mirror_status{repo=\"down.git\",mirror=\"backup\",status=\"finished\"} 1",
+            )
+    }));
 }
 
 #[test]
