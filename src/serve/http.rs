@@ -101,6 +101,17 @@ pub fn content_length(head: &Head) -> Result<u64, Refusal> {
     }
 }
 
+/// Tells a client that waits before sending its body (`Expect: 100-continue`, as curl
+/// does for larger bodies) to send it.
+pub fn accept_body(stream: &mut TcpStream, head: &Head) {
+    if head
+        .header("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+    {
+        let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+}
+
 /// Streams exactly `length` bytes of the body into `sink`, within [`DEADLINE`]; nothing
 /// is kept.
 pub fn stream_body(
@@ -180,7 +191,8 @@ pub fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &[
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
     let mut sink = [0u8; 16 * 1024];
     let mut drained = 0;
-    while drained < 1024 * 1024 {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while drained < 1024 * 1024 && Instant::now() < deadline {
         match stream.read(&mut sink) {
             Ok(n) if n > 0 => drained += n,
             _ => break,

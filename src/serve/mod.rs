@@ -105,7 +105,8 @@ impl Work {
     }
 }
 
-/// Set by the signal handler; the scheduler looks at it between steps.
+/// Set by the signal handler; the scheduler looks at it between steps. A signal that
+/// was ignored (`nohup`) stays ignored.
 static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_stop(_signal: libc::c_int) {
@@ -117,6 +118,12 @@ fn catch_stop_signals() -> Result<()> {
         // SAFETY: sigaction(2) with zero-initialised structs; the handler only stores to
         // an atomic, which is async-signal-safe.
         unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(signal, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+            {
+                continue;
+            }
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction = on_stop as extern "C" fn(libc::c_int) as usize;
             action.sa_flags = libc::SA_RESTART;
@@ -432,6 +439,7 @@ fn hook(stream: &mut TcpStream, head: &http::Head, rel: &str, shared: &Shared) -
         );
     }
     let mut mac = webhook::BodyMac::new(&secret);
+    http::accept_body(stream, head);
     match http::stream_body(stream, head, length, &mut |bytes| mac.update(bytes)) {
         Ok(()) => {}
         Err(http::Refusal::Timeout) => return (408, "the body came too slowly\n".into()),
