@@ -300,7 +300,7 @@ fn a_signed_webhook_from_each_host_pulls_at_once() {
     );
     let labels = "{repo=\"group/down.git\",mirror=\"pull\"}";
     for series in [
-        format!("git_mirror_last_success_timestamp_seconds{labels} 1"),
+        format!("git_mirror_last_success_timestamp_seconds{labels} "),
         format!("git_mirror_consecutive_failures{labels} 0"),
         format!("git_mirror_diverged_refs{labels} 0"),
         format!("git_mirror_last_run_duration_seconds{labels} "),
