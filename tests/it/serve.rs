@@ -320,7 +320,9 @@ fn wrong_missing_or_misplaced_secrets_pull_nothing() {
         std::fs::Permissions::from_mode(0o644),
     )
     .unwrap();
-    std::os::unix::fs::symlink(&s.up, s.root.join("link.git")).unwrap();
+    // Outside the root, with a secret: never reachable, however the path is spelled.
+    let outside = downstream(&s.env, "outside.git", &s.up, true);
+    std::os::unix::fs::symlink(&outside, s.root.join("link.git")).unwrap();
     let before = s.env.rev(&s.down, "refs/heads/main");
     s.upstream_moves("unannounced");
     let serve = Serve::start(&s.env, &s.root, None);
@@ -348,9 +350,10 @@ fn wrong_missing_or_misplaced_secrets_pull_nothing() {
         "nosecret.git",
         "loose.git",
         "link.git",
-        "../up.git",
-        "group/../../up.git",
-        "%2E%2E/up.git",
+        "../outside.git",
+        "group/../../outside.git",
+        "%2E%2E/outside.git",
+        outside.to_str().unwrap(),
     ] {
         assert_eq!(
             serve.webhook(rel, &refs(&headers), body),
