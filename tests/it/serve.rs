@@ -578,6 +578,7 @@ fn sigterm_during_a_pull_stops_in_time_and_leaves_nothing_half_done() {
     );
     let (status, took) = serve.stop();
     assert!(took < Duration::from_secs(10), "stopping took {took:?}");
+    eprintln!("stopped during a pull in {took:?}");
     assert!(status.success(), "{status}; log:\n{}", serve.log());
     assert!(
         !s.downstream_has(&commit),
