@@ -346,6 +346,8 @@ fn signal_group(child: &std::process::Child, signal: libc::c_int) {
 fn accept(listener: &TcpListener, shared: &Arc<Shared>) {
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else {
+            // Out of file descriptors, say: wait for some to close rather than spin.
+            std::thread::sleep(Duration::from_millis(50));
             continue;
         };
         if shared.connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
