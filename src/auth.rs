@@ -219,7 +219,7 @@ fn read_secret(repo: &Path, table: &str, secret: &Secret) -> Result<String> {
 }
 
 /// Refuses a secret file that users other than its owner may read.
-fn check_private(path: &Path, key: &str) -> Result<()> {
+pub(crate) fn check_private(path: &Path, key: &str) -> Result<()> {
     let meta = std::fs::metadata(path)
         .with_context(|| format!("cannot read {} ({key})", path.display()))?;
     let mode = meta.permissions().mode();

@@ -17,7 +17,8 @@
 //! - flows: `proxy` (with two-phase forwarding), `offline`, `unfinished` (two-phase
 //!   pushes a dead process left), `pull`, `push`, `resolve`, `fleet` (`--all` sweeps),
 //!   `status` (what status shows), `health` (what doctor checks)
-//! - entries: `hook` (the hook binaries), `cli` (git-mirror)
+//! - entries: `hook` (the hook binaries), `serve` (`git mirror serve`: the schedule,
+//!   webhooks and metrics of a whole root, over HTTP), `cli` (git-mirror)
 
 pub(crate) mod auth;
 pub(crate) mod chain;
@@ -49,6 +50,7 @@ pub(crate) mod repo;
 pub(crate) mod resolve;
 pub(crate) mod rules;
 pub(crate) mod schedule;
+pub(crate) mod serve;
 pub(crate) mod state;
 pub(crate) mod status;
 pub(crate) mod text;

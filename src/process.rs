@@ -45,6 +45,13 @@ pub fn run_companion(repo: &Path, args: &[&str], timeout: Duration) -> Result<Op
     }
 }
 
+/// Starts `git-mirror ARGS… REPO` as [`spawn_detached`] does (its own session, which
+/// leads its own process group) and returns it, for a caller that waits for it and may
+/// stop it (`serve`).
+pub fn start_companion(repo: &Path, args: &[&str]) -> Result<std::process::Child> {
+    companion(repo, args, BACKGROUND_NICENESS)
+}
+
 fn companion(repo: &Path, args: &[&str], niceness: libc::c_int) -> Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("cannot find this program's own path")?;

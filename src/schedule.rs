@@ -136,6 +136,7 @@ mod tests {
             max_failures: 14,
             auth: None,
             timeout: Duration::from_secs(600),
+            webhook_secret_file: None,
         }
     }
 

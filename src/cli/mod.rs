@@ -36,6 +36,7 @@ mod progress;
 mod pull;
 mod push;
 mod resolve;
+mod serve;
 mod status;
 
 #[derive(Parser, Debug)]
@@ -238,6 +239,20 @@ pub enum Command {
         /// The bare repository (default: the repository of the current directory).
         repo: Option<PathBuf>,
     },
+    /// Run the schedule of every repository under ROOT, with webhooks and metrics over HTTP.
+    #[command(long_about = serve::LONG_ABOUT)]
+    Serve {
+        /// The directory whose bare repositories with a mirror.toml are served.
+        root: PathBuf,
+        /// The address to listen on (port 0: one the system picks; the first line of
+        /// standard output says which).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8470")]
+        listen: String,
+        /// How many repositories to work on at once.
+        #[arg(short = 'j', long, value_name = "N", default_value_t = 4,
+              value_parser = clap::value_parser!(u16).range(1..=256))]
+        jobs: u16,
+    },
 }
 
 /// An error with the exit code it deserves.
@@ -263,7 +278,8 @@ impl Command {
             Command::Pull { all: Some(_), .. }
             | Command::Push { all: Some(_), .. }
             | Command::Pause { all: Some(_), .. }
-            | Command::Resume { all: Some(_), .. } => return None,
+            | Command::Resume { all: Some(_), .. }
+            | Command::Serve { .. } => return None,
             Command::Add(add) => add.repo(),
             Command::Status { repo, .. }
             | Command::Pull { repo, .. }
@@ -304,7 +320,12 @@ pub fn run(cli: Cli) -> i32 {
         }
     }
     // A stop request (systemd, Ctrl-C, a timeout) must let git remove its lock files.
-    if let Err(e) = crate::git::stop_git_on_termination() {
+    // (`serve` runs no git itself: it stops its runs, which stop their git.)
+    let serving = matches!(cli.command, Command::Serve { .. });
+    if let Err(e) = (!serving)
+        .then(crate::git::stop_git_on_termination)
+        .transpose()
+    {
         eprintln!("git-mirror: warning: {e:#}");
     }
     let result = match cli.command {
@@ -315,6 +336,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::List { json, repo } => edit::list(repo.as_deref(), json),
         Command::Pause { all, repo } => pause::pause(repo.as_deref(), all.as_deref(), true),
         Command::Resume { all, repo } => pause::pause(repo.as_deref(), all.as_deref(), false),
+        Command::Serve { root, listen, jobs } => serve::serve(&root, &listen, usize::from(jobs)),
         Command::Resolve { name, take, repo } => resolve::resolve(repo.as_deref(), &name, take),
         Command::Keygen { force, repo } => keys::keygen(repo.as_deref(), force),
         Command::HostKeys { trust, url, repo } => keys::host_keys(&url, repo.as_deref(), trust),

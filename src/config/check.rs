@@ -158,6 +158,7 @@ impl Checker<'_> {
                 .auth_name(&p.auth, "pull.auth".into())?
                 .or(inherited_auth),
             timeout: self.duration(&p.timeout, "pull.timeout".into(), DEFAULT_TRANSFER_TIMEOUT)?,
+            webhook_secret_file: p.webhook_secret_file.as_ref().map(|f| self.repo.join(f)),
         })
     }
 

@@ -68,6 +68,9 @@ pub struct Pull {
     pub max_failures: u32,
     pub auth: Option<String>,
     pub timeout: Duration,
+    /// The file holding the secret that webhooks to `git mirror serve` are signed with
+    /// (mode 0600, checked when read); without it, webhooks for this repository are refused.
+    pub webhook_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +120,7 @@ impl Config {
             max_failures: DEFAULT_MAX_FAILURES,
             auth: upstream.auth.clone(),
             timeout: DEFAULT_TRANSFER_TIMEOUT,
+            webhook_secret_file: None,
         }))
     }
 }

@@ -43,6 +43,7 @@ pub(super) struct RawPull {
     pub(super) max_failures: Option<Spanned<i64>>,
     pub(super) auth: Option<Spanned<String>>,
     pub(super) timeout: Option<Spanned<String>>,
+    pub(super) webhook_secret_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]

@@ -137,6 +137,7 @@ mod tests {
             max_failures: 14,
             auth: None,
             timeout: Duration::from_secs(60),
+            webhook_secret_file: None,
         }
     }
 

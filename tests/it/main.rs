@@ -21,6 +21,7 @@ mod pull;
 mod push;
 mod root;
 mod rules;
+mod serve;
 mod servers;
 mod sha256;
 mod torture;
