@@ -29,6 +29,10 @@ pub struct Intent {
     pub refs: Vec<IntentRef>,
     /// The `git update-ref` processes holding their locks.
     writers: Vec<Writer>,
+    /// When the upstream was asked, in milliseconds since the epoch: from then on it may
+    /// apply the push even after the asking process died.
+    #[serde(default)]
+    asking_ms: Option<u64>,
 }
 
 /// One ref being forwarded: its value here before the push, and the pushed value.
@@ -83,6 +87,7 @@ pub fn begin(repo: &Path, refs: &[RefUpdate], locks: Vec<Locks>) -> Result<Journ
                 locks,
             })
             .collect(),
+        asking_ms: None,
     };
     let journal = Journal {
         path: dir(repo).join(format!("{pid}-{now}.json")),
@@ -121,6 +126,26 @@ impl Journal {
     pub fn writer_prepared(&mut self, repo: &Path, index: usize) {
         if let Some(writer) = self.intent.writers.get_mut(index) {
             writer.locks.note_held(repo);
+            let _ = self.write(false);
+        }
+    }
+
+    /// The upstream is being asked now. Not synced: what it guards against (the
+    /// upstream applying the push after this process died) needs the machine up.
+    pub fn asking(&mut self) {
+        self.intent.asking_ms = Some(reflock::millis(SystemTime::now()));
+        let _ = self.write(false);
+    }
+
+    /// The `index`th `git update-ref` has ended, releasing its locks: forget them, so
+    /// that no recovery judges those lock names again (another writer may hold them).
+    pub fn writer_ended(&mut self, index: usize) {
+        if let Some(writer) = self.intent.writers.get_mut(index) {
+            *writer = Writer {
+                pid: None,
+                started: None,
+                locks: Locks::default(),
+            };
             let _ = self.write(false);
         }
     }
@@ -217,6 +242,21 @@ impl Orphan {
             all.pending |= released.pending;
         }
         all
+    }
+
+    /// Its lock files are settled: forget them, so that a later run (when this one
+    /// cannot finish yet) never judges those names again, when another writer may hold
+    /// them.
+    pub fn forget_locks(&mut self) {
+        self.intent.writers.clear();
+        let _ = write_file(&self.path, &self.intent, false);
+    }
+
+    /// When the upstream was asked, if it was.
+    pub fn asked(&self) -> Option<SystemTime> {
+        self.intent
+            .asking_ms
+            .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
     }
 
     /// When the push began.

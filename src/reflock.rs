@@ -58,6 +58,10 @@ pub struct Locks {
     /// in nanoseconds): a file that is still exactly that one is certainly its.
     #[serde(default)]
     held: BTreeMap<String, (u64, i128)>,
+    /// The lock of the branch `HEAD` points to, when the git updates it (it then takes
+    /// `HEAD.lock` too, right after).
+    #[serde(default)]
+    head_branch: Option<String>,
 }
 
 impl Locks {
@@ -162,6 +166,7 @@ pub fn locks_for(repo: &Path, commands: &[String]) -> Locks {
     let mut locks = Vec::new();
     let mut contents = BTreeMap::new();
     let mut deletes = false;
+    let mut head_branch = None;
     for command in commands {
         let mut words = command.split(' ');
         let (Some(verb), Some(name)) = (words.next(), words.next()) else {
@@ -174,6 +179,7 @@ pub fn locks_for(repo: &Path, commands: &[String]) -> Locks {
         }
         if Some(name) == head {
             locks.push("HEAD.lock".to_owned());
+            head_branch = Some(format!("{name}.lock"));
         }
     }
     if deletes {
@@ -185,6 +191,7 @@ pub fn locks_for(repo: &Path, commands: &[String]) -> Locks {
         names: locks,
         contents,
         held: BTreeMap::new(),
+        head_branch,
     }
 }
 
@@ -225,6 +232,7 @@ pub fn recover(repo: &Path) -> Recovery {
                 names: record.locks,
                 contents: record.contents,
                 held: BTreeMap::new(),
+                head_branch: None,
             };
             let git = record.git_pid.map(|pid| (pid, record.git_started));
             let released = release(repo, &locks, git, record.written_ms);
@@ -284,22 +292,38 @@ pub fn release(
         .filter(|lock| !lock.starts_with(&format!("{PRIVATE_DIR}/")))
         .collect();
     public.sort_by_key(|lock| !locks.contents.contains_key(*lock));
-    // When the ours were made, by the killed git's clock.
-    let mut made_ours = Vec::new();
+    // When the lock of HEAD's branch was made, once shown the killed git's.
+    let mut head_branch_made = None;
     for lock in public {
         let path = repo.join(lock);
-        let content = locks.contents.get(lock).map(String::as_str);
-        if let Some(held) = locks.held.get(lock) {
-            if identity(&path).as_ref() == Some(held) && fs::remove_file(&path).is_ok() {
-                removed.push(lock.as_str());
-                continue;
-            }
-        }
         let made = fs::symlink_metadata(&path).and_then(|m| m.modified()).ok();
+        let is_head_branch = locks.head_branch.as_ref() == Some(lock);
+        // Noted while the git held it: only that very file is its, whatever another
+        // writer's lock of the same ref may hold.
+        if let Some(held) = locks.held.get(lock) {
+            match identity(&path) {
+                Some(now) if now == *held => {
+                    if fs::remove_file(&path).is_ok() {
+                        removed.push(lock.as_str());
+                        if is_head_branch {
+                            head_branch_made = made;
+                        }
+                    }
+                }
+                Some(_) => said.push(format!(
+                    "{lock} is not the file the killed git held: another writer's, left alone"
+                )),
+                None => {}
+            }
+            continue;
+        }
+        let content = locks.contents.get(lock).map(String::as_str);
         match remove_if_ours(repo, lock, written, content) {
             Verdict::Removed => {
                 removed.push(lock.as_str());
-                made_ours.extend(made);
+                if is_head_branch {
+                    head_branch_made = made;
+                }
             }
             Verdict::NotOurs(line) => said.push(line),
             // Git takes HEAD.lock (empty: it only writes HEAD's reflog) right after the
@@ -308,7 +332,7 @@ pub fn release(
             // that branch stops at the branch's lock before it gets to HEAD.lock.
             Verdict::TooYoung
                 if lock == "HEAD.lock"
-                    && taken_together(made, &made_ours)
+                    && taken_together(made, head_branch_made)
                     && fs::remove_file(&path).is_ok() =>
             {
                 removed.push(lock.as_str());
@@ -332,12 +356,12 @@ pub fn release(
     Recovery { said, pending }
 }
 
-/// True when a lock made at `made` was made within moments after one of `ours`.
-fn taken_together(made: Option<SystemTime>, ours: &[SystemTime]) -> bool {
-    made.is_some_and(|at| {
-        ours.iter()
-            .any(|ours| at.duration_since(*ours).is_ok_and(|after| after <= SETTLED))
-    })
+/// True when a lock made at `made` was made within moments after `ours`.
+fn taken_together(made: Option<SystemTime>, ours: Option<SystemTime>) -> bool {
+    match (made, ours) {
+        (Some(at), Some(ours)) => at.duration_since(ours).is_ok_and(|after| after <= SETTLED),
+        _ => false,
+    }
 }
 
 /// True while process `pid`, started at `started` (when known), runs.
@@ -463,15 +487,20 @@ fn judge(
         ))));
     }
     let age = SystemTime::now().duration_since(made).unwrap_or_default();
+    let held = fs::read(&path).ok()?;
     match content {
-        // Git creates the lock, then writes the value: a git killed in between leaves
-        // it empty (or cut short). What another writer wrote differs.
-        Some(expected) if !expected.as_bytes().starts_with(&fs::read(&path).ok()?) => {
+        // An empty lock tells nothing about its writer: a git killed between creating
+        // it and writing its value, or a live one deleting the ref (a two-phase push
+        // holds such a lock for its whole forwarding). Only its age can tell.
+        _ if held.is_empty() && age < STALE_AFTER => return Some(Err(Verdict::TooYoung)),
+        None if age < STALE_AFTER => return Some(Err(Verdict::TooYoung)),
+        // Git writes the value right after creating the lock: cut short, it is still
+        // the start of it. What another writer wrote differs.
+        Some(expected) if !expected.as_bytes().starts_with(&held) => {
             return Some(Err(Verdict::NotOurs(format!(
                 "{lock} holds another value than the killed git wrote: a live writer's, left alone"
             ))));
         }
-        None if age < STALE_AFTER => return Some(Err(Verdict::TooYoung)),
         _ => {}
     }
     if age < SETTLED {
@@ -594,6 +623,7 @@ mod tests {
                     .map(|(l, c)| ((*l).to_owned(), (*c).to_owned()))
                     .collect(),
                 held: BTreeMap::new(),
+                head_branch: None,
             },
         )
         .unwrap();

@@ -15,6 +15,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 const LOCAL_TIMEOUT: Duration = Duration::from_secs(120);
+/// Past `upstream.timeout` after the upstream was asked, how long to go on expecting
+/// that it may still apply a push whose asking process died.
+const LATE_MARGIN: Duration = Duration::from_secs(10);
 
 /// What [`finish`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -42,7 +45,7 @@ pub fn finish(repo: &Path, config: &Config, say: &mut dyn FnMut(&str)) -> Finish
     if left.orphans.is_empty() {
         return done;
     }
-    for orphan in left.orphans {
+    for mut orphan in left.orphans {
         // Another recovery (a push and the sweep at once) may be at it.
         let Ok(Some(_guard)) = Lock::try_acquire(&orphan.path.with_extension("lock")) else {
             done.left += 1;
@@ -51,7 +54,7 @@ pub fn finish(repo: &Path, config: &Config, say: &mut dyn FnMut(&str)) -> Finish
         if !orphan.path.exists() {
             continue;
         }
-        match finish_one(repo, config, &orphan, &mut tell) {
+        match finish_one(repo, config, &mut orphan, &mut tell) {
             Ok(()) => {
                 let lock = orphan.path.with_extension("lock");
                 // The journal goes first: a recovery that takes the lock file after it
@@ -83,7 +86,7 @@ pub fn finish(repo: &Path, config: &Config, say: &mut dyn FnMut(&str)) -> Finish
 fn finish_one(
     repo: &Path,
     config: &Config,
-    orphan: &Orphan,
+    orphan: &mut Orphan,
     tell: &mut dyn FnMut(String),
 ) -> Result<(), String> {
     let released = orphan.release_locks(repo);
@@ -93,6 +96,7 @@ fn finish_one(
     if released.pending {
         return Err("a lock file it may have left cannot be judged yet".to_owned());
     }
+    orphan.forget_locks();
     let refs = &orphan.intent.refs;
     let Some(upstream) = &config.upstream else {
         tell(format!(
@@ -116,6 +120,18 @@ fn finish_one(
         .and_then(|r| r.refs())
         .map_err(|e| format!("{e:#}"))?;
     let plan = plan(refs, &here, &there);
+    // The upstream was asked and still holds the old values: it may yet apply the push
+    // (atomic: all of it or none), as a dead hook's upstream push goes on at the other
+    // end until it gives up.
+    if let Some(asked) = orphan.asked().filter(|_| plan.never_landed) {
+        let settles_at = asked + upstream.timeout + LATE_MARGIN;
+        if SystemTime::now() < settles_at {
+            return Err(format!(
+                "the upstream may still apply it until {}",
+                state::timestamp(settles_at)
+            ));
+        }
+    }
     if !plan.commands.is_empty() {
         let output = git
             .update_refs(
@@ -159,6 +175,8 @@ struct Plan<'a> {
     commands: Vec<String>,
     /// Refs equal on both sides once the commands ran.
     settled: Vec<&'a String>,
+    /// Some ref still holds, on both sides, the value from before the push.
+    never_landed: bool,
     said: Vec<String>,
 }
 
@@ -176,6 +194,7 @@ fn plan<'a>(
         let (old, new) = (value(&r.old), value(&r.new));
         let (ours, theirs) = (here.get(&r.name).cloned(), there.get(&r.name).cloned());
         if ours == theirs {
+            plan.never_landed |= ours == old && old != new;
             plan.settled.push(&r.name);
             plan.said
                 .push(format!("{} is the same on both sides", r.name));

@@ -201,6 +201,8 @@ struct Push<'a> {
 struct Held {
     transaction: crate::git::Prepared,
     names: Vec<String>,
+    /// Its entry in the journal, if there is one.
+    writer: Option<usize>,
 }
 
 impl Push<'_> {
@@ -266,25 +268,42 @@ impl Push<'_> {
             .as_mut()
             .map(|journal| journal.add_writer(crate::reflock::locks_for(self.repo, &commands)));
         let journal = &mut self.journal;
-        let transaction = self
-            .git
-            .prepare_refs(&commands, REFLOG_MESSAGE, LOCAL_TIMEOUT, &mut |pid| {
-                if let (Some(journal), Some(index)) = (journal.as_mut(), index) {
-                    journal.writer_started(index, pid);
-                }
-            })
-            .map_err(|e| crate::text::printable(&e.0).into_owned())?;
+        let prepared =
+            self.git
+                .prepare_refs(&commands, REFLOG_MESSAGE, LOCAL_TIMEOUT, &mut |pid| {
+                    if let (Some(journal), Some(index)) = (journal.as_mut(), index) {
+                        journal.writer_started(index, pid);
+                    }
+                });
+        let transaction = match prepared {
+            Ok(transaction) => transaction,
+            Err(e) => {
+                self.writer_ended(index);
+                return Err(crate::text::printable(&e.0).into_owned());
+            }
+        };
         if let (Some(journal), Some(index)) = (self.journal.as_mut(), index) {
             journal.writer_prepared(self.repo, index);
         }
         Ok(Held {
             transaction,
             names: updates.iter().map(|u| u.name.clone()).collect(),
+            writer: index,
         })
     }
 
+    /// The `git update-ref` of journal entry `index` has ended (and released its
+    /// locks): a recovery must not judge its lock names any more.
+    fn writer_ended(&mut self, index: Option<usize>) {
+        if let (Some(journal), Some(index)) = (self.journal.as_mut(), index) {
+            journal.writer_ended(index);
+        }
+    }
+
     fn commit(&mut self, held: Held) {
-        let result = match held.transaction.commit(LOCAL_TIMEOUT) {
+        let committed = held.transaction.commit(LOCAL_TIMEOUT);
+        self.writer_ended(held.writer);
+        let result = match committed {
             Ok(()) => None,
             Err(e) => {
                 self.commit_failed = true;
@@ -303,6 +322,7 @@ impl Push<'_> {
 
     fn abort(&mut self, held: Held, reason: &str) {
         held.transaction.abort(LOCAL_TIMEOUT);
+        self.writer_ended(held.writer);
         for name in held.names {
             self.results.insert(name, Some(reason.to_owned()));
         }
@@ -345,6 +365,9 @@ impl Push<'_> {
             // Nothing could be locked; nothing was asked of the upstream.
             self.finish_journal();
             return;
+        }
+        if let Some(journal) = self.journal.as_mut() {
+            journal.asking();
         }
         let (attempt, answer) = match ask(self.repo, prepared, options, self.out) {
             Ok(asked) => asked,
