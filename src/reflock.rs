@@ -302,14 +302,13 @@ pub fn release(
         // writer's lock of the same ref may hold.
         if let Some(held) = locks.held.get(lock) {
             match identity(&path) {
-                Some(now) if now == *held => {
-                    if fs::remove_file(&path).is_ok() {
-                        removed.push(lock.as_str());
-                        if is_head_branch {
-                            head_branch_made = made;
-                        }
+                Some(now) if now == *held && fs::remove_file(&path).is_ok() => {
+                    removed.push(lock.as_str());
+                    if is_head_branch {
+                        head_branch_made = made;
                     }
                 }
+                Some(now) if now == *held => {}
                 Some(_) => said.push(format!(
                     "{lock} is not the file the killed git held: another writer's, left alone"
                 )),
