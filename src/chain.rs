@@ -52,15 +52,23 @@ pub struct Failure {
 }
 
 /// Runs every program of `dir` with `stdin`, in the repository `repo` (as its working
-/// directory and `GIT_DIR`, as git runs hooks); output goes where ours goes (to the
-/// pusher). With `stop_at_failure` the first failure ends the chain.
+/// directory and `GIT_DIR`, as git runs hooks); standard output goes to our standard
+/// error, as git does it (to the pusher). With `stop_at_failure` the first failure ends the chain.
 pub fn run(repo: &Path, dir: &Path, stdin: &[u8], stop_at_failure: bool) -> Result<Vec<Failure>> {
     let mut failures = Vec::new();
     for program in programs(dir)? {
+        use std::os::fd::AsFd;
+        // As git runs hooks: their standard output goes to standard error (the pusher).
+        // Ours may be a protocol (proc-receive), never theirs.
+        let stderr = std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("cannot pass standard error on to a chained hook")?;
         let mut child = Command::new(&program)
             .current_dir(repo)
             .env("GIT_DIR", repo)
             .stdin(Stdio::piped())
+            .stdout(Stdio::from(stderr))
             .spawn()
             .with_context(|| format!("cannot run the chained hook {}", program.display()))?;
         if let Some(mut input) = child.stdin.take() {

@@ -13,13 +13,15 @@
 //! - access: `git` (the only code that runs git), `process` (detached git-mirror
 //!   processes), `auth` (what reaching a remote takes), `keys`, `rules`,
 //!   `mode` (two-phase or pre-receive forwarding)
-//! - work: `queue`, `schedule`
+//! - work: `queue`, `schedule`, `announce` (updates made here other than by a push,
+//!   told as a push would be)
 //! - flows: `proxy` (with two-phase forwarding), `offline`, `unfinished` (two-phase
 //!   pushes a dead process left), `pull`, `push`, `resolve`, `fleet` (`--all` sweeps),
 //!   `status` (what status shows), `health` (what doctor checks)
 //! - entries: `hook` (the hook binaries), `serve` (`git mirror serve`: the schedule,
 //!   webhooks and metrics of a whole root, over HTTP), `cli` (git-mirror)
 
+pub(crate) mod announce;
 pub(crate) mod auth;
 pub(crate) mod chain;
 pub mod cli;

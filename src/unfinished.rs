@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::git::Git;
 use crate::journal::{self, IntentRef, Orphan};
 use crate::lock::Lock;
-use crate::refs;
+use crate::refs::{self, UpdateKind};
 use crate::repo::Repo;
 use crate::state;
 use std::collections::BTreeMap;
@@ -132,10 +132,10 @@ fn finish_one(
             ));
         }
     }
-    if !plan.commands.is_empty() {
+    if !plan.applied.is_empty() {
         let output = git
             .update_refs(
-                &plan.commands,
+                &plan.commands(),
                 "mirror-hooks: finish a two-phase push",
                 LOCAL_TIMEOUT,
             )
@@ -146,6 +146,9 @@ fn finish_one(
                 output.complaint()
             ));
         }
+        // Applied here other than by a push: the push mirrors and the chained
+        // post-receive hooks hear of it as of a push.
+        crate::announce::announce(repo, &plan.applied, "two-phase recovery");
     }
     let seen: Vec<(&String, Option<&String>)> = plan
         .settled
@@ -171,8 +174,8 @@ fn finish_one(
 /// What to do for the journal's refs, given their values here and on the upstream.
 #[derive(Debug, Default)]
 struct Plan<'a> {
-    /// `update-ref --stdin` lines, each with a lease on the value here.
-    commands: Vec<String>,
+    /// The upstream's values to apply here, each from the value here (its lease).
+    applied: Vec<crate::refs::RefUpdate>,
     /// Refs equal on both sides once the commands ran.
     settled: Vec<&'a String>,
     /// Some ref still holds, on both sides, the value from before the push.
@@ -199,11 +202,11 @@ fn plan<'a>(
             plan.said
                 .push(format!("{} is the same on both sides", r.name));
         } else if theirs == new && ours == old {
-            plan.commands.push(match (&ours, &theirs) {
-                (None, Some(id)) => format!("create {} {id}", r.name),
-                (Some(was), None) => format!("delete {} {was}", r.name),
-                (Some(was), Some(id)) => format!("update {} {id} {was}", r.name),
-                (None, None) => continue,
+            let zero = || "0".repeat(r.old.len().max(r.new.len()));
+            plan.applied.push(crate::refs::RefUpdate {
+                old: ours.clone().unwrap_or_else(zero),
+                new: theirs.clone().unwrap_or_else(zero),
+                name: r.name.clone(),
             });
             plan.settled.push(&r.name);
             plan.said
@@ -218,6 +221,20 @@ fn plan<'a>(
         }
     }
     plan
+}
+
+impl Plan<'_> {
+    /// The `update-ref --stdin` lines of [`Plan::applied`].
+    fn commands(&self) -> Vec<String> {
+        self.applied
+            .iter()
+            .map(|u| match u.kind() {
+                UpdateKind::Create => format!("create {} {}", u.name, u.new),
+                UpdateKind::Delete => format!("delete {} {}", u.name, u.old),
+                UpdateKind::Update => format!("update {} {} {}", u.name, u.new, u.old),
+            })
+            .collect()
+    }
 }
 
 fn names(refs: &[IntentRef]) -> String {
@@ -267,7 +284,7 @@ mod tests {
         ]);
         let plan = plan(&refs, &here, &there);
         assert_eq!(
-            plan.commands,
+            plan.commands(),
             vec![
                 format!("update refs/heads/took {b} {a}"),
                 format!("create refs/heads/created {b}"),

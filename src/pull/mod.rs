@@ -1,7 +1,6 @@
 //! Pull mirroring (`git-mirror pull`): fetch what the upstream changed and apply it in one
 //! ref transaction guarded by the values read, so a concurrent push here is never undone.
 
-mod announce;
 mod apply;
 mod due;
 mod plan;
@@ -138,7 +137,7 @@ pub fn run(repo: &Path, config: &Config, options: PullOptions) -> Result<PullRep
     let finished = SystemTime::now();
     let record = record(repo, config, pull, &mut summary, finished);
     if !summary.applied.is_empty() {
-        summary.hook_failures = announce::announce(repo, &summary.applied);
+        summary.hook_failures = crate::announce::announce(repo, &summary.applied, "pull");
     }
     if summary.fetched > 0 {
         // What `git fetch` would have run itself (it detaches when there is work).
