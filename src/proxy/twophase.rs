@@ -230,7 +230,8 @@ impl Push<'_> {
     }
 
     /// Takes the locks of `updates`: one transaction if it can be prepared whole; if
-    /// not, an `atomic` push fails whole, and any other tries each ref on its own.
+    /// not, an `atomic` push fails whole, and any other is split until each ref that
+    /// cannot be prepared is refused on its own.
     fn prepare(&mut self, updates: &[RefUpdate], atomic: bool) -> Vec<Held> {
         match self.prepare_one(updates) {
             Ok(held) => vec![held],
@@ -254,10 +255,14 @@ impl Push<'_> {
                 }
                 Vec::new()
             }
-            Err(_) => updates
-                .iter()
-                .filter_map(|u| self.prepare(std::slice::from_ref(u), true).pop())
-                .collect(),
+            // Halves until the refs that cannot be prepared are found alone: a few
+            // transactions for thousands of refs, not one process per ref.
+            Err(_) => {
+                let (first, second) = updates.split_at(updates.len() / 2);
+                let mut held = self.prepare(first, false);
+                held.extend(self.prepare(second, false));
+                held
+            }
         }
     }
 
