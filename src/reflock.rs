@@ -21,6 +21,8 @@ const GONE_WAIT: Duration = Duration::from_secs(10);
 /// A recorded lock whose content says it is ours is removed only once it has existed
 /// this long unchanged.
 const SETTLED: Duration = Duration::from_secs(1);
+/// The one lock of a reftable ref store: a transaction holds it from `prepare` on.
+const REFTABLE_LOCK: &str = "reftable/tables.list.lock";
 /// `doctor` calls a lock stale from this age.
 pub const STALE_AFTER: Duration = Duration::from_secs(60);
 
@@ -156,8 +158,15 @@ impl Writing {
 /// The lock files `git update-ref --stdin` may create for `commands` (`update REF …`,
 /// `create REF …`, `delete REF …`): each ref's own; `packed-refs.lock` when it deletes
 /// (the ref may be packed); `HEAD.lock` when it moves the branch HEAD points to (git
-/// writes HEAD's reflog too).
+/// writes HEAD's reflog too). With the reftable ref store, its one lock.
 pub fn locks_for(repo: &Path, commands: &[String]) -> Locks {
+    if repo.join("reftable").is_dir() {
+        // The whole store is locked at once; what git writes into it is not known.
+        return Locks {
+            names: vec![REFTABLE_LOCK.to_owned()],
+            ..Locks::default()
+        };
+    }
     let head = fs::read_to_string(repo.join("HEAD")).ok();
     let head = head
         .as_deref()
@@ -472,6 +481,7 @@ fn judge(
     let name = lock.strip_suffix(".lock")?;
     let valid = name == "HEAD"
         || name == "packed-refs"
+        || lock == REFTABLE_LOCK
         || (name.starts_with("refs/") && crate::refs::check_ref_name(name).is_ok());
     if !valid {
         return None;
@@ -552,7 +562,7 @@ fn lock_files_under(dir: &Path) -> Vec<PathBuf> {
 pub fn stale(repo: &Path, now: SystemTime) -> Vec<(PathBuf, Duration)> {
     let mut candidates = lock_files_under(&repo.join("refs"));
     candidates.extend(
-        ["packed-refs.lock", "HEAD.lock"]
+        ["packed-refs.lock", "HEAD.lock", REFTABLE_LOCK]
             .iter()
             .map(|name| repo.join(name))
             .filter(|p| p.is_file()),

@@ -8,7 +8,6 @@ use crate::git::Git;
 use crate::journal::{self, IntentRef, Orphan};
 use crate::lock::Lock;
 use crate::refs::{self, UpdateKind};
-use crate::repo::Repo;
 use crate::state;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -116,9 +115,7 @@ fn finish_one(
         .ls_remote(&upstream.url, &wanted, upstream.timeout)
         .map_err(|e| format!("the upstream cannot be asked: {e}"))?
         .refs;
-    let here = Repo::open(repo)
-        .and_then(|r| r.refs())
-        .map_err(|e| format!("{e:#}"))?;
+    let here = git.local_refs(&wanted).map_err(|e| format!("{e:#}"))?;
     let plan = plan(refs, &here, &there);
     // The upstream was asked and still holds the old values: it may yet apply the push
     // (atomic: all of it or none), as a dead hook's upstream push goes on at the other

@@ -165,6 +165,26 @@ impl Git {
         }
     }
 
+    /// The values of the refs `names` here (those that exist), read by git itself, so
+    /// that any ref store works (reftable too).
+    pub fn local_refs(&self, names: &[&str]) -> Result<std::collections::BTreeMap<String, String>> {
+        let mut args = vec!["for-each-ref", "--format=%(objectname) %(refname)", "--"];
+        args.extend(names);
+        let output = self.command(args).output().context("cannot run git")?;
+        if !output.status.success() {
+            anyhow::bail!(
+                "git for-each-ref: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .filter(|(_, name)| names.contains(name))
+            .map(|(id, name)| (name.to_owned(), id.to_owned()))
+            .collect())
+    }
+
     /// What `git version` says (`git version 2.47.3`).
     pub fn version(&self) -> Result<String> {
         let output = self
