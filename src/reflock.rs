@@ -244,7 +244,10 @@ pub fn recover(repo: &Path) -> Recovery {
                 head_branch: None,
             };
             let git = record.git_pid.map(|pid| (pid, record.git_started));
-            let released = release(repo, &locks, git, record.written_ms);
+            // A pull's git is killed while it creates its locks (SIGTERM removes the
+            // others; the one being made may stay, empty): an empty lock it recorded
+            // content for is taken as its, cut short.
+            let released = release_with(repo, &locks, git, record.written_ms, true);
             said.extend(released.said);
             pending |= released.pending;
         }
@@ -277,6 +280,18 @@ pub fn release(
     git: Option<(u32, Option<(u64, String)>)>,
     written_ms: u64,
 ) -> Recovery {
+    release_with(repo, locks, git, written_ms, false)
+}
+
+/// [`release`]; with `empty_is_cut`, an empty lock the git was to write a value into
+/// counts as its, cut short, as soon as it has settled.
+fn release_with(
+    repo: &Path,
+    locks: &Locks,
+    git: Option<(u32, Option<(u64, String)>)>,
+    written_ms: u64,
+    empty_is_cut: bool,
+) -> Recovery {
     let mut said = Vec::new();
     let mut pending = false;
     if let Some((pid, started)) = git {
@@ -300,9 +315,12 @@ pub fn release(
         .iter()
         .filter(|lock| !lock.starts_with(&format!("{PRIVATE_DIR}/")))
         .collect();
-    public.sort_by_key(|lock| !locks.contents.contains_key(*lock));
-    // When the lock of HEAD's branch was made, once shown the killed git's.
+    // Empty locks last: whether they are the killed git's is judged from the others.
+    public.sort_by_key(|lock| fs::symlink_metadata(repo.join(lock)).map_or(true, |m| m.len() == 0));
+    // When the lock of HEAD's branch was made, once shown the killed git's; and the
+    // newest lock shown its.
     let mut head_branch_made = None;
+    let mut newest_ours: Option<SystemTime> = None;
     for lock in public {
         let path = repo.join(lock);
         let made = fs::symlink_metadata(&path).and_then(|m| m.modified()).ok();
@@ -326,12 +344,13 @@ pub fn release(
             continue;
         }
         let content = locks.contents.get(lock).map(String::as_str);
-        match remove_if_ours(repo, lock, written, content) {
+        match remove_if_ours(repo, lock, written, content, empty_is_cut) {
             Verdict::Removed => {
                 removed.push(lock.as_str());
                 if is_head_branch {
                     head_branch_made = made;
                 }
+                newest_ours = newest_ours.max(made);
             }
             Verdict::NotOurs(line) => said.push(line),
             // Git takes HEAD.lock (empty: it only writes HEAD's reflog) right after the
@@ -341,6 +360,19 @@ pub fn release(
             Verdict::TooYoung
                 if lock == "HEAD.lock"
                     && taken_together(made, head_branch_made)
+                    && fs::remove_file(&path).is_ok() =>
+            {
+                removed.push(lock.as_str());
+            }
+            // Git creates the locks of a transaction one after the other, each then
+            // written: killed between the two, the last one stays empty, made within
+            // moments of the newest lock shown its. (A live writer's empty lock of a
+            // ref the killed git never reached, made in that same moment, is the risk
+            // left; see README's Known limitations.)
+            Verdict::TooYoung
+                if lock != "HEAD.lock"
+                    && locks.contents.contains_key(lock)
+                    && taken_together(made, newest_ours)
                     && fs::remove_file(&path).is_ok() =>
             {
                 removed.push(lock.as_str());
@@ -464,8 +496,14 @@ enum Verdict {
 /// Removes the recorded lock `lock` if it is there, was made after the record was
 /// written, and is the killed git's: it holds `content` (what that git wrote) and stays
 /// unchanged for [`SETTLED`], or, empty, is older than [`STALE_AFTER`].
-fn remove_if_ours(repo: &Path, lock: &str, written: SystemTime, content: Option<&str>) -> Verdict {
-    match judge(repo, lock, written, content) {
+fn remove_if_ours(
+    repo: &Path,
+    lock: &str,
+    written: SystemTime,
+    content: Option<&str>,
+    empty_is_cut: bool,
+) -> Verdict {
+    match judge(repo, lock, written, content, empty_is_cut) {
         Some(Ok(())) => Verdict::Removed,
         Some(Err(verdict)) => verdict,
         None => Verdict::Nothing,
@@ -477,6 +515,7 @@ fn judge(
     lock: &str,
     written: SystemTime,
     content: Option<&str>,
+    empty_is_cut: bool,
 ) -> Option<std::result::Result<(), Verdict>> {
     let name = lock.strip_suffix(".lock")?;
     let valid = name == "HEAD"
@@ -500,7 +539,9 @@ fn judge(
     match content {
         // An empty lock tells nothing about its writer: a git killed between creating
         // it and writing its value, or a live one deleting the ref (a two-phase push
-        // holds such a lock for its whole forwarding). Only its age can tell.
+        // holds such a lock for its whole forwarding). Only its age can tell, unless
+        // the caller takes it as the killed git's (`empty_is_cut`: a pull's record).
+        Some(_) if held.is_empty() && empty_is_cut => {}
         _ if held.is_empty() && age < STALE_AFTER => return Some(Err(Verdict::TooYoung)),
         None if age < STALE_AFTER => return Some(Err(Verdict::TooYoung)),
         // Git writes the value right after creating the lock: cut short, it is still

@@ -185,6 +185,9 @@ fn the_update_hook_is_found_under_core_hooks_path() {
     // Git runs hooks in a bare repository's own directory: a relative path starts there.
     env.git_ok(&down, &["config", "core.hooksPath", "policy"]);
     std::os::unix::fs::symlink(crate::util::PRE_RECEIVE, down.join("policy/pre-receive")).unwrap();
+    // Two-phase: git routes every ref to the proc-receive it finds there.
+    std::os::unix::fs::symlink(crate::util::PROC_RECEIVE, down.join("policy/proc-receive"))
+        .unwrap();
     let before = sides(&env, &up, &down);
     env.commit(&work, "two");
 
@@ -204,6 +207,7 @@ fn the_update_hook_is_found_under_core_hooks_path() {
         &["config", "core.hooksPath", elsewhere.to_str().unwrap()],
     );
     std::os::unix::fs::symlink(crate::util::PRE_RECEIVE, elsewhere.join("pre-receive")).unwrap();
+    std::os::unix::fs::symlink(crate::util::PROC_RECEIVE, elsewhere.join("proc-receive")).unwrap();
     let pushed = env.push(&work, &down, &["HEAD:refs/heads/next"]);
     assert!(!pushed.success, "{}", pushed.stderr);
     assert!(
