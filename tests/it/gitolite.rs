@@ -33,16 +33,10 @@ struct Gitolite {
 }
 
 impl Gitolite {
-    /// Sets up gitolite with admin's key and starts sshd in front of it; `None` when
-    /// gitolite is not installed.
+    /// Sets up gitolite with admin's key and starts sshd in front of it.
     fn start() -> Option<Gitolite> {
         let env = TestEnv::new();
-        if env.command("gitolite").arg("help").output().is_err() {
-            eprintln!(
-                "skipped: gitolite is not installed (Debian package gitolite3; .ci/run installs it)"
-            );
-            return None;
-        }
+        servers::require("gitolite", "gitolite3");
         let keys = env.path("keys");
         std::fs::create_dir_all(&keys).unwrap();
         for who in ["admin", "alice", "bob"] {

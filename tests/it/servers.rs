@@ -36,6 +36,21 @@ impl Server {
     }
 }
 
+/// Fails the test at once, in one line naming the package, when `program` (a path, or
+/// a name looked up on PATH) is not installed: never a confusing failure further on.
+pub fn require(program: &str, package: &str) {
+    let found = if program.contains('/') {
+        Path::new(program).is_file()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+    };
+    assert!(
+        found,
+        "{program} is not installed: this test runs a real server; install the package {package} (`./test.sh` installs everything the tests need)"
+    );
+}
+
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
@@ -120,6 +135,7 @@ pub fn http(env: &TestEnv, root: &Path, user: &str, password: &str, delay: Durat
         ),
     );
     std::fs::write(dir.join("users"), format!("{user}:{password}\n")).expect("users");
+    require("lighttpd", "lighttpd");
     start(env, "lighttpd", |port| {
         let conf = dir.join(format!("lighttpd-{port}.conf"));
         std::fs::write(
@@ -174,6 +190,7 @@ pub fn sshd(env: &TestEnv, client_key_pub: &Path) -> Ssh {
         .expect("utf-8")
         .trim()
         .to_owned();
+    require("/usr/sbin/sshd", "openssh-server");
     let server = start(env, "sshd", |port| {
         let conf = dir.join(format!("sshd-{port}.conf"));
         std::fs::write(
