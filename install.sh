@@ -80,7 +80,7 @@ build() {
     return
   fi
   command -v cargo >/dev/null || die "cargo is not installed; install Rust (https://rustup.rs) or pass --bin-dir with prebuilt binaries" 2
-  say "Building the release binaries (cargo build --release --locked); the first build compiles every dependency and takes about 5 minutes on 2 cores..." >&2
+  say "Building the release binaries (cargo build --release --locked); the first build compiles every dependency and takes 2 to 5 minutes on 2 cores..." >&2
   (cd "$SOURCE_DIR" && cargo build --release --locked) >&2
   printf '%s\n' "$(target_dir)/release"
 }

@@ -51,5 +51,5 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
-say "cargo test --locked (the first build compiles every dependency: about 5 minutes on 2 cores)"
+say "cargo test --locked (the first build compiles every dependency: 2 to 5 minutes on 2 cores)"
 exec cargo test --locked "$@"
