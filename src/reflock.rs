@@ -292,24 +292,18 @@ fn release_with(
     written_ms: u64,
     empty_is_cut: bool,
 ) -> Recovery {
-    let mut said = Vec::new();
-    let mut pending = false;
     if let Some((pid, started)) = git {
         if !wait_gone(pid, started.as_ref()) {
-            said.push(format!(
-                "the git process {pid} a killed run started is still running after {}s; its locks are left alone",
-                GONE_WAIT.as_secs()
-            ));
             return Recovery {
-                said,
+                said: vec![format!(
+                    "the git process {pid} a killed run started is still running after {}s; its locks are left alone",
+                    GONE_WAIT.as_secs()
+                )],
                 pending: true,
             };
         }
     }
-    let written = UNIX_EPOCH + Duration::from_millis(written_ms);
-    let mut removed = Vec::new();
     // Locks under our own namespace are removed by the pull's recovery, whoever made them.
-    // Those whose content tells whose they are go first: see the HEAD.lock case below.
     let mut public: Vec<&String> = locks
         .names
         .iter()
@@ -317,69 +311,75 @@ fn release_with(
         .collect();
     // Empty locks last: whether they are the killed git's is judged from the others.
     public.sort_by_key(|lock| fs::symlink_metadata(repo.join(lock)).map_or(true, |m| m.len() == 0));
-    // When the lock of HEAD's branch was made, once shown the killed git's; and the
-    // newest lock shown its.
-    let mut head_branch_made = None;
-    let mut newest_ours: Option<SystemTime> = None;
+    let mut sweep = Sweep {
+        repo,
+        locks,
+        written: UNIX_EPOCH + Duration::from_millis(written_ms),
+        empty_is_cut,
+        removed: Vec::new(),
+        recovery: Recovery::default(),
+        head_branch_made: None,
+        newest_ours: None,
+    };
     for lock in public {
-        let path = repo.join(lock);
+        sweep.judge(lock);
+    }
+    let mut recovery = sweep.recovery;
+    if !sweep.removed.is_empty() {
+        let removed: Vec<&str> = sweep.removed.iter().map(String::as_str).collect();
+        recovery.said.push(format!(
+            "removed {} a killed git of an earlier run left",
+            some_files(&removed)
+        ));
+    }
+    recovery
+}
+
+/// One pass of [`release_with`] over a killed git's locks.
+struct Sweep<'a> {
+    repo: &'a Path,
+    locks: &'a Locks,
+    written: SystemTime,
+    empty_is_cut: bool,
+    removed: Vec<String>,
+    recovery: Recovery,
+    /// When the lock of HEAD's branch was made, once shown the killed git's.
+    head_branch_made: Option<SystemTime>,
+    /// When the newest lock shown the killed git's was made.
+    newest_ours: Option<SystemTime>,
+}
+
+impl Sweep<'_> {
+    fn judge(&mut self, lock: &str) {
+        let path = self.repo.join(lock);
         let made = fs::symlink_metadata(&path).and_then(|m| m.modified()).ok();
-        let is_head_branch = locks.head_branch.as_ref() == Some(lock);
         // Noted while the git held it: only that very file is its, whatever another
         // writer's lock of the same ref may hold.
-        if let Some(held) = locks.held.get(lock) {
+        if let Some(held) = self.locks.held.get(lock) {
             match identity(&path) {
                 Some(now) if now == *held && fs::remove_file(&path).is_ok() => {
-                    removed.push(lock.as_str());
-                    if is_head_branch {
-                        head_branch_made = made;
-                    }
+                    self.ours(lock, made);
                 }
                 Some(now) if now == *held => {}
-                Some(_) => said.push(format!(
+                Some(_) => self.recovery.said.push(format!(
                     "{lock} is not the file the killed git held: another writer's, left alone"
                 )),
                 None => {}
             }
-            continue;
+            return;
         }
-        let content = locks.contents.get(lock).map(String::as_str);
-        match remove_if_ours(repo, lock, written, content, empty_is_cut) {
-            Verdict::Removed => {
-                removed.push(lock.as_str());
-                if is_head_branch {
-                    head_branch_made = made;
-                }
-                newest_ours = newest_ours.max(made);
-            }
-            Verdict::NotOurs(line) => said.push(line),
-            // Git takes HEAD.lock (empty: it only writes HEAD's reflog) right after the
-            // lock of the branch HEAD points to. With that lock shown the killed git's,
-            // a HEAD.lock made within moments of it is its too: any other writer of
-            // that branch stops at the branch's lock before it gets to HEAD.lock.
+        let content = self.locks.contents.get(lock).map(String::as_str);
+        match remove_if_ours(self.repo, lock, self.written, content, self.empty_is_cut) {
+            Verdict::Removed => self.ours(lock, made),
+            Verdict::NotOurs(line) => self.recovery.said.push(line),
             Verdict::TooYoung
-                if lock == "HEAD.lock"
-                    && taken_together(made, head_branch_made)
-                    && fs::remove_file(&path).is_ok() =>
+                if self.taken_with_ours(lock, made) && fs::remove_file(&path).is_ok() =>
             {
-                removed.push(lock.as_str());
-            }
-            // Git creates the locks of a transaction one after the other, each then
-            // written: killed between the two, the last one stays empty, made within
-            // moments of the newest lock shown its. (A live writer's empty lock of a
-            // ref the killed git never reached, made in that same moment, is the risk
-            // left; see README's Known limitations.)
-            Verdict::TooYoung
-                if lock != "HEAD.lock"
-                    && locks.contents.contains_key(lock)
-                    && taken_together(made, newest_ours)
-                    && fs::remove_file(&path).is_ok() =>
-            {
-                removed.push(lock.as_str());
+                self.removed.push(lock.to_owned());
             }
             Verdict::TooYoung => {
-                pending = true;
-                said.push(format!(
+                self.recovery.pending = true;
+                self.recovery.said.push(format!(
                     "{lock} may be a killed git's or a live writer's; it is left until it is {}s old",
                     STALE_AFTER.as_secs()
                 ));
@@ -387,13 +387,30 @@ fn release_with(
             Verdict::Nothing => {}
         }
     }
-    if !removed.is_empty() {
-        said.push(format!(
-            "removed {} a killed git of an earlier run left",
-            some_files(&removed)
-        ));
+
+    fn ours(&mut self, lock: &str, made: Option<SystemTime>) {
+        self.removed.push(lock.to_owned());
+        if self.locks.head_branch.as_deref() == Some(lock) {
+            self.head_branch_made = made;
+        }
+        self.newest_ours = self.newest_ours.max(made);
     }
-    Recovery { said, pending }
+
+    /// An empty lock made with the killed git's own: git takes HEAD.lock (empty: it
+    /// only writes HEAD's reflog) right after the lock of the branch HEAD points to, and
+    /// any other writer of that branch stops at the branch's lock before it gets there.
+    /// And git creates the locks of a transaction one after the other, each then
+    /// written: killed between the two, the last one stays empty, made within moments
+    /// of the newest lock shown its. (A live writer's empty lock of a ref the killed git
+    /// never reached, made in that same moment, is the risk left; see README's Known
+    /// limitations.)
+    fn taken_with_ours(&self, lock: &str, made: Option<SystemTime>) -> bool {
+        if lock == "HEAD.lock" {
+            taken_together(made, self.head_branch_made)
+        } else {
+            self.locks.contents.contains_key(lock) && taken_together(made, self.newest_ours)
+        }
+    }
 }
 
 /// True when a lock made at `made` was made within moments after `ours`.

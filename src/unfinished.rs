@@ -129,24 +129,7 @@ fn finish_one(
             ));
         }
     }
-    if !plan.applied.is_empty() {
-        let output = git
-            .update_refs(
-                &plan.commands(),
-                "mirror-hooks: finish a two-phase push",
-                LOCAL_TIMEOUT,
-            )
-            .map_err(|e| format!("{e:#}"))?;
-        if !output.success() {
-            return Err(format!(
-                "applying the upstream's values here failed: {}",
-                output.complaint()
-            ));
-        }
-        // Applied here other than by a push: the push mirrors and the chained
-        // post-receive hooks hear of it as of a push.
-        crate::announce::announce(repo, &plan.applied, "two-phase recovery");
-    }
+    apply(repo, &git, &plan)?;
     let seen: Vec<(&String, Option<&String>)> = plan
         .settled
         .iter()
@@ -165,6 +148,30 @@ fn finish_one(
         state::timestamp(orphan.written()),
         plan.said.join("; ")
     ));
+    Ok(())
+}
+
+/// Applies here what the upstream took (one transaction, each ref leased on its value
+/// here) and tells the push mirrors and chained hooks about it.
+fn apply(repo: &Path, git: &Git, plan: &Plan<'_>) -> Result<(), String> {
+    if !plan.applied.is_empty() {
+        let output = git
+            .update_refs(
+                &plan.commands(),
+                "mirror-hooks: finish a two-phase push",
+                LOCAL_TIMEOUT,
+            )
+            .map_err(|e| format!("{e:#}"))?;
+        if !output.success() {
+            return Err(format!(
+                "applying the upstream's values here failed: {}",
+                output.complaint()
+            ));
+        }
+        // Applied here other than by a push: the push mirrors and the chained
+        // post-receive hooks hear of it as of a push.
+        crate::announce::announce(repo, &plan.applied, "two-phase recovery");
+    }
     Ok(())
 }
 

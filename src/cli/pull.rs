@@ -55,6 +55,18 @@ struct Tally {
     pull: Option<PullOutcome>,
 }
 
+impl Tally {
+    /// Adds one repository's counts to the sweep's.
+    fn add(&mut self, one: &Tally) {
+        self.pulled += one.pulled;
+        self.updated += one.updated;
+        self.not_due += one.not_due;
+        self.pushed += one.pushed;
+        self.failed += one.failed;
+        self.hard_failed += one.hard_failed;
+    }
+}
+
 /// How `pull --all` reports.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Output {
@@ -101,12 +113,7 @@ pub(super) fn pull_all(
                     progress.println(&format!("{}: {line}", repo.display()));
                 }
                 progress.done(repo);
-                total.pulled += mine.pulled;
-                total.updated += mine.updated;
-                total.not_due += mine.not_due;
-                total.pushed += mine.pushed;
-                total.failed += mine.failed;
-                total.hard_failed += mine.hard_failed;
+                total.add(&mine);
                 let outcome = Outcome {
                     repository: repo.display().to_string(),
                     ok: mine.failed == 0,

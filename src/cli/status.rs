@@ -59,6 +59,50 @@ fn header(report: &StatusReport) -> String {
     text
 }
 
+/// The lines under one mirror's row: its error, queue, next update and odd refs.
+fn details(mirror: &crate::status::StatusRecord) -> String {
+    let mut details = String::new();
+    match (&mirror.state.last_error, stale_error(mirror)) {
+        (Some(error), true) => details.push_str(&format!(
+            "  last error (before the last success): {error}\n"
+        )),
+        (Some(error), false) => details.push_str(&format!("  last error: {error}\n")),
+        (None, _) => {}
+    }
+    if let Some(queued) = mirror.queued_jobs.filter(|n| *n > 0) {
+        details.push_str(&format!("  queued jobs: {queued} (not yet pushed)\n"));
+    }
+    if let Some(damaged) = mirror.damaged_jobs.as_ref().filter(|d| !d.is_empty()) {
+        details.push_str(&format!(
+            "  damaged jobs set aside: {} (under mirror/queue/{}/damaged/)\n",
+            damaged.len(),
+            mirror.name
+        ));
+    }
+    if let Some(next) = &mirror.state.next_update_at {
+        details.push_str(&format!("  next update: {next}\n"));
+    }
+    if !mirror.state.divergent_refs.is_empty() {
+        details.push_str(&format!(
+            "  divergent refs: {}\n",
+            mirror.state.divergent_refs.join(", ")
+        ));
+    }
+    if let Some(refs) = mirror.unforwarded_refs.as_ref().filter(|r| !r.is_empty()) {
+        details.push_str(&format!(
+            "  accepted here while the upstream was away, not yet forwarded: {}\n",
+            refs.join(", ")
+        ));
+    }
+    if !mirror.state.skipped_refs.is_empty() {
+        details.push_str(&format!(
+            "  skipped refs (name not UTF-8): {}\n",
+            mirror.state.skipped_refs.join(", ")
+        ));
+    }
+    details
+}
+
 /// The human-readable status table.
 pub(crate) fn status_table(report: &StatusReport) -> String {
     let mut text = header(report);
@@ -103,44 +147,7 @@ pub(crate) fn status_table(report: &StatusReport) -> String {
     text.push_str(&line(header));
     for (row, mirror) in rows.iter().zip(&report.mirrors) {
         text.push_str(&line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
-        match (&mirror.state.last_error, stale_error(mirror)) {
-            (Some(error), true) => text.push_str(&format!(
-                "  last error (before the last success): {error}\n"
-            )),
-            (Some(error), false) => text.push_str(&format!("  last error: {error}\n")),
-            (None, _) => {}
-        }
-        if let Some(queued) = mirror.queued_jobs.filter(|n| *n > 0) {
-            text.push_str(&format!("  queued jobs: {queued} (not yet pushed)\n"));
-        }
-        if let Some(damaged) = mirror.damaged_jobs.as_ref().filter(|d| !d.is_empty()) {
-            text.push_str(&format!(
-                "  damaged jobs set aside: {} (under mirror/queue/{}/damaged/)\n",
-                damaged.len(),
-                mirror.name
-            ));
-        }
-        if let Some(next) = &mirror.state.next_update_at {
-            text.push_str(&format!("  next update: {next}\n"));
-        }
-        if !mirror.state.divergent_refs.is_empty() {
-            text.push_str(&format!(
-                "  divergent refs: {}\n",
-                mirror.state.divergent_refs.join(", ")
-            ));
-        }
-        if let Some(refs) = mirror.unforwarded_refs.as_ref().filter(|r| !r.is_empty()) {
-            text.push_str(&format!(
-                "  accepted here while the upstream was away, not yet forwarded: {}\n",
-                refs.join(", ")
-            ));
-        }
-        if !mirror.state.skipped_refs.is_empty() {
-            text.push_str(&format!(
-                "  skipped refs (name not UTF-8): {}\n",
-                mirror.state.skipped_refs.join(", ")
-            ));
-        }
+        text.push_str(&details(mirror));
     }
     text
 }

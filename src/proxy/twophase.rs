@@ -106,35 +106,11 @@ fn run(env: &HookEnv, request: &Request, out: &mut dyn Pusher) -> Results {
             .map(|u| (u.name.clone(), Some(reason.to_owned())))
             .collect()
     };
-    if env.namespace.is_some() {
-        out.say("mirror-hooks: push refused: this repository is served with GIT_NAMESPACE, which two-phase forwarding does not support; a server administrator reinstalls it with `install.sh --mode pre-receive`.");
-        return all("GIT_NAMESPACE is not supported in two-phase mode");
-    }
-    let config = match Config::load(repo) {
+    let config = match checked(env, request, out) {
         Ok(config) => config,
-        Err(e) => {
-            report::report(Err(Refusal::Config(e.to_string())), out);
-            return all("mirror.toml is invalid");
-        }
+        Err(reason) => return all(reason),
     };
     let upstream = config.as_ref().and_then(|c| c.upstream.as_ref());
-    if let (Some(config), Some(_)) = (&config, upstream) {
-        crate::unfinished::finish(repo, config, &mut |line| {
-            out.say(&format!("mirror-hooks: {line}"))
-        });
-    }
-    let updates = &request.updates;
-    // receive-pack checks names only for the refs it updates itself.
-    if let Some(funny) = updates.iter().find(|u| !acceptable_name(u)) {
-        out.say(&format!(
-            "mirror-hooks: push refused: {} is not a ref name git accepts in a push (refs/<kind>/<name>); nothing was forwarded to the upstream or changed here.",
-            funny.name
-        ));
-        return all("funny refname");
-    }
-    if crate::rules::check(repo, None, updates, &mut |line: &str| out.say(line)).is_err() {
-        return all("refused by this server's rules");
-    }
     let git = match Git::new(repo) {
         Ok(git) => git,
         Err(e) => {
@@ -142,6 +118,7 @@ fn run(env: &HookEnv, request: &Request, out: &mut dyn Pusher) -> Results {
             return all("git is not usable here");
         }
     };
+    let updates = &request.updates;
     let forwarded = |u: &RefUpdate| upstream.is_some_and(|up| up.refs.matches(&u.name));
     let mut push = Push {
         repo,
@@ -151,13 +128,14 @@ fn run(env: &HookEnv, request: &Request, out: &mut dyn Pusher) -> Results {
         commit_failed: false,
         out,
     };
+    let (Some(config), Some(upstream)) = (config.as_ref(), upstream) else {
+        push.update_here(updates, request.atomic);
+        return push.results;
+    };
     if !updates.iter().any(forwarded) {
         push.update_here(updates, request.atomic);
         return push.results;
     }
-    let (Some(config), Some(upstream)) = (config.as_ref(), upstream) else {
-        return all("internal error: nothing to forward to");
-    };
     let (ours, theirs): (Vec<RefUpdate>, Vec<RefUpdate>) =
         updates.iter().cloned().partition(|u| forwarded(u));
     let access = match Access::new(repo, config, &upstream.url, upstream.auth.as_deref()) {
@@ -184,6 +162,43 @@ fn run(env: &HookEnv, request: &Request, out: &mut dyn Pusher) -> Results {
     };
     push.forward(local, prepared, &request.options, request.atomic);
     push.results
+}
+
+/// Everything checked before any lock is taken: what this mode supports, `mirror.toml`,
+/// the names, the local rules; two-phase pushes a dead process left are finished first.
+/// The configuration (none: nothing is mirrored), or the reason every ref is refused.
+fn checked(
+    env: &HookEnv,
+    request: &Request,
+    out: &mut dyn Pusher,
+) -> Result<Option<Config>, &'static str> {
+    let repo = env.git_dir.as_path();
+    if env.namespace.is_some() {
+        out.say("mirror-hooks: push refused: this repository is served with GIT_NAMESPACE, which two-phase forwarding does not support; a server administrator reinstalls it with `install.sh --mode pre-receive`.");
+        return Err("GIT_NAMESPACE is not supported in two-phase mode");
+    }
+    let config = Config::load(repo).map_err(|e| {
+        report::report(Err(Refusal::Config(e.to_string())), out);
+        "mirror.toml is invalid"
+    })?;
+    if let Some(config) = config.as_ref().filter(|c| c.upstream.is_some()) {
+        crate::unfinished::finish(repo, config, &mut |line| {
+            out.say(&format!("mirror-hooks: {line}"))
+        });
+    }
+    let updates = &request.updates;
+    // receive-pack checks names only for the refs it updates itself.
+    if let Some(funny) = updates.iter().find(|u| !acceptable_name(u)) {
+        out.say(&format!(
+            "mirror-hooks: push refused: {} is not a ref name git accepts in a push (refs/<kind>/<name>); nothing was forwarded to the upstream or changed here.",
+            funny.name
+        ));
+        return Err("funny refname");
+    }
+    if crate::rules::check(repo, None, updates, &mut |line: &str| out.say(line)).is_err() {
+        return Err("refused by this server's rules");
+    }
+    Ok(config)
 }
 
 /// The local side of one push: its transactions, its journal, the refs' results.
