@@ -69,7 +69,7 @@ pub fn begin(repo: &Path, refs: &[RefUpdate], locks: Vec<Locks>) -> Result<Journ
     let intent = Intent {
         format: FORMAT.to_owned(),
         pid,
-        started: reflock::started_at(pid),
+        started: crate::process_id::started_at(pid),
         written_ms: now,
         refs: refs
             .iter()
@@ -104,7 +104,7 @@ impl Journal {
     pub fn writer_started(&mut self, index: usize, pid: u32) {
         if let Some(writer) = self.intent.writers.get_mut(index) {
             writer.pid = Some(pid);
-            writer.started = reflock::started_at(pid);
+            writer.started = crate::process_id::started_at(pid);
             let _ = self.write(false);
         }
     }
@@ -218,7 +218,7 @@ pub fn left(repo: &Path) -> Left {
                 other => Err(format!("format {other:?} is not one this version reads")),
             });
         match intent {
-            Ok(intent) if reflock::is_running(intent.pid, intent.started.as_ref()) => {
+            Ok(intent) if crate::process_id::is_running(intent.pid, intent.started.as_ref()) => {
                 left.live += 1;
             }
             Ok(intent) => left.orphans.push(Orphan { path, intent }),

@@ -5,7 +5,8 @@
 //! The modules form layers; each uses only those below it (`.ci/modules.py` checks
 //! that no module uses one that uses it back):
 //!
-//! - leaves: `text`, `refs`, `url`, `porcelain`, `pktline` (the proc-receive protocol's framing), `lock`, `owner`, `hookenv` (what git
+//! - leaves: `text`, `refs`, `url`, `process_id` (is a recorded process still running),
+//!   `porcelain`, `pktline` (the proc-receive protocol's framing), `lock`, `owner`, `hookenv` (what git
 //!   tells a hook, read once by `hook`), `repo` (gix reads),
 //!   `chain`, `reflock`, `pause` (maintenance pause), `state` (status records, their names, the log, the hash),
 //!   `ledger` (what the upstream last held), `journal` (two-phase pushes in flight)
@@ -42,6 +43,7 @@ pub(crate) mod pause;
 pub(crate) mod pktline;
 pub mod porcelain;
 pub(crate) mod process;
+pub(crate) mod process_id;
 pub(crate) mod proxy;
 pub(crate) mod pull;
 pub(crate) mod push;
