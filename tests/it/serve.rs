@@ -600,3 +600,77 @@ fn serve_help() {
     assert!(out.status.success(), "{out:?}");
     insta::assert_snapshot!("git-mirror serve", String::from_utf8_lossy(&out.stdout));
 }
+
+/// Sends a webhook and waits at most `within` for the answer: `None` when none came.
+fn webhook_within(serve: &Serve, rel: &str, within: Duration) -> Option<u16> {
+    let mut stream = TcpStream::connect(&serve.address).unwrap();
+    stream.set_read_timeout(Some(within)).unwrap();
+    let headers = signed("github", SECRET, "{}");
+    let head = format!(
+        "POST /webhook/{rel} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n{}: {}\r\n\r\n{{}}",
+        headers[0].0, headers[0].1
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer)
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+}
+
+// Review (h-review2): `webhook::secret` reads `[pull] webhook_secret_file` with
+// `std::fs::read`, after checking only its mode: a FIFO (mode 0600) planted by whoever
+// may edit one repository's mirror.toml makes every request for that repository hang
+// for good (no deadline applies), each holding one of the 64 connection slots. Any
+// unauthenticated client then takes serve's whole HTTP side down (webhooks of every
+// repository, /metrics, /healthz). The same unbounded read of a large 0600 file (a
+// sparse one costs no disk) holds it all in memory.
+#[test]
+fn review_a_fifo_as_webhook_secret_file_does_not_hang_serve() {
+    let s = setup();
+    let other = downstream(&s.env, "srv/other.git", &s.up, true);
+    std::fs::write(
+        other.join("mirror.toml"),
+        format!(
+            "[pull]\nurl = {:?}\ninterval = \"1h\"\nwebhook_secret_file = \"fifo.secret\"\n",
+            s.up.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let fifo = std::ffi::CString::new(other.join("fifo.secret").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) on a path this test owns.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let serve = Serve::start(&s.env, &s.root, None);
+    // Answered (404: the secret cannot be used) within the request deadline, not never.
+    let clock = Instant::now();
+    let status = webhook_within(&serve, "other.git", Duration::from_secs(15));
+    assert!(
+        status.is_some(),
+        "no answer after {:?}: the request hangs on the FIFO; log:\n{}",
+        clock.elapsed(),
+        serve.log()
+    );
+    // And the slots are not lost: after 64 such requests, serve still answers.
+    let hung: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&serve.address).unwrap();
+            let headers = signed("github", SECRET, "{}");
+            let head = format!(
+                "POST /webhook/other.git HTTP/1.1\r\nContent-Length: 2\r\n{}: {}\r\n\r\n{{}}",
+                headers[0].0, headers[0].1
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    drop(hung);
+    assert!(
+        eventually(Duration::from_secs(15), || serve
+            .request("GET", "/healthz", &[], b"")
+            .0
+            == 200),
+        "/healthz refused: every connection slot is held by a request stuck on the FIFO"
+    );
+}
