@@ -247,3 +247,27 @@ fn remove_deletes_the_mirrors_state_and_queue_but_not_the_log() {
         format!("no mirrors are configured in [TMP]/down.git/mirror.toml")
     );
 }
+
+// Review (h-review2): `git mirror add` takes a URL with a password in it from its
+// command line (where `ps` shows it to every user) and writes it into mirror.toml,
+// which it makes 0644 when there is none: a token readable by all. The project's rule
+// is credentials from password_env/password_file, never argv; add should refuse such a
+// URL (exit 2) and point at `--auth`, changing nothing.
+#[test]
+fn review_add_refuses_a_url_with_a_password_in_it() {
+    let env = TestEnv::new();
+    let repo = env.bare("r.git");
+    let said = mirror_cmd(
+        &env,
+        &[
+            "add",
+            "push",
+            "gh",
+            "https://oauth2:ghp_s3cret@example.com/org/r.git",
+            repo.to_str().unwrap(),
+        ],
+        2,
+    );
+    assert!(said.contains("--auth"), "{said}");
+    assert!(!repo.join("mirror.toml").exists());
+}
