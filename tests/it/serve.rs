@@ -674,3 +674,37 @@ fn review_a_fifo_as_webhook_secret_file_does_not_hang_serve() {
         "/healthz refused: every connection slot is held by a request stuck on the FIFO"
     );
 }
+
+/// The most resident memory serve has had, in KiB (VmHWM).
+fn peak_kib(serve: &Serve) -> u64 {
+    std::fs::read_to_string(format!("/proc/{}/status", serve.pid()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+// Review (h-review2): the secret file is read whole (`std::fs::read`) on every webhook,
+// before any signature is checked: a sparse 0600 file (no disk used) of a few hundred MB,
+// which anyone who may edit one mirror.toml can plant, makes each unauthenticated
+// request allocate that much, 64 at a time; serve (root, for every repository) dies of
+// it. A secret is a few dozen bytes: read at most a few KiB.
+#[test]
+fn review_a_huge_webhook_secret_file_is_not_read_whole() {
+    let s = setup();
+    let big = s.down.join("webhook.secret");
+    let file = std::fs::File::options().write(true).open(&big).unwrap();
+    file.set_len(256 * 1024 * 1024).unwrap();
+    drop(file);
+    let serve = Serve::start(&s.env, &s.root, None);
+    let before = peak_kib(&serve);
+    let headers = signed("github", SECRET, "{}");
+    let (status, _) = serve.webhook("group/down.git", &refs(&headers), "{}");
+    assert!(status == 401 || status == 404, "{status}");
+    let grown = peak_kib(&serve) - before;
+    assert!(
+        grown < 64 * 1024,
+        "one unauthenticated request grew serve by {grown} KiB"
+    );
+}
