@@ -708,3 +708,58 @@ fn review_a_huge_webhook_secret_file_is_not_read_whole() {
         "one unauthenticated request grew serve by {grown} KiB"
     );
 }
+
+// Review (h-review2): on SIGTERM serve signals each run's process group, and the run
+// signals the groups of the git it still waits for; a process that ignores SIGTERM in
+// the group of a git that has already exited (here a pack-objects hook, which would
+// otherwise have been killed with its fetch) is signalled by no one and outlives serve.
+// serve's SIGKILL after STOP_GRACE reaches only its child's own group, never the
+// groups of that child's git (src/serve/mod.rs `stop`, src/git/stop.rs).
+#[test]
+fn review_nothing_a_run_started_outlives_serve() {
+    let s = setup();
+    let pids = s.env.path("hook.pids");
+    let hook = s.env.path("stubborn-pack-objects");
+    s.env.script(
+        &hook,
+        &format!(
+            "trap '' TERM\necho $$ >> {}\nsleep 40\nexec \"$@\"\n",
+            pids.display()
+        ),
+    );
+    let global = s.env.path("stubborn.gitconfig");
+    std::fs::write(
+        &global,
+        format!("[uploadpack]\n\tpackObjectsHook = {}\n", hook.display()),
+    )
+    .unwrap();
+    let mut serve = Serve::start(&s.env, &s.root, Some(&global));
+    s.upstream_moves("being pulled");
+    let headers = signed("gitlab", SECRET, "{}");
+    assert_eq!(
+        serve.webhook("group/down.git", &refs(&headers), "{}").0,
+        202
+    );
+    assert!(
+        eventually(PATIENCE, || pids.exists()),
+        "no fetch started; log:\n{}",
+        serve.log()
+    );
+    let (_, took) = serve.stop();
+    assert!(took < Duration::from_secs(10), "stopping took {took:?}");
+    let pid = std::fs::read_to_string(&pids).unwrap();
+    let pid = pid.trim();
+    let alive = Path::new(&format!("/proc/{pid}")).exists();
+    if alive {
+        // Not left running past this test.
+        let pid: i32 = pid.parse().unwrap();
+        for child in descendants(pid) {
+            signal(child, libc::SIGKILL);
+        }
+        signal(pid, libc::SIGKILL);
+    }
+    assert!(
+        !alive,
+        "process {pid}, started by serve's pull, outlived serve"
+    );
+}
