@@ -271,3 +271,48 @@ fn review_add_refuses_a_url_with_a_password_in_it() {
     assert!(said.contains("--auth"), "{said}");
     assert!(!repo.join("mirror.toml").exists());
 }
+
+// Review (h-review2): add and remove read mirror.toml, edit it, and rename the result
+// over it with no lock (src/config/edit.rs `add`/`remove`/`replace`): two at once (a
+// configuration tool adding a fleet's mirrors in parallel) each report success, and the
+// later rename silently drops the other's mirror.
+#[test]
+fn review_concurrent_adds_lose_no_mirror() {
+    let env = TestEnv::new();
+    let repo = env.bare("r.git");
+    let names: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
+    let outs: Vec<std::process::Output> = std::thread::scope(|scope| {
+        let adds: Vec<_> = names
+            .iter()
+            .map(|name| {
+                let env = &env;
+                let repo = &repo;
+                scope.spawn(move || {
+                    env.git_mirror(&[
+                        "add",
+                        "push",
+                        name,
+                        &format!("https://example.com/{name}.git"),
+                        repo.to_str().unwrap(),
+                    ])
+                })
+            })
+            .collect();
+        adds.into_iter().map(|a| a.join().unwrap()).collect()
+    });
+    let succeeded: Vec<&String> = names
+        .iter()
+        .zip(&outs)
+        .filter(|(_, out)| out.status.success())
+        .map(|(name, _)| name)
+        .collect();
+    let text = toml(&repo);
+    let lost: Vec<&&String> = succeeded
+        .iter()
+        .filter(|name| !text.contains(&format!("name = \"{name}\"")))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "said added but not in mirror.toml: {lost:?}\n{text}"
+    );
+}
