@@ -279,7 +279,7 @@ fn as_root_pause_resume_and_add_act_as_the_repositorys_owner() {
 // to push every job queued during the pause, while post-receive tells the pusher that
 // the job "goes out after `git mirror resume`".
 #[test]
-fn a_worker_running_when_the_pause_begins_pushes_nothing_queued_during_it() {
+fn review_a_worker_running_when_the_pause_begins_pushes_nothing_queued_during_it() {
     let env = TestEnv::new();
     let mirror = env.bare("mirror.git");
     let gate = env.path("gate");
