@@ -377,3 +377,32 @@ fn an_ssh_mirror_that_refuses_pushes_is_a_problem() {
     1 problem found
     ");
 }
+
+// Review (h-review2): doctor checks the files `[auth]` names, not `[pull]
+// webhook_secret_file`. One that other users may read (or that is missing) makes
+// `serve` answer every webhook of the repository with 404 (src/serve/mod.rs `hook`, the
+// reason only in serve's log), yet doctor says "no problems found" and exits 0.
+#[test]
+fn review_an_unusable_webhook_secret_file_is_a_problem() {
+    let env = TestEnv::new();
+    let up = env.bare("up.git");
+    let toml = format!(
+        "[pull]\nurl = {:?}\ninterval = \"30m\"\nwebhook_secret_file = \"webhook.secret\"\n",
+        up.to_str().unwrap()
+    );
+    let down = env.downstream("down.git", &toml);
+    env.git_ok(&down, &["config", "core.filesRefLockTimeout", "10000"]);
+    let secret = down.join("webhook.secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    chmod(&secret, 0o644);
+    let out = doctor(&env, &down);
+    let text = said(&env, &out, &[]);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("webhook_secret_file"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+    // Missing altogether: the same.
+    std::fs::remove_file(&secret).unwrap();
+    let out = doctor(&env, &down);
+    let text = said(&env, &out, &[]);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+}

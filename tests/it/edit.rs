@@ -247,3 +247,72 @@ fn remove_deletes_the_mirrors_state_and_queue_but_not_the_log() {
         format!("no mirrors are configured in [TMP]/down.git/mirror.toml")
     );
 }
+
+// Review (h-review2): `git mirror add` takes a URL with a password in it from its
+// command line (where `ps` shows it to every user) and writes it into mirror.toml,
+// which it makes 0644 when there is none: a token readable by all. The project's rule
+// is credentials from password_env/password_file, never argv; add should refuse such a
+// URL (exit 2) and point at `--auth`, changing nothing.
+#[test]
+fn review_add_refuses_a_url_with_a_password_in_it() {
+    let env = TestEnv::new();
+    let repo = env.bare("r.git");
+    let said = mirror_cmd(
+        &env,
+        &[
+            "add",
+            "push",
+            "gh",
+            "https://oauth2:ghp_s3cret@example.com/org/r.git",
+            repo.to_str().unwrap(),
+        ],
+        2,
+    );
+    assert!(said.contains("--auth"), "{said}");
+    assert!(!repo.join("mirror.toml").exists());
+}
+
+// Review (h-review2): add and remove read mirror.toml, edit it, and rename the result
+// over it with no lock (src/config/edit.rs `add`/`remove`/`replace`): two at once (a
+// configuration tool adding a fleet's mirrors in parallel) each report success, and the
+// later rename silently drops the other's mirror.
+#[test]
+fn review_concurrent_adds_lose_no_mirror() {
+    let env = TestEnv::new();
+    let repo = env.bare("r.git");
+    let names: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
+    let outs: Vec<std::process::Output> = std::thread::scope(|scope| {
+        let adds: Vec<_> = names
+            .iter()
+            .map(|name| {
+                let env = &env;
+                let repo = &repo;
+                scope.spawn(move || {
+                    env.git_mirror(&[
+                        "add",
+                        "push",
+                        name,
+                        &format!("https://example.com/{name}.git"),
+                        repo.to_str().unwrap(),
+                    ])
+                })
+            })
+            .collect();
+        adds.into_iter().map(|a| a.join().unwrap()).collect()
+    });
+    let succeeded: Vec<&String> = names
+        .iter()
+        .zip(&outs)
+        .filter(|(_, out)| out.status.success())
+        .map(|(name, _)| name)
+        .collect();
+    let text = toml(&repo);
+    let lost: Vec<&&String> = succeeded
+        .iter()
+        .filter(|name| !text.contains(&format!("name = \"{name}\"")))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "said added but not in mirror.toml: {lost:?}\n{text}"
+    );
+}

@@ -741,3 +741,46 @@ fn root_install_goes_on_past_a_repository_it_refuses() {
     }
     assert!(stdout.contains("schedule: "), "{stdout}");
 }
+
+// Review (h-review2): install_repo runs `mkdir -p "$repo/hooks" "$repo/mirror"` and
+// gives only mirror/ to the repository's owner: a repository made without hooks/ (`git
+// init --bare --template=`, as some hosting tools do) gets a root-owned hooks/ from a
+// root install, in which its owner can no longer add, replace or remove a hook (nor
+// run `install.sh --uninstall` as themself); and --uninstall, which did not record
+// making it, leaves that directory behind instead of putting back what was there.
+#[test]
+fn review_as_root_a_hooks_directory_install_makes_is_the_owners_and_goes_with_uninstall() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (a repository owned by another user)");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let env = TestEnv::new();
+    let repo = env.path("srv/a.git");
+    std::fs::create_dir_all(env.path("srv")).unwrap();
+    env.git_ok(
+        &env.path("srv"),
+        &["init", "-q", "--bare", "--template=", "a.git"],
+    );
+    assert!(!repo.join("hooks").exists());
+    let chown = env
+        .command("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&repo)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let before = tree(&repo);
+    install_ok(&env, &["--root", env.path("srv").to_str().unwrap()]);
+    let owner = std::fs::metadata(repo.join("hooks")).unwrap().uid();
+    assert_eq!(
+        owner, 65534,
+        "hooks/ made by install.sh belongs to uid {owner}"
+    );
+    install_ok(&env, &["--uninstall", "--purge", repo.to_str().unwrap()]);
+    assert_eq!(
+        tree(&repo),
+        before,
+        "--uninstall --purge did not put back what was there"
+    );
+}

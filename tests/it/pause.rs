@@ -272,3 +272,61 @@ fn as_root_pause_resume_and_add_act_as_the_repositorys_owner() {
     assert!(!repo.join("mirror/paused").exists());
     assert_eq!(status(&env, &repo)["paused"], false);
 }
+
+// Review (h-review2): the push-mirror worker looks at the pause once, when it starts
+// (src/push.rs `run`); its loop (src/push.rs `work`: claim, run_once, again while jobs
+// wait) never looks again. A worker that is pushing when `git mirror pause` runs goes on
+// to push every job queued during the pause, while post-receive tells the pusher that
+// the job "goes out after `git mirror resume`".
+#[test]
+fn review_a_worker_running_when_the_pause_begins_pushes_nothing_queued_during_it() {
+    let env = TestEnv::new();
+    let mirror = env.bare("mirror.git");
+    let gate = env.path("gate");
+    std::fs::create_dir_all(&gate).unwrap();
+    // The mirror's first receive waits until the test opens the gate.
+    env.script(
+        &mirror.join("hooks/pre-receive"),
+        &format!(
+            "cat >/dev/null\nif [ ! -e {g}/seen ]; then touch {g}/seen; until [ -e {g}/go ]; do sleep 0.05; done; fi",
+            g = gate.display()
+        ),
+    );
+    let toml = format!(
+        "[[push]]\nname = \"backup\"\nurl = {:?}\n",
+        mirror.to_str().unwrap()
+    );
+    let down = env.downstream("down.git", &toml);
+    let work = env.work("work");
+    let before = env.commit(&work, "before the pause");
+    let pushed = env.push(&work, &down, &["HEAD:refs/heads/main"]);
+    assert!(pushed.success, "{}", pushed.stderr);
+    // The worker post-receive started is in the middle of pushing it.
+    assert!(eventually(PATIENCE, || gate.join("seen").exists()));
+    mirror_cmd(&env, &["pause", down.to_str().unwrap()], 0);
+    let during = env.commit(&work, "during the pause");
+    let pushed = env.push(&work, &down, &["HEAD:refs/heads/main"]);
+    assert!(pushed.success, "{}", pushed.stderr);
+    assert!(
+        pushed.stderr.contains("goes out after `git mirror resume`"),
+        "{}",
+        pushed.stderr
+    );
+    std::fs::write(gate.join("go"), "").unwrap();
+    assert!(eventually(PATIENCE, || env
+        .rev(&mirror, "refs/heads/main")
+        .is_some()));
+    // Wait for that worker to end (its pid is in the queue's lock file).
+    let pid: i32 = std::fs::read_to_string(down.join("mirror/queue/backup/lock"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(eventually(PATIENCE, || !Path::new(&format!("/proc/{pid}")).exists()));
+    assert_eq!(
+        env.rev(&mirror, "refs/heads/main").as_deref(),
+        Some(before.as_str()),
+        "the push made while paused went out to the mirror (during = {during})"
+    );
+    assert_eq!(status(&env, &down)["paused"], true);
+}

@@ -600,3 +600,166 @@ fn serve_help() {
     assert!(out.status.success(), "{out:?}");
     insta::assert_snapshot!("git-mirror serve", String::from_utf8_lossy(&out.stdout));
 }
+
+/// Sends a webhook and waits at most `within` for the answer: `None` when none came.
+fn webhook_within(serve: &Serve, rel: &str, within: Duration) -> Option<u16> {
+    let mut stream = TcpStream::connect(&serve.address).unwrap();
+    stream.set_read_timeout(Some(within)).unwrap();
+    let headers = signed("github", SECRET, "{}");
+    let head = format!(
+        "POST /webhook/{rel} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n{}: {}\r\n\r\n{{}}",
+        headers[0].0, headers[0].1
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer)
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+}
+
+// Review (h-review2): `webhook::secret` reads `[pull] webhook_secret_file` with
+// `std::fs::read`, after checking only its mode: a FIFO (mode 0600) planted by whoever
+// may edit one repository's mirror.toml makes every request for that repository hang
+// for good (no deadline applies), each holding one of the 64 connection slots. Any
+// unauthenticated client then takes serve's whole HTTP side down (webhooks of every
+// repository, /metrics, /healthz). The same unbounded read of a large 0600 file (a
+// sparse one costs no disk) holds it all in memory.
+#[test]
+fn review_a_fifo_as_webhook_secret_file_does_not_hang_serve() {
+    let s = setup();
+    let other = downstream(&s.env, "srv/other.git", &s.up, true);
+    std::fs::write(
+        other.join("mirror.toml"),
+        format!(
+            "[pull]\nurl = {:?}\ninterval = \"1h\"\nwebhook_secret_file = \"fifo.secret\"\n",
+            s.up.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let fifo = std::ffi::CString::new(other.join("fifo.secret").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) on a path this test owns.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let serve = Serve::start(&s.env, &s.root, None);
+    // Answered (404: the secret cannot be used) within the request deadline, not never.
+    let clock = Instant::now();
+    let status = webhook_within(&serve, "other.git", Duration::from_secs(15));
+    assert!(
+        status.is_some(),
+        "no answer after {:?}: the request hangs on the FIFO; log:\n{}",
+        clock.elapsed(),
+        serve.log()
+    );
+    // And the slots are not lost: after 64 such requests, serve still answers.
+    let hung: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&serve.address).unwrap();
+            let headers = signed("github", SECRET, "{}");
+            let head = format!(
+                "POST /webhook/other.git HTTP/1.1\r\nContent-Length: 2\r\n{}: {}\r\n\r\n{{}}",
+                headers[0].0, headers[0].1
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    drop(hung);
+    assert!(
+        eventually(Duration::from_secs(15), || serve
+            .request("GET", "/healthz", &[], b"")
+            .0
+            == 200),
+        "/healthz refused: every connection slot is held by a request stuck on the FIFO"
+    );
+}
+
+/// The most resident memory serve has had, in KiB (VmHWM).
+fn peak_kib(serve: &Serve) -> u64 {
+    std::fs::read_to_string(format!("/proc/{}/status", serve.pid()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+// Review (h-review2): the secret file is read whole (`std::fs::read`) on every webhook,
+// before any signature is checked: a sparse 0600 file (no disk used) of a few hundred MB,
+// which anyone who may edit one mirror.toml can plant, makes each unauthenticated
+// request allocate that much, 64 at a time; serve (root, for every repository) dies of
+// it. A secret is a few dozen bytes: read at most a few KiB.
+#[test]
+fn review_a_huge_webhook_secret_file_is_not_read_whole() {
+    let s = setup();
+    let big = s.down.join("webhook.secret");
+    let file = std::fs::File::options().write(true).open(&big).unwrap();
+    file.set_len(256 * 1024 * 1024).unwrap();
+    drop(file);
+    let serve = Serve::start(&s.env, &s.root, None);
+    let before = peak_kib(&serve);
+    let headers = signed("github", SECRET, "{}");
+    let (status, _) = serve.webhook("group/down.git", &refs(&headers), "{}");
+    assert!(status == 401 || status == 404, "{status}");
+    let grown = peak_kib(&serve) - before;
+    assert!(
+        grown < 64 * 1024,
+        "one unauthenticated request grew serve by {grown} KiB"
+    );
+}
+
+// Review (h-review2): on SIGTERM serve signals each run's process group, and the run
+// signals the groups of the git it still waits for; a process that ignores SIGTERM in
+// the group of a git that has already exited (here a pack-objects hook, which would
+// otherwise have been killed with its fetch) is signalled by no one and outlives serve.
+// serve's SIGKILL after STOP_GRACE reaches only its child's own group, never the
+// groups of that child's git (src/serve/mod.rs `stop`, src/git/stop.rs).
+#[test]
+fn review_nothing_a_run_started_outlives_serve() {
+    let s = setup();
+    let pids = s.env.path("hook.pids");
+    let hook = s.env.path("stubborn-pack-objects");
+    s.env.script(
+        &hook,
+        &format!(
+            "trap '' TERM\necho $$ >> {}\nsleep 40\nexec \"$@\"\n",
+            pids.display()
+        ),
+    );
+    let global = s.env.path("stubborn.gitconfig");
+    std::fs::write(
+        &global,
+        format!("[uploadpack]\n\tpackObjectsHook = {}\n", hook.display()),
+    )
+    .unwrap();
+    let mut serve = Serve::start(&s.env, &s.root, Some(&global));
+    s.upstream_moves("being pulled");
+    let headers = signed("gitlab", SECRET, "{}");
+    assert_eq!(
+        serve.webhook("group/down.git", &refs(&headers), "{}").0,
+        202
+    );
+    assert!(
+        eventually(PATIENCE, || pids.exists()),
+        "no fetch started; log:\n{}",
+        serve.log()
+    );
+    let (_, took) = serve.stop();
+    assert!(took < Duration::from_secs(10), "stopping took {took:?}");
+    let pid = std::fs::read_to_string(&pids).unwrap();
+    let pid = pid.trim();
+    let alive = Path::new(&format!("/proc/{pid}")).exists();
+    if alive {
+        // Not left running past this test.
+        let pid: i32 = pid.parse().unwrap();
+        for child in descendants(pid) {
+            signal(child, libc::SIGKILL);
+        }
+        signal(pid, libc::SIGKILL);
+    }
+    assert!(
+        !alive,
+        "process {pid}, started by serve's pull, outlived serve"
+    );
+}
