@@ -21,6 +21,9 @@ pub use check::parse_duration;
 
 /// The configuration file's name inside the bare repository.
 pub const FILE_NAME: &str = "mirror.toml";
+/// The largest mirror.toml read: far more than any configuration needs, and small enough
+/// that a planted file cannot make a process that reads many (a sweep, `serve`) grow.
+const MAX_SIZE: u64 = 1024 * 1024;
 
 /// A loaded, checked `mirror.toml`.
 #[derive(Debug, Clone)]
@@ -210,16 +213,29 @@ impl Config {
     /// has no mirrors.
     pub fn load(repo: &Path) -> Result<Option<Config>, ConfigError> {
         let path = repo.join(FILE_NAME);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Config::parse(&text, &path, repo).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(ConfigError {
+        let unreadable = |path: std::path::PathBuf, message: String| ConfigError {
+            path,
+            line: 0,
+            column: 0,
+            key: "file".to_owned(),
+            message,
+        };
+        match crate::files::read_limited(&path, MAX_SIZE) {
+            Ok(file) => match String::from_utf8(file.bytes) {
+                Ok(text) => Config::parse(&text, &path, repo).map(Some),
+                Err(_) => Err(unreadable(path, "is not UTF-8 text".to_owned())),
+            },
+            Err(crate::files::FileError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(crate::files::FileError::Io(e)) => Err(unreadable(
                 path,
-                line: 0,
-                column: 0,
-                key: "file".to_owned(),
-                message: format!("cannot be read: {e}; check its permissions"),
-            }),
+                format!("cannot be read: {e}; check its permissions"),
+            )),
+            Err(e) => Err(unreadable(
+                path,
+                format!("cannot be used: {e}; mirror.toml is a small text file"),
+            )),
         }
     }
 

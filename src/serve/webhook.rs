@@ -43,6 +43,9 @@ fn percent_decode(text: &str) -> Option<String> {
     (!text.contains('\0')).then_some(text)
 }
 
+/// The longest webhook secret read (hosts' secrets are tens of bytes).
+const MAX_SECRET: u64 = 4096;
+
 /// The secret of `repo`'s webhooks: `None` when it has none (no `[pull]
 /// webhook_secret_file`, an empty file); an error when the file cannot be used (unsafe
 /// mode, unreadable), which the caller logs.
@@ -53,13 +56,30 @@ pub fn secret(repo: &Path) -> anyhow::Result<Option<Vec<u8>>> {
     let Some(path) = config.pull.and_then(|p| p.webhook_secret_file) else {
         return Ok(None);
     };
-    crate::auth::check_private(&path, "[pull] webhook_secret_file")?;
-    let text = std::fs::read(&path).map_err(|e| {
+    // Read once, from the open file: a FIFO would block, a huge file would be read whole,
+    // and a file someone else owns may be another user's secret.
+    let file = crate::files::read_limited(&path, MAX_SECRET).map_err(|e| {
         anyhow::anyhow!(
-            "cannot read {} ([pull] webhook_secret_file): {e}",
+            "cannot use {} ([pull] webhook_secret_file): {e}",
             path.display()
         )
     })?;
+    if file.mode & 0o077 != 0 {
+        anyhow::bail!(
+            "{} ([pull] webhook_secret_file) can be read by other users (mode {:o}); run `chmod 600 {}`",
+            path.display(),
+            file.mode & 0o777,
+            path.display()
+        );
+    }
+    let owner = std::fs::metadata(repo).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+    if file.uid != 0 && owner.is_ok_and(|owner| owner != file.uid) {
+        anyhow::bail!(
+            "{} ([pull] webhook_secret_file) belongs to another user than the repository; give it to the repository's owner",
+            path.display()
+        );
+    }
+    let text = file.bytes;
     // Editors end files with a line break; it is not part of the secret.
     let len = text
         .iter()
