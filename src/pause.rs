@@ -17,7 +17,12 @@ fn marker(repo: &Path) -> PathBuf {
 
 /// True while the repository's mirroring is paused.
 pub fn is_paused(repo: &Path) -> bool {
-    marker(repo).exists()
+    // Fail closed: only a marker known to be absent means "not paused" (a directory this
+    // process may not search is not proof).
+    match std::fs::symlink_metadata(marker(repo)) {
+        Ok(_) => true,
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
 }
 
 /// Pauses the repository's mirroring; pausing a paused repository changes nothing.

@@ -186,6 +186,10 @@ fn work(
         queue.recover(&lock)?;
         let mut failed = false;
         loop {
+            // A pause that began while this worker ran holds what is queued from then on.
+            if crate::pause::is_paused(repo) {
+                return Ok(last.map_or(WorkerReport::Paused, WorkerReport::Ran));
+            }
             force |= queue.take_now_request(&lock)?;
             if !(force || !failed && queue.has_waiting() && due().0) {
                 break;
