@@ -131,6 +131,11 @@ impl RemoteUrl {
         Some((host_port.to_owned(), None))
     }
 
+    /// True when the URL itself carries a password (`user:password@`).
+    pub fn has_embedded_password(&self) -> bool {
+        userinfo(&self.raw).is_some_and(|u| u.contains(':'))
+    }
+
     /// True when the URL itself carries a password or token.
     pub fn has_embedded_secret(&self) -> bool {
         userinfo(&self.raw).is_some_and(|u| u.contains(':') || self.kind == UrlKind::Http)

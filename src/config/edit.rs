@@ -54,6 +54,27 @@ impl Addition {
     }
 }
 
+impl Addition {
+    /// The URL it names, if any.
+    fn url(&self) -> Option<&str> {
+        match self {
+            Addition::Upstream { url, .. } | Addition::Push { url, .. } => Some(url),
+            Addition::Pull { url, .. } => url.as_deref(),
+        }
+    }
+}
+
+/// Held from reading mirror.toml to replacing it: two edits at once would each write
+/// the file without the other's change.
+fn lock(repo: &Path, path: &Path) -> Result<crate::lock::Lock, EditError> {
+    crate::lock::Lock::acquire(&crate::state::mirror_dir(repo).join("mirror-toml.lock")).map_err(
+        |e| EditError::Io {
+            path: path.to_owned(),
+            error: std::io::Error::other(format!("{e:#}")),
+        },
+    )
+}
+
 /// Why an edit was refused; the file was left as it was.
 #[derive(Debug)]
 pub enum EditError {
@@ -72,6 +93,9 @@ pub enum EditError {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// The URL carries a password: it would stand in mirror.toml, and it already stood
+    /// on a command line.
+    Password { url: String },
 }
 
 impl fmt::Display for EditError {
@@ -113,6 +137,10 @@ impl fmt::Display for EditError {
                 error.message
             ),
             EditError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            EditError::Password { url } => write!(
+                f,
+                "{url} carries a password, which must stand neither in mirror.toml nor on a command line (other users see command lines); give the URL without it and name an [auth] table with --auth (username, and password_file or password_env); nothing was changed"
+            ),
         }
     }
 }
@@ -123,6 +151,14 @@ impl std::error::Error for EditError {}
 /// configuration it now holds.
 pub fn add(repo: &Path, addition: &Addition) -> Result<Config, EditError> {
     let path = repo.join(FILE_NAME);
+    if let Some(url) = addition.url() {
+        if crate::url::RemoteUrl::parse(url, repo).is_ok_and(|u| u.has_embedded_password()) {
+            return Err(EditError::Password {
+                url: crate::url::mask_text(url),
+            });
+        }
+    }
+    let _edit = lock(repo, &path)?;
     let (mut doc, old) = open(repo, &path)?;
     if old.as_ref().is_some_and(|c| has_mirror(c, addition.name())) {
         return Err(EditError::Exists {
@@ -138,6 +174,7 @@ pub fn add(repo: &Path, addition: &Addition) -> Result<Config, EditError> {
 /// mirror.toml; the configuration it held before.
 pub fn remove(repo: &Path, name: &str) -> Result<Config, EditError> {
     let path = repo.join(FILE_NAME);
+    let _edit = lock(repo, &path)?;
     let (mut doc, old) = open(repo, &path)?;
     let names = old.as_ref().map(mirror_names).unwrap_or_default();
     let Some(old) = old.filter(|c| has_mirror(c, name)) else {
