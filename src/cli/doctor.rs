@@ -174,6 +174,23 @@ fn credentials_section(repo: &Path, config: &Config, found: &mut Findings) -> Ve
         }
         lines.extend(mine);
     }
+    // What serve checks the webhooks of this repository with: unusable, every webhook
+    // is answered 404, said only in serve's log.
+    if let Some(path) = config.pull.as_ref().and_then(|p| p.webhook_secret_file.as_ref()) {
+        let path = repo.join(path);
+        if let Some(problem) = health::secret_file(&path) {
+            let fix = match &problem {
+                FileProblem::Missing => "write the secret the webhooks are signed with into it (mode 600), or fix the path".to_owned(),
+                FileProblem::OpenToOthers(_) => format!("run `chmod 600 {}`", path.display()),
+                FileProblem::Unreadable(_) => "check its owner and permissions; it must be a small regular file".to_owned(),
+            };
+            lines.push(format!(
+                "[pull] webhook_secret_file: {}: {}; git mirror serve refuses every webhook for this repository until it is fixed: {fix}",
+                path.display(),
+                file_problem(&problem)
+            ));
+        }
+    }
     let own = crate::auth::default_known_hosts(repo);
     let mut notes = Vec::new();
     for remote in config.remotes() {
