@@ -13,6 +13,7 @@ BINARIES=(pre-receive post-receive proc-receive git-mirror)
 #   movedHook = HOOK.d/NAME     a foreign hooks/HOOK moved aside (put back on uninstall)
 #   movedLink = HOOK.d/NAME T   ... which was a symbolic link whose text was T
 #   createdDir = HOOK.d         hooks/HOOK.d did not exist before (removed once empty)
+#   createdDir = hooks          hooks/ itself did not exist before (removed once empty)
 RECORD=mirror-hooks
 # Two-phase routing: every ref goes through proc-receive. Lock timeouts (ms) so that a
 # local writer waits for a forwarding push (which holds the ref locks) instead of failing.
@@ -553,7 +554,13 @@ install_repo() {
   repo=$(cd "$repo" && pwd)
   refuse_links "$repo"
   say "$repo:"
-  mkdir -p "$repo/hooks" "$repo/mirror"
+  if [[ ! -e "$repo/hooks" ]]; then
+    # (`git init --template=` makes none.) It is the owner's, and goes with uninstall.
+    mkdir "$repo/hooks"
+    own_like_repo "$repo" "$repo/hooks"
+    record "$repo" createdDir hooks
+  fi
+  mkdir -p "$repo/mirror"
   own_like_repo "$repo" "$repo/mirror"
   local hooks_path
   hooks_path=$(repo_git "$repo" config core.hooksPath 2>/dev/null) || hooks_path=
@@ -605,6 +612,10 @@ uninstall_repo() {
     uninstall_hook "$repo" "$hook"
   done
   unset_ours "$repo" receive.advertisePushOptions true
+  if recorded "$repo" createdDir hooks && rmdir "$repo/hooks" 2>/dev/null; then
+    CHANGED=1
+    say "  hooks/: removed (install.sh made it; it is empty)"
+  fi
   repo_git "$repo" config --local --remove-section "$RECORD" 2>/dev/null || true
   own_like_repo "$repo" "$repo/config"
   [[ -n "$CHANGED" ]] || say "  nothing to remove (mirror-hooks is not installed here)"
