@@ -76,10 +76,16 @@ mod tests {
         let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: mkfifo(3) reads the NUL-terminated path only.
         assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
-        assert!(matches!(read_limited(&fifo, 10), Err(FileError::NotRegular)));
+        assert!(matches!(
+            read_limited(&fifo, 10),
+            Err(FileError::NotRegular)
+        ));
         let big = dir.path().join("big");
         std::fs::write(&big, vec![b'x'; 11]).unwrap();
-        assert!(matches!(read_limited(&big, 10), Err(FileError::TooLarge(10))));
+        assert!(matches!(
+            read_limited(&big, 10),
+            Err(FileError::TooLarge(10))
+        ));
         assert_eq!(read_limited(&big, 11).unwrap().bytes.len(), 11);
     }
 }

@@ -176,7 +176,11 @@ fn credentials_section(repo: &Path, config: &Config, found: &mut Findings) -> Ve
     }
     // What serve checks the webhooks of this repository with: unusable, every webhook
     // is answered 404, said only in serve's log.
-    if let Some(path) = config.pull.as_ref().and_then(|p| p.webhook_secret_file.as_ref()) {
+    if let Some(path) = config
+        .pull
+        .as_ref()
+        .and_then(|p| p.webhook_secret_file.as_ref())
+    {
         let path = repo.join(path);
         if let Some(problem) = health::secret_file(&path) {
             let fix = match &problem {

@@ -319,6 +319,9 @@ fn stop(shared: &Shared) {
     for run in &work.running {
         signal_group(&run.child, libc::SIGTERM);
     }
+    // Each run leads a session of its own (it called setsid): whatever it started is in
+    // it, in whichever process group, and goes with serve.
+    let sessions: Vec<u32> = work.running.iter().map(|run| run.child.id()).collect();
     let deadline = Instant::now() + STOP_GRACE;
     while !work.running.is_empty() && Instant::now() < deadline {
         work.running
@@ -330,6 +333,41 @@ fn stop(shared: &Shared) {
     for run in &mut work.running {
         signal_group(&run.child, libc::SIGKILL);
         let _ = run.child.wait();
+    }
+    drop(work);
+    for session in sessions {
+        kill_session(session);
+    }
+}
+
+/// SIGKILL to every process left in session `sid` (one our run created): a git that
+/// outlived its run, or a hook's process a git started in a group of its own.
+fn kill_session(sid: u32) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp session …`; comm may hold spaces and parentheses.
+        let session = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().nth(3))
+            .and_then(|s| s.parse::<u32>().ok());
+        if session == Some(sid) {
+            // SAFETY: kill(2) on a process of the session our own child created.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
     }
 }
 
