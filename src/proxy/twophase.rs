@@ -138,6 +138,14 @@ fn run(env: &HookEnv, request: &Request, out: &mut dyn Pusher) -> Results {
     }
     let (ours, theirs): (Vec<RefUpdate>, Vec<RefUpdate>) =
         updates.iter().cloned().partition(|u| forwarded(u));
+    // Said before thousands of locks are taken for nothing.
+    let leases: Vec<crate::git::LeasedUpdate> = ours.iter().map(super::leased).collect();
+    if !crate::git::push_fits(&leases) {
+        let refusal = Refusal::TooMany(leases.len());
+        let reason = refusal.reason();
+        report::report(Err(refusal), push.out);
+        return all(reason);
+    }
     let access = match Access::new(repo, config, &upstream.url, upstream.auth.as_deref()) {
         Ok(access) => access,
         Err(e) => {
