@@ -207,8 +207,10 @@ fn save(repo: &Path, ledger: &Ledger, durable: bool) -> Result<()> {
     }
     let mut ledger = ledger.clone();
     ledger.version = VERSION;
-    serde_json::to_writer_pretty(&mut file, &ledger)?;
-    file.write_all(b"\n")?;
+    // Whole, in one write: serde writes token by token, a system call each unbuffered.
+    let mut bytes = serde_json::to_vec_pretty(&ledger)?;
+    bytes.push(b'\n');
+    file.write_all(&bytes)?;
     if durable {
         file.as_file()
             .sync_all()

@@ -160,8 +160,10 @@ pub fn save(repo: &Path, name: &str, state: &MirrorState) -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut file = tempfile::NamedTempFile::new_in(&dir)
         .with_context(|| format!("cannot write in {}", dir.display()))?;
-    serde_json::to_writer_pretty(&mut file, state)?;
-    file.write_all(b"\n")?;
+    // Whole, in one write: serde writes token by token, a system call each unbuffered.
+    let mut bytes = serde_json::to_vec_pretty(state)?;
+    bytes.push(b'\n');
+    file.write_all(&bytes)?;
     let path = record_path(repo, name);
     file.persist(&path)
         .with_context(|| format!("cannot replace {}", path.display()))?;
