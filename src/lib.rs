@@ -5,7 +5,7 @@
 //! The modules form layers; each uses only those below it (`.ci/modules.py` checks
 //! that no module uses one that uses it back):
 //!
-//! - leaves: `text`, `refs`, `url`, `files` (reading files others may have planted), `process_id` (is a recorded process still running),
+//! - leaves: `text`, `refs`, `url`, `signals` (catching the stop signals), `files` (reading files others may have planted), `process_id` (is a recorded process still running),
 //!   `porcelain`, `pktline` (the proc-receive protocol's framing), `lock`, `owner`, `hookenv` (what git
 //!   tells a hook, read once by `hook`), `repo` (gix reads),
 //!   `chain`, `reflock`, `pause` (maintenance pause), `state` (status records, their names, the log, the hash),
@@ -56,6 +56,7 @@ pub(crate) mod resolve;
 pub(crate) mod rules;
 pub(crate) mod schedule;
 pub(crate) mod serve;
+pub(crate) mod signals;
 pub(crate) mod state;
 pub(crate) mod status;
 pub(crate) mod text;

@@ -64,26 +64,7 @@ pub fn stop_git_on_termination() -> Result<()> {
         libc::fcntl(fds[1], libc::F_SETFL, libc::O_NONBLOCK);
     }
     SIGNAL_PIPE.store(fds[1], std::sync::atomic::Ordering::Relaxed);
-    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-        // SAFETY: sigaction(2) with zero-initialised structs it fills or reads; the
-        // handler only calls write(2).
-        unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(signal, std::ptr::null(), &mut old) == 0
-                && old.sa_sigaction == libc::SIG_IGN
-            {
-                continue;
-            }
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_termination as extern "C" fn(libc::c_int) as usize;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
-                return Err(std::io::Error::last_os_error())
-                    .context("cannot install a signal handler");
-            }
-        }
-    }
+    crate::signals::on_termination(on_termination)?;
     let read_end = fds[0];
     std::thread::spawn(move || {
         let mut byte = 0u8;

@@ -114,27 +114,7 @@ extern "C" fn on_stop(_signal: libc::c_int) {
 }
 
 fn catch_stop_signals() -> Result<()> {
-    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-        // SAFETY: sigaction(2) with zero-initialised structs; the handler only stores to
-        // an atomic, which is async-signal-safe.
-        unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(signal, std::ptr::null(), &mut old) == 0
-                && old.sa_sigaction == libc::SIG_IGN
-            {
-                continue;
-            }
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_stop as extern "C" fn(libc::c_int) as usize;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
-                return Err(std::io::Error::last_os_error())
-                    .context("cannot install a signal handler");
-            }
-        }
-    }
-    Ok(())
+    crate::signals::on_termination(on_stop)
 }
 
 /// Runs `serve` until SIGTERM (or SIGINT, SIGHUP): prints the address it listens on as
