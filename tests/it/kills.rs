@@ -2,7 +2,7 @@
 //! process it started — never wedges the repository: the next pull converges, `git
 //! fsck` is clean, no lock file is left, and pushes to the pulled branches go through.
 
-use crate::util::{command_line, descendants, running, TestEnv, GIT_MIRROR};
+use crate::util::{command_line, descendants, lock_files, running, signal, TestEnv, GIT_MIRROR};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -28,13 +28,6 @@ impl Prng {
 
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
-    }
-}
-
-fn signal(pid: i32, signal: libc::c_int) {
-    // SAFETY: kill(2) on a process this test started (or one of its descendants).
-    unsafe {
-        libc::kill(pid, signal);
     }
 }
 
@@ -67,27 +60,6 @@ fn move_all(env: &TestEnv, up: &Path, parent: Option<&str>, round: usize) -> Str
         .unwrap();
     assert!(update.wait().unwrap().success());
     commit
-}
-
-/// Every `*.lock` file of `repo` outside `mirror/` (git-mirror's own run locks live
-/// there and are OS locks, not git's).
-fn lock_files(repo: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut dirs = vec![repo.to_owned()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            if path == repo.join("mirror") {
-                continue;
-            }
-            if entry.file_type().unwrap().is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "lock") {
-                found.push(path);
-            }
-        }
-    }
-    found
 }
 
 /// After a killed run: the next pull converges and leaves a sound repository that

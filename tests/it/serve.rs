@@ -3,7 +3,7 @@
 //! GitHub, Gitea, Forgejo and GitLab sign them, metrics, and SIGTERM in the middle of a
 //! pull.
 
-use crate::util::{command_line, descendants, eventually, TestEnv, GIT_MIRROR};
+use crate::util::{command_line, descendants, eventually, signal, TestEnv, GIT_MIRROR};
 use hmac::{Hmac, Mac};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -132,13 +132,6 @@ fn read_answer(stream: &mut TcpStream) -> (u16, String) {
         .map_or("", |(_, b)| b)
         .to_owned();
     (status, body)
-}
-
-fn signal(pid: i32, signal: libc::c_int) {
-    // SAFETY: kill(2) on a process this test started.
-    unsafe {
-        libc::kill(pid, signal);
-    }
 }
 
 fn hex_hmac(secret: &str, body: &str) -> String {

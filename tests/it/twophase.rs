@@ -3,7 +3,10 @@
 //! and a hook killed at any point is healed by the journal recovery. A few tests run the
 //! classic pre-receive install too, to record the window two-phase closes.
 
-use crate::util::{descendants_with, eventually, running, Family, Pushed, TestEnv, PROC_RECEIVE};
+use crate::util::{
+    descendants_with, eventually, lock_files, running, signal, Family, Pushed, TestEnv,
+    PROC_RECEIVE,
+};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -113,28 +116,6 @@ fn assert_refused(pushed: &Pushed, branch: &str) {
         "the pusher is not told why: {}",
         pushed.stderr
     );
-}
-
-/// Every `*.lock` file of `repo` outside `mirror/` (git-mirror's own run locks live
-/// there and are OS locks, not git's). `HEAD.lock` counts: git takes it with the lock of
-/// HEAD's branch.
-fn lock_files(repo: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut dirs = vec![repo.to_owned()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            if path == repo.join("mirror") {
-                continue;
-            }
-            if entry.file_type().unwrap().is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "lock") {
-                found.push(path);
-            }
-        }
-    }
-    found
 }
 
 /// The intent journals of pushes in flight (or of killed ones) in `repo`.
@@ -520,13 +501,6 @@ enum Recovery {
     Sweep,
     /// The next push (to another branch), with no `[pull]` table.
     NextPush,
-}
-
-fn signal(pid: i32, signal: libc::c_int) {
-    // SAFETY: kill(2) on a descendant of a push this test started; no memory involved.
-    unsafe {
-        libc::kill(pid, signal);
-    }
 }
 
 /// A hook at `path` that, the first time it runs with `commit` in its input while the

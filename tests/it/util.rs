@@ -432,3 +432,34 @@ pub fn explain(cmd: &Command, out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// Every `*.lock` file of `repo` outside `mirror/` (git-mirror's own run locks live
+/// there and are OS locks, not git's). `HEAD.lock` counts: git takes it with the lock of
+/// HEAD's branch.
+pub fn lock_files(repo: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![repo.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path == repo.join("mirror") {
+                continue;
+            }
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "lock") {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Sends `signal` to `pid`, a process the calling test started (or one of its
+/// descendants, found through parent pids): never one found by its name.
+pub fn signal(pid: i32, signal: libc::c_int) {
+    // SAFETY: kill(2) on a process id; no memory involved.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
