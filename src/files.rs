@@ -38,15 +38,7 @@ pub struct Checked {
 /// Reads `path` (links followed) when it is a regular file of at most `limit` bytes.
 /// Opening does not block (a FIFO would, forever).
 pub fn read_limited(path: &Path, limit: u64) -> Result<Checked, FileError> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(FileError::Io)?;
-    let meta = file.metadata().map_err(FileError::Io)?;
-    if !meta.file_type().is_file() {
-        return Err(FileError::NotRegular);
-    }
+    let (file, meta) = open_regular(path)?;
     if meta.len() > limit {
         return Err(FileError::TooLarge(limit));
     }
@@ -63,6 +55,21 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Checked, FileError> {
         mode: meta.mode(),
         uid: meta.uid(),
     })
+}
+
+/// Opens `path` (links followed) for reading when it is a regular file, without
+/// blocking (a FIFO would, forever); its metadata is the open file's own.
+pub fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata), FileError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(FileError::Io)?;
+    let meta = file.metadata().map_err(FileError::Io)?;
+    if !meta.file_type().is_file() {
+        return Err(FileError::NotRegular);
+    }
+    Ok((file, meta))
 }
 
 #[cfg(test)]

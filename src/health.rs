@@ -112,19 +112,11 @@ pub fn plain_file(path: &Path) -> Option<FileProblem> {
     }
 }
 
-/// Readable, and a regular file: opened without blocking (a FIFO would block forever)
-/// and never read.
+/// Readable, and a regular file (opened without blocking, never read).
 fn readable(path: &Path) -> Option<FileProblem> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path);
-    match file.and_then(|f| f.metadata()) {
-        Ok(meta) if meta.file_type().is_file() => None,
-        Ok(_) => Some(FileProblem::Unreadable("not a regular file".to_owned())),
-        Err(e) => Some(FileProblem::Unreadable(e.to_string())),
-    }
+    crate::files::open_regular(path)
+        .err()
+        .map(|e| FileProblem::Unreadable(e.to_string()))
 }
 
 /// For a remote that is a path on this machine: the directory of the repository there

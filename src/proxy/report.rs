@@ -103,7 +103,7 @@ impl Refusal {
             Refusal::Failed(e) => out.say(&format!("mirror-hooks: push refused: {e}.")),
             Refusal::ChainedHook { name, status } => out.say(&format!(
                 "mirror-hooks: push refused by the chained hook pre-receive.d/{name} ({}); nothing was forwarded to the upstream.",
-                describe_status(*status)
+                crate::rules::describe_status(*status)
             )),
             Refusal::Chain(e) => out.say(&format!(
                 "mirror-hooks: push refused: {e}; nothing was forwarded."
@@ -226,15 +226,6 @@ fn explain_refusal(
             out.say("mirror-hooks: next: in a few seconds, fetch, rebase (or merge), push again.");
         }
         Some(CatchUp::Failed) => out.say("mirror-hooks: next: fetch, rebase (or merge), push again. This repository could not fetch the upstream's new commits just now: if your fetch brings nothing new, ask a server administrator to run `git mirror pull --now` here (`git mirror status` shows why)."),
-    }
-}
-
-fn describe_status(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit status {code}"),
-        (None, Some(signal)) => format!("killed by signal {signal}"),
-        _ => "failed".to_owned(),
     }
 }
 
