@@ -63,9 +63,35 @@ fn needs_escape(c: char) -> bool {
         )
 }
 
+/// `names` joined with commas for a person to read: the first few, then how many more
+/// (a push of 20 000 tags is told in one line, not 20 000 names).
+pub fn name_list<S: AsRef<str>>(names: &[S]) -> String {
+    const SHOWN: usize = 10;
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_name_list_says_how_many_more() {
+        let names: Vec<String> = (1..=12).map(|i| format!("refs/tags/t{i}")).collect();
+        assert_eq!(
+            name_list(&names),
+            "refs/tags/t1, refs/tags/t2, refs/tags/t3, refs/tags/t4, refs/tags/t5, refs/tags/t6, refs/tags/t7, refs/tags/t8, refs/tags/t9, refs/tags/t10 and 2 more"
+        );
+        assert_eq!(name_list(&names[..2]), "refs/tags/t1, refs/tags/t2");
+    }
 
     #[test]
     fn every_bidirectional_control_is_shown_escaped() {

@@ -4,13 +4,16 @@
 mod listing;
 mod local;
 mod output;
+mod push;
 mod run;
+mod scratch;
 mod stop;
 mod streams;
 mod transaction;
 
 pub use listing::{RemoteListing, RemoteRefs};
 pub use output::{Cause, GitError, Lasting, RunOutput};
+pub use push::{can_push, LeasedUpdate, PushSettings};
 pub use stop::stop_git_on_termination;
 pub use transaction::Prepared;
 
@@ -230,136 +233,7 @@ fn program() -> Result<PathBuf> {
     which::which("git").context("cannot find the `git` program on PATH; install git or fix PATH")
 }
 
-/// One ref of a push, guarded by a lease on the value the remote is expected to have.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeasedUpdate {
-    pub name: String,
-    /// What the remote must hold for the update to apply; `None`: the ref must not exist.
-    pub expect: Option<String>,
-    /// What it gets; `None` deletes it.
-    pub new: Option<String>,
-}
-
-/// How a push runs.
-#[derive(Debug, Clone, Default)]
-pub struct PushSettings {
-    /// All refs or none (`--atomic`).
-    pub atomic: bool,
-    /// Push options (`--push-option`).
-    pub options: Vec<String>,
-}
-
 impl Git {
-    /// Pushes `updates` to `url` in one `git push --porcelain`, each ref with a lease
-    /// (`--force-with-lease=REF:EXPECT`), never with `+`: a `+` would override the lease
-    /// and silently clobber the remote, while a lease also permits a forced update.
-    ///
-    /// A non-atomic push too large for one command line goes in several, one after the
-    /// other, and their outputs are joined; an atomic one that does not fit is an error
-    /// (check [`push_fits`] first).
-    pub fn push(
-        &self,
-        url: &crate::url::RemoteUrl,
-        updates: &[LeasedUpdate],
-        settings: &PushSettings,
-        timeout: Duration,
-        on_stderr: &mut dyn FnMut(&str),
-    ) -> Result<RunOutput> {
-        if push_fits(updates) {
-            return self.push_once(url, updates, settings, timeout, on_stderr);
-        }
-        if settings.atomic {
-            anyhow::bail!(
-                "{} ref updates are more than one atomic push can carry on this system's command line",
-                updates.len()
-            );
-        }
-        let budget = argument_budget();
-        let mut joined: Option<RunOutput> = None;
-        let mut start = 0;
-        while start < updates.len() {
-            let mut bytes = 0;
-            let mut end = start;
-            while end < updates.len()
-                && (end == start || bytes + update_bytes(&updates[end]) < budget)
-            {
-                bytes += update_bytes(&updates[end]);
-                end += 1;
-            }
-            let out = self.push_once(url, &updates[start..end], settings, timeout, on_stderr)?;
-            // Unreachable or timed out: the rest would fare no better.
-            let hopeless =
-                out.timed_out || !out.stdout.split(|b| *b == b'\n').any(|l| l == b"Done");
-            joined = Some(match joined {
-                None => out,
-                Some(mut all) => {
-                    all.stdout.extend_from_slice(&out.stdout);
-                    all.stdout_incomplete |= out.stdout_incomplete;
-                    all.stderr.push_str(&out.stderr);
-                    all.timed_out |= out.timed_out;
-                    if all.success() {
-                        all.status = out.status;
-                    }
-                    all
-                }
-            });
-            if hopeless {
-                break;
-            }
-            start = end;
-        }
-        joined.ok_or_else(|| anyhow::anyhow!("nothing to push"))
-    }
-
-    fn push_once(
-        &self,
-        url: &crate::url::RemoteUrl,
-        updates: &[LeasedUpdate],
-        settings: &PushSettings,
-        timeout: Duration,
-        on_stderr: &mut dyn FnMut(&str),
-    ) -> Result<RunOutput> {
-        let mut args: Vec<String> = [
-            // Configuration that would make git push more (or other) than we ask.
-            "-c",
-            "push.followTags=false",
-            "-c",
-            "push.recurseSubmodules=no",
-            "-c",
-            "push.gpgSign=false",
-            "-c",
-            "push.useForceIfIncludes=false",
-            "-c",
-            "push.pushOption=",
-            "push",
-            "--no-verify",
-            "--porcelain",
-        ]
-        .map(str::to_owned)
-        .into();
-        if settings.atomic {
-            args.push("--atomic".to_owned());
-        }
-        args.extend(
-            settings
-                .options
-                .iter()
-                .map(|o| format!("--push-option={o}")),
-        );
-        for u in updates {
-            let expect = u.expect.as_deref().unwrap_or_default();
-            args.push(format!("--force-with-lease={}:{expect}", u.name));
-        }
-        args.push(url.for_git());
-        for u in updates {
-            args.push(match &u.new {
-                None => format!(":{}", u.name),
-                Some(new) => format!("{new}:{}", u.name),
-            });
-        }
-        self.run_remote(&args, None, timeout, on_stderr)
-    }
-
     /// Lists the refs of `url` (`git ls-remote`), limited to `names` when given (and
     /// few enough for a command line). A listing git could not hand over whole (see
     /// [`RunOutput::stdout_incomplete`]) is a failure: a partial list would make refs
@@ -524,28 +398,6 @@ impl Git {
             &mut |_| {},
         )?)
     }
-}
-
-/// How many bytes of arguments one command may have here: half the system's limit,
-/// leaving the other half to the environment and git's own arguments.
-fn argument_budget() -> usize {
-    // SAFETY: sysconf(3) only reads a system limit.
-    let limit = unsafe { libc::sysconf(libc::_SC_ARG_MAX) };
-    usize::try_from(limit).map_or(128 * 1024, |l| (l / 2).max(128 * 1024))
-}
-
-/// The bytes one ref adds to a push's command line: its lease, its refspec, and the
-/// pointers to both.
-fn update_bytes(u: &LeasedUpdate) -> usize {
-    let lease =
-        "--force-with-lease=:".len() + u.name.len() + u.expect.as_ref().map_or(0, String::len);
-    let refspec = 1 + u.name.len() + u.new.as_ref().map_or(0, String::len);
-    lease + refspec + 2 * (std::mem::size_of::<usize>() + 1)
-}
-
-/// True when `updates` fit in one push's command line.
-pub fn push_fits(updates: &[LeasedUpdate]) -> bool {
-    updates.iter().map(update_bytes).sum::<usize>() < argument_budget()
 }
 
 /// Removes from `cmd`'s environment the inherited variables in `names` and every

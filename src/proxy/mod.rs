@@ -177,7 +177,7 @@ fn ask(
     let (view, offline) = upstream_view(repo, &local_refs);
     let updates: Vec<&RefUpdate> = view.iter().collect();
     let leased: Vec<LeasedUpdate> = updates.iter().map(|u| leased(u)).collect();
-    if !crate::git::push_fits(&leased) {
+    if !crate::git::can_push(&leased) {
         return Err(Refusal::TooMany(leased.len()));
     }
     let answer = match push_upstream(&git, &upstream, push_options, &leased, out) {
@@ -224,7 +224,7 @@ impl Attempt {
                 let names: Vec<&str> = self.updates.iter().map(|u| u.name.as_str()).collect();
                 Ok(Accepted::Forwarded {
                     url: upstream.url.to_string(),
-                    names: names.join(", "),
+                    names: crate::text::name_list(&names),
                 })
             }
             Answer::Refused {

@@ -90,7 +90,7 @@ impl Accepted {
                 out.say(&format!("mirror-hooks: warning: {error}."));
                 out.say(&format!(
                     "mirror-hooks: warning: accepted here WITHOUT forwarding {} (on_unreachable = \"accept\"); the upstream does not have it yet. The next pull, or the next push to it, forwards it.",
-                    names.join(", ")
+                    crate::text::name_list(names)
                 ));
             }
         }
@@ -123,7 +123,7 @@ impl Refusal {
                 out.say(&format!(
                     "mirror-hooks: push refused: {}: {} cannot be forwarded to the upstream now, and accepting {} here alone would diverge from it.",
                     crate::pause::REASON,
-                    names.join(", "),
+                    crate::text::name_list(names),
                     if names.len() == 1 { "it" } else { "them" }
                 ));
                 out.say("mirror-hooks: nothing was forwarded. Push again when the maintenance is over (a server administrator ends it with `git mirror resume`); refs the upstream does not mirror can be pushed meanwhile.");

@@ -140,7 +140,7 @@ fn run(env: &HookEnv, request: &Request, out: &mut dyn Pusher) -> Results {
         updates.iter().cloned().partition(|u| forwarded(u));
     // Said before thousands of locks are taken for nothing.
     let leases: Vec<crate::git::LeasedUpdate> = ours.iter().map(super::leased).collect();
-    if !crate::git::push_fits(&leases) {
+    if !crate::git::can_push(&leases) {
         let refusal = Refusal::TooMany(leases.len());
         let reason = refusal.reason();
         report::report(Err(refusal), push.out);
@@ -464,7 +464,7 @@ fn command(u: &RefUpdate) -> String {
 
 fn names_of(updates: &[RefUpdate]) -> String {
     let names: Vec<&str> = updates.iter().map(|u| u.name.as_str()).collect();
-    names.join(", ")
+    crate::text::name_list(&names)
 }
 
 fn reason_of(answer: &Answer) -> &'static str {

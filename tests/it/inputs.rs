@@ -309,52 +309,6 @@ fn ref_patterns_accept_only_full_ref_names() {
     }
 }
 
-/// A work tree whose only commit is tagged `count` times (`refs/tags/t000001`, …).
-fn many_tags(env: &crate::util::TestEnv, count: usize) -> std::path::PathBuf {
-    let work = env.work("many");
-    let head = env.commit(&work, "tagged");
-    let input: String = (1..=count)
-        .map(|i| format!("create refs/tags/t{i:06} {head}\n"))
-        .collect();
-    let mut update = env
-        .command("git")
-        .arg("-C")
-        .arg(&work)
-        .args(["update-ref", "--stdin"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    update
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    assert!(update.wait().unwrap().success());
-    work
-}
-
-#[test]
-fn a_push_too_large_for_one_forwarding_push_is_refused_clearly() {
-    let env = crate::util::TestEnv::new();
-    let work = many_tags(&env, 20_000);
-    // Through the proxy: one atomic push cannot carry it; say so, change nothing.
-    let up = env.bare("up.git");
-    let proxied = env.downstream(
-        "proxied.git",
-        &format!("[upstream]\nurl = {:?}\n", up.to_str().unwrap()),
-    );
-    let pushed = env.push(&work, &proxied, &["refs/tags/*:refs/tags/*"]);
-    assert!(!pushed.success);
-    assert!(
-        pushed.stderr.contains("remote: mirror-hooks: push refused: it updates 20000 refs at once, more than one atomic push to the upstream can carry on this server's command line."),
-        "{}",
-        pushed.stderr.lines().take(3).collect::<Vec<_>>().join("\n")
-    );
-    assert!(env.refs(&up).is_empty() && env.refs(&proxied).is_empty());
-}
-
 #[test]
 fn a_ref_name_that_is_not_utf8_is_refused() {
     use std::os::unix::ffi::OsStrExt;

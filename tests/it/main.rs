@@ -14,6 +14,7 @@ mod hostile;
 mod inputs;
 mod install;
 mod kills;
+mod many;
 mod pause;
 mod pipes;
 mod proxy;

@@ -1,0 +1,226 @@
+//! A throwaway git directory that pushes run from. `git push` reads every ref of the
+//! repository it runs in and matches each lease against every ref the remote lists, so a
+//! push from a repository of 100 000 refs pays for all of them; the scratch directory
+//! borrows the repository's objects (alternates) and configuration (an include) and holds
+//! only the refs one push needs.
+
+use anyhow::{Context, Result};
+use std::fs;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::LeasedUpdate;
+
+/// Where scratch directories live, inside the repository's own `mirror/`: same owner,
+/// same file system, found again when a killed push left one behind.
+const HOME: &str = "mirror/scratch";
+/// The remote a staged push goes to (named so that its leases can come from "tracking"
+/// refs; nothing else in the scratch directory's configuration uses this name).
+pub(super) const REMOTE: &str = "mirror-hooks-forward";
+/// The staged refs' namespaces: the new values, and the values each lease expects.
+const NEW: &str = "refs/new/";
+const LEASE: &str = "refs/lease/";
+
+/// One scratch git directory, removed when dropped.
+pub(super) struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    /// Makes an empty git directory beside `repo`'s data whose objects are `repo`'s
+    /// and whose configuration includes `repo`'s (remotes' URLs rewritten, credential
+    /// helpers, http settings all stay as they were). `sha256` when the repository's
+    /// object ids are.
+    pub(super) fn create(repo: &Path, sha256: bool) -> Result<Scratch> {
+        let home = repo.join(HOME);
+        fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
+        sweep(&home);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = home.join(format!("{}-{nanos}.git", std::process::id()));
+        fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let scratch = Scratch { dir };
+        scratch
+            .fill(repo, sha256)
+            .with_context(|| format!("cannot set up {} to push from", scratch.dir.display()))?;
+        Ok(scratch)
+    }
+
+    fn fill(&self, repo: &Path, sha256: bool) -> Result<()> {
+        let objects = absolute(&repo.join("objects"))?;
+        fs::create_dir_all(self.dir.join("objects/info"))?;
+        fs::create_dir(self.dir.join("refs"))?;
+        fs::write(self.dir.join("HEAD"), "ref: refs/heads/main\n")?;
+        let mut alternates = objects.as_os_str().as_bytes().to_vec();
+        alternates.push(b'\n');
+        fs::write(self.dir.join("objects/info/alternates"), alternates)?;
+        let mut config = Vec::new();
+        if sha256 {
+            config.extend_from_slice(
+                b"[core]\n\trepositoryformatversion = 1\n\tbare = true\n[extensions]\n\tobjectformat = sha256\n",
+            );
+        } else {
+            config.extend_from_slice(b"[core]\n\trepositoryformatversion = 0\n\tbare = true\n");
+        }
+        config.extend_from_slice(b"[include]\n\tpath = ");
+        quoted(
+            &mut config,
+            absolute(&repo.join("config"))?.as_os_str().as_bytes(),
+        );
+        config.push(b'\n');
+        fs::write(self.dir.join("config"), config)?;
+        Ok(())
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The `update-ref --stdin` lines that stage `updates`: each new value under
+    /// `refs/new/`, each lease's expected value under `refs/lease/`.
+    pub(super) fn staging(updates: &[LeasedUpdate]) -> Vec<String> {
+        let mut lines = Vec::new();
+        for u in updates {
+            let short = u.name.strip_prefix("refs/").unwrap_or(&u.name);
+            if let Some(new) = &u.new {
+                lines.push(format!("create {NEW}{short} {new}"));
+            }
+            if let Some(expect) = &u.expect {
+                lines.push(format!("create {LEASE}{short} {expect}"));
+            }
+        }
+        lines
+    }
+
+    /// Writes the remote a staged push goes to: `url`, the refspecs (every staged new
+    /// value, each deletion by name) and, as "fetch" refspecs, where each lease's
+    /// expected value is, so that a bare `--force-with-lease` checks every ref: against
+    /// its staged value, or against absence where none is staged (a creation).
+    pub(super) fn add_remote(&self, url: &str, updates: &[LeasedUpdate]) -> Result<()> {
+        let mut config = fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("config"))
+            .context("cannot open the scratch configuration")?;
+        let mut text = format!("[remote \"{REMOTE}\"]\n").into_bytes();
+        let mut entry = |key: &str, value: &[u8]| {
+            text.extend_from_slice(format!("\t{key} = ").as_bytes());
+            quoted(&mut text, value);
+            text.push(b'\n');
+        };
+        entry("url", url.as_bytes());
+        // Only where a lease expects a value: a git looks each ref the remote lists up
+        // in these, and a remote of 100 000 refs makes every useless lookup count.
+        let mut dirs: Vec<&str> = updates
+            .iter()
+            .filter(|u| u.expect.is_some())
+            .map(|u| u.name.rsplit_once('/').map_or("refs", |(dir, _)| dir))
+            .collect();
+        dirs.sort_unstable();
+        dirs.dedup();
+        for dir in dirs {
+            let short = dir.strip_prefix("refs").unwrap_or(dir);
+            entry(
+                "fetch",
+                format!("+{dir}/*:{}{short}/*", LEASE.trim_end_matches('/')).as_bytes(),
+            );
+        }
+        entry("push", format!("{NEW}*:refs/*").as_bytes());
+        for u in updates.iter().filter(|u| u.new.is_none()) {
+            entry("push", format!(":{}", u.name).as_bytes());
+        }
+        config
+            .write_all(&text)
+            .context("cannot write the scratch configuration")
+    }
+
+    /// True when every update can be staged: its name is under `refs/`.
+    pub(super) fn can_stage(updates: &[LeasedUpdate]) -> bool {
+        updates.iter().all(|u| u.name.starts_with("refs/"))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Removes the scratch directories of processes that have ended (killed before their
+/// own clean-up).
+fn sweep(home: &Path) {
+    let Ok(entries) = fs::read_dir(home) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !crate::process_id::is_running(pid, None)) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
+}
+
+/// `value` as a double-quoted configuration value.
+fn quoted(out: &mut Vec<u8>, value: &[u8]) {
+    out.push(b'"');
+    for &b in value {
+        match b {
+            b'"' | b'\\' => out.extend_from_slice(&[b'\\', b]),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_keeps_every_byte() {
+        let mut out = Vec::new();
+        quoted(&mut out, b"a\"b\\c#d;e\xff");
+        assert_eq!(out, b"\"a\\\"b\\\\c#d;e\xff\"");
+    }
+
+    #[test]
+    fn staging_puts_new_values_and_leases_apart() {
+        let updates = [
+            LeasedUpdate {
+                name: "refs/heads/main".into(),
+                expect: Some("a".into()),
+                new: Some("b".into()),
+            },
+            LeasedUpdate {
+                name: "refs/tags/v1".into(),
+                expect: None,
+                new: Some("c".into()),
+            },
+            LeasedUpdate {
+                name: "refs/heads/gone".into(),
+                expect: Some("d".into()),
+                new: None,
+            },
+        ];
+        assert_eq!(
+            Scratch::staging(&updates),
+            [
+                "create refs/new/heads/main b",
+                "create refs/lease/heads/main a",
+                "create refs/new/tags/v1 c",
+                "create refs/lease/heads/gone d",
+            ]
+        );
+    }
+}
