@@ -9,7 +9,8 @@
 #            run with a stack limit (ulimit -s) raised so that the command line fits
 #   proxy  - a push to a downstream whose pre-receive forwards (pre-receive mode)
 #   2phase - the same in two-phase mode
-# A refused push is reported as such, with how long the refusal took.
+# A refused push is reported as such, with how long the refusal took. With TRACE=DIR the
+# proxied pushes write GIT_TRACE2_PERF to DIR/KIND.perf.
 set -euo pipefail
 TAGS=${1:-20000}
 REPEAT=${2:-3}
@@ -55,7 +56,9 @@ run() {
         git -C "$TMP/work" push -q --atomic --porcelain "${args[@]}" >/dev/null
       ) ;;
     proxy|2phase)
-      git -C "$TMP/work" push -q "$TMP/down.git" 'refs/tags/*:refs/tags/*' 2>"$TMP/$1.err" || outcome=refused ;;
+      if [[ -n ${TRACE:-} ]]; then mkdir -p "$TRACE"; export GIT_TRACE2_PERF="$TRACE/$1.perf"; fi
+      git -C "$TMP/work" push -q "$TMP/down.git" 'refs/tags/*:refs/tags/*' 2>"$TMP/$1.err" || outcome=refused
+      unset GIT_TRACE2_PERF ;;
   esac
   end=$(now)
   local up down
@@ -84,5 +87,5 @@ for kind in "${kinds[@]}"; do
     "$(ratio "${t[$kind]}" "${t[floor]}")" "${all[$kind]}" "${said[$kind]}"
 done
 for kind in proxy 2phase; do
-  if [[ -s $TMP/$kind.err ]]; then echo "  $kind said: $(grep -v '^To \|^ ! \[' "$TMP/$kind.err" | head -3 | tr '\n' ' ')"; fi
+  if [[ -s $TMP/$kind.err ]]; then echo "  $kind said: $(grep -v '^To \|^ ! \[' "$TMP/$kind.err" | head -3 | tr '\n' ' ' | cut -c1-300)"; fi
 done

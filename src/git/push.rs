@@ -74,22 +74,7 @@ impl Git {
         timeout: Duration,
         on_stderr: &mut dyn FnMut(&str),
     ) -> Result<RunOutput> {
-        let mut input = String::from("start\n");
-        for line in scratch::Scratch::staging(updates) {
-            input.push_str(&line);
-            input.push('\n');
-        }
-        input.push_str("prepare\ncommit\n");
-        let staged = self.spawn(
-            self.command(SCRATCH_CONFIG.iter().chain(&["update-ref", "--stdin"])),
-            Some(input.into_bytes()),
-            timeout,
-            &mut |_| {},
-            &mut |_| {},
-        )?;
-        if !staged.success() {
-            anyhow::bail!("cannot stage the push: {}", staged.complaint());
-        }
+        scratch.stage(updates)?;
         scratch.add_remote(&url.for_git(), updates)?;
         let mut args = push_arguments(settings);
         args.splice(0..0, SCRATCH_CONFIG.map(str::to_owned));

@@ -78,17 +78,31 @@ impl Scratch {
         &self.dir
     }
 
-    /// The `update-ref --stdin` lines that stage `updates`: each new value under
-    /// `refs/new/`, each lease's expected value under `refs/lease/`.
-    pub(super) fn staging(updates: &[LeasedUpdate]) -> Vec<String> {
+    /// Stages `updates`: each new value under `refs/new/`, each lease's expected value
+    /// under `refs/lease/`, written as the directory's `packed-refs` in one file. The
+    /// directory is ours alone and lives for one push; one ref file per ref (what
+    /// `git update-ref` writes) costs seconds for 20 000 refs, nearly all of it the
+    /// file system making and removing files.
+    pub(super) fn stage(&self, updates: &[LeasedUpdate]) -> Result<()> {
+        let mut packed = Vec::new();
+        for line in Self::staging(updates) {
+            packed.extend_from_slice(line.as_bytes());
+            packed.push(b'\n');
+        }
+        fs::write(self.dir.join("packed-refs"), packed).context("cannot stage the push")
+    }
+
+    /// The `packed-refs` lines that stage `updates` (unsorted, no header: git sorts
+    /// them when it reads them).
+    fn staging(updates: &[LeasedUpdate]) -> Vec<String> {
         let mut lines = Vec::new();
         for u in updates {
             let short = u.name.strip_prefix("refs/").unwrap_or(&u.name);
             if let Some(new) = &u.new {
-                lines.push(format!("create {NEW}{short} {new}"));
+                lines.push(format!("{new} {NEW}{short}"));
             }
             if let Some(expect) = &u.expect {
-                lines.push(format!("create {LEASE}{short} {expect}"));
+                lines.push(format!("{expect} {LEASE}{short}"));
             }
         }
         lines
@@ -216,10 +230,10 @@ mod tests {
         assert_eq!(
             Scratch::staging(&updates),
             [
-                "create refs/new/heads/main b",
-                "create refs/lease/heads/main a",
-                "create refs/new/tags/v1 c",
-                "create refs/lease/heads/gone d",
+                "b refs/new/heads/main",
+                "a refs/lease/heads/main",
+                "c refs/new/tags/v1",
+                "d refs/lease/heads/gone",
             ]
         );
     }
