@@ -51,9 +51,6 @@ impl Git {
                 git_dir: scratch.path().to_owned(),
                 ..self.clone()
             };
-            if updates.len() <= EXPLICIT_MAX && push_fits(updates) {
-                return from.push_once(url, updates, settings, timeout, on_stderr);
-            }
             if scratch::Scratch::can_stage(updates) {
                 return from.push_staged(&scratch, url, updates, settings, timeout, on_stderr);
             }
@@ -162,11 +159,6 @@ impl Git {
         self.run_remote(&args, None, timeout, on_stderr)
     }
 }
-
-/// Up to how many refs a push names each ref and its lease on the command line: git
-/// matches each such lease against every ref the remote lists, so beyond a few refs a
-/// staged push (one pass in all) costs less.
-const EXPLICIT_MAX: usize = 3;
 
 /// Configuration for git in a scratch directory, whatever the repository's own says: no
 /// hooks, no reflogs (nothing there outlives the push).

@@ -124,21 +124,13 @@ impl Scratch {
             text.push(b'\n');
         };
         entry("url", url.as_bytes());
-        // Only where a lease expects a value: a git looks each ref the remote lists up
-        // in these, and a remote of 100 000 refs makes every useless lookup count.
-        let mut dirs: Vec<&str> = updates
-            .iter()
-            .filter(|u| u.expect.is_some())
-            .map(|u| u.name.rsplit_once('/').map_or("refs", |(dir, _)| dir))
-            .collect();
-        dirs.sort_unstable();
-        dirs.dedup();
-        for dir in dirs {
-            let short = dir.strip_prefix("refs").unwrap_or(dir);
-            entry(
-                "fetch",
-                format!("+{dir}/*:{}{short}/*", LEASE.trim_end_matches('/')).as_bytes(),
-            );
+        // Only where a lease expects a value: git maps each ref the remote lists
+        // through these and looks the result up, and a remote of 100 000 refs makes
+        // every useless lookup count. A few leases: one exact refspec each (a string
+        // comparison per listed ref); many: one pattern per directory.
+        for source in lease_sources(updates) {
+            let short = source.strip_prefix("refs/").unwrap_or(&source);
+            entry("fetch", format!("+{source}:{LEASE}{short}").as_bytes());
         }
         entry("push", format!("{NEW}*:refs/*").as_bytes());
         for u in updates.iter().filter(|u| u.new.is_none()) {
@@ -159,6 +151,32 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Up to how many leases get an exact "fetch" refspec each (see [`Scratch::add_remote`]).
+const EXACT_LEASES: usize = 64;
+
+/// The sources of the "fetch" refspecs that map each leased ref to its expected value:
+/// the refs themselves when few, else their directories as patterns (`refs/heads/*`).
+fn lease_sources(updates: &[LeasedUpdate]) -> Vec<String> {
+    let leased: Vec<&str> = updates
+        .iter()
+        .filter(|u| u.expect.is_some())
+        .map(|u| u.name.as_str())
+        .collect();
+    if leased.len() <= EXACT_LEASES {
+        return leased.into_iter().map(str::to_owned).collect();
+    }
+    let mut dirs: Vec<String> = leased
+        .iter()
+        .map(|name| match name.rsplit_once('/') {
+            Some((dir, _)) => format!("{dir}/*"),
+            None => "refs/*".to_owned(),
+        })
+        .collect();
+    dirs.sort_unstable();
+    dirs.dedup();
+    dirs
 }
 
 /// Removes the scratch directories of processes that have ended (killed before their
