@@ -216,3 +216,65 @@ fn every_ref_of_a_big_push_is_leased_two_phase() {
 fn every_ref_of_a_big_push_is_leased_pre_receive_mode() {
     every_ref_of_a_big_push_is_leased(false);
 }
+
+/// Updates of more refs than get a lease refspec each (leases by directory pattern):
+/// one moved upstream stops them all; then they all land.
+fn many_leased_updates(two_phase: bool) {
+    let (env, up, down, work, a) = setup(two_phase);
+    let names: Vec<String> = (0..100)
+        .map(|i| format!("refs/heads/team/b{i:03}"))
+        .collect();
+    let specs: Vec<String> = names.iter().map(|n| format!("HEAD:{n}")).collect();
+    let specs: Vec<&str> = specs.iter().map(String::as_str).collect();
+    let pushed = env.push(&work, &down, &specs);
+    assert!(pushed.success, "{}", pushed.stderr);
+    // The upstream's copy of one of them moves to `between`, which the push's `b` fast-
+    // forwards: only its lease can stop the push.
+    let between = env.commit(&work, "between");
+    let b = env.commit(&work, "two");
+    let up_path = up.to_str().unwrap();
+    let moved = format!("{between}:{}", names[42]);
+    env.git_ok(&work, &["push", "-q", up_path, &moved]);
+    let pushed = env.push_with(&work, &down, &["--atomic"], &specs);
+    assert!(!pushed.success, "{}", pushed.stderr);
+    assert_eq!(
+        env.rev(&up, &names[0]),
+        Some(a.clone()),
+        "nothing forwarded"
+    );
+    assert_eq!(env.rev(&up, &names[42]), Some(between.clone()));
+    assert_eq!(
+        env.rev(&down, &names[99]),
+        Some(a.clone()),
+        "nothing changed here"
+    );
+
+    // Back where this side saw it: every lease holds.
+    env.git_ok(
+        &work,
+        &["push", "-q", "-f", up_path, &format!("{a}:{}", names[42])],
+    );
+    env.git_ok(&down, &["update-ref", &names[42], &a]);
+    let pushed = env.push_with(&work, &down, &["--atomic"], &specs);
+    assert!(pushed.success, "{}", pushed.stderr);
+    for name in &names {
+        assert_eq!(
+            both(&env, &up, &down, name),
+            (Some(b.clone()), Some(b.clone()))
+        );
+    }
+}
+
+fn both(env: &TestEnv, up: &Path, down: &Path, name: &str) -> (Option<String>, Option<String>) {
+    (env.rev(up, name), env.rev(down, name))
+}
+
+#[test]
+fn many_leased_updates_two_phase() {
+    many_leased_updates(true);
+}
+
+#[test]
+fn many_leased_updates_pre_receive_mode() {
+    many_leased_updates(false);
+}
