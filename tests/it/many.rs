@@ -217,11 +217,11 @@ fn every_ref_of_a_big_push_is_leased_pre_receive_mode() {
     every_ref_of_a_big_push_is_leased(false);
 }
 
-/// Updates of more refs than get a lease refspec each (leases by directory pattern):
-/// one moved upstream stops them all; then they all land.
-fn many_leased_updates(two_phase: bool) {
+/// Leased updates of `count` refs (above 64, the leases go by directory pattern): one
+/// moved upstream stops them all; then they all land.
+fn leased_updates(two_phase: bool, count: usize) {
     let (env, up, down, work, a) = setup(two_phase);
-    let names: Vec<String> = (0..100)
+    let names: Vec<String> = (0..count)
         .map(|i| format!("refs/heads/team/b{i:03}"))
         .collect();
     let specs: Vec<String> = names.iter().map(|n| format!("HEAD:{n}")).collect();
@@ -233,7 +233,7 @@ fn many_leased_updates(two_phase: bool) {
     let between = env.commit(&work, "between");
     let b = env.commit(&work, "two");
     let up_path = up.to_str().unwrap();
-    let moved = format!("{between}:{}", names[42]);
+    let moved = format!("{between}:{}", names[count / 2]);
     env.git_ok(&work, &["push", "-q", up_path, &moved]);
     let pushed = env.push_with(&work, &down, &["--atomic"], &specs);
     assert!(!pushed.success, "{}", pushed.stderr);
@@ -242,9 +242,9 @@ fn many_leased_updates(two_phase: bool) {
         Some(a.clone()),
         "nothing forwarded"
     );
-    assert_eq!(env.rev(&up, &names[42]), Some(between.clone()));
+    assert_eq!(env.rev(&up, &names[count / 2]), Some(between.clone()));
     assert_eq!(
-        env.rev(&down, &names[99]),
+        env.rev(&down, &names[count - 1]),
         Some(a.clone()),
         "nothing changed here"
     );
@@ -252,9 +252,15 @@ fn many_leased_updates(two_phase: bool) {
     // Back where this side saw it: every lease holds.
     env.git_ok(
         &work,
-        &["push", "-q", "-f", up_path, &format!("{a}:{}", names[42])],
+        &[
+            "push",
+            "-q",
+            "-f",
+            up_path,
+            &format!("{a}:{}", names[count / 2]),
+        ],
     );
-    env.git_ok(&down, &["update-ref", &names[42], &a]);
+    env.git_ok(&down, &["update-ref", &names[count / 2], &a]);
     let pushed = env.push_with(&work, &down, &["--atomic"], &specs);
     assert!(pushed.success, "{}", pushed.stderr);
     for name in &names {
@@ -270,11 +276,13 @@ fn both(env: &TestEnv, up: &Path, down: &Path, name: &str) -> (Option<String>, O
 }
 
 #[test]
-fn many_leased_updates_two_phase() {
-    many_leased_updates(true);
+fn leased_updates_two_phase() {
+    leased_updates(true, 5);
+    leased_updates(true, 100);
 }
 
 #[test]
-fn many_leased_updates_pre_receive_mode() {
-    many_leased_updates(false);
+fn leased_updates_pre_receive_mode() {
+    leased_updates(false, 5);
+    leased_updates(false, 100);
 }
