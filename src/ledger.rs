@@ -13,6 +13,11 @@ use std::time::SystemTime;
 
 /// The record's file, under `mirror/`.
 pub const FILE: &str = "upstream-refs.json";
+/// Values seen since the file was last written, one `ID NAME` line each (all zeros: no
+/// such ref), appended by forwarded pushes: rewriting a record of 100 000 refs for
+/// every push of one would cost more than the push. Folded into the file (and removed)
+/// by the next [`change`].
+const SEEN_SINCE: &str = "upstream-refs.seen";
 const LOCK: &str = "upstream-refs.lock";
 const VERSION: u32 = 1;
 
@@ -117,10 +122,6 @@ impl Ledger {
             .map(|(name, _)| name.clone())
             .collect()
     }
-
-    pub fn is_unforwarded(&self, name: &str) -> bool {
-        self.unforwarded.contains_key(name)
-    }
 }
 
 fn path(repo: &Path) -> PathBuf {
@@ -147,14 +148,96 @@ pub fn load(repo: &Path) -> Result<Ledger, Damaged> {
                     ),
                 });
             }
-            Ok(ledger)
+            Ok(seen_since(repo, ledger))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(carried_over(repo)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(seen_since(repo, carried_over(repo)))
+        }
         Err(e) => Err(Damaged {
             path,
             why: format!("cannot read it: {e}"),
         }),
     }
+}
+
+/// Only the refs accepted here while the upstream was away, without building the map
+/// of every ref the upstream holds: what a forwarding push needs.
+pub fn unforwarded(repo: &Path) -> Result<BTreeMap<String, Unforwarded>, Damaged> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Unforwarded_ {
+        #[serde(default)]
+        version: u32,
+        #[serde(default, rename = "seen")]
+        _seen: serde::de::IgnoredAny,
+        #[serde(default)]
+        unforwarded: BTreeMap<String, Unforwarded>,
+    }
+    let path = path(repo);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let record: Unforwarded_ = serde_json::from_slice(&bytes).map_err(|e| Damaged {
+                path: path.clone(),
+                why: e.to_string(),
+            })?;
+            if record.version > VERSION {
+                return Err(Damaged {
+                    path,
+                    why: format!(
+                        "it was written by a newer mirror-hooks (format {})",
+                        record.version
+                    ),
+                });
+            }
+            Ok(record.unforwarded)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(carried_over(repo).unforwarded),
+        Err(e) => Err(Damaged {
+            path,
+            why: format!("cannot read it: {e}"),
+        }),
+    }
+}
+
+/// Records that the upstream now holds `values` (name, id; `None`: no such ref) by
+/// appending to [`SEEN_SINCE`]: the cheap form of [`Ledger::saw`] for a forwarded push.
+/// Not made durable, as `seen` never is (see [`change`]).
+pub fn note_seen(repo: &Path, values: &[(&str, Option<&str>)]) -> Result<()> {
+    let dir = crate::state::mirror_dir(repo);
+    let _lock = crate::lock::Lock::acquire(&dir.join(LOCK))?;
+    let mut lines = Vec::new();
+    for (name, id) in values {
+        // "0": no such ref (any id of zeros means that).
+        let id = id.filter(|id| crate::refs::is_object_id(id)).unwrap_or("0");
+        lines.extend_from_slice(format!("{id} {name}\n").as_bytes());
+    }
+    let path = dir.join(SEEN_SINCE);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut file| file.write_all(&lines))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `ledger` with the values noted since it was written applied. A line that does not
+/// read as `ID NAME` (a write cut short by a crash) is skipped.
+fn seen_since(repo: &Path, mut ledger: Ledger) -> Ledger {
+    let Ok(text) = std::fs::read(crate::state::mirror_dir(repo).join(SEEN_SINCE)) else {
+        return ledger;
+    };
+    for line in text.split(|b| *b == b'\n') {
+        let Some((id, name)) = std::str::from_utf8(line)
+            .ok()
+            .and_then(|l| l.split_once(' '))
+        else {
+            continue;
+        };
+        if (id == "0" || crate::refs::is_object_id(id)) && name.starts_with("refs/") {
+            ledger.saw(name, Some(id));
+        }
+    }
+    ledger
 }
 
 fn carried_over(repo: &Path) -> Ledger {
@@ -180,7 +263,8 @@ pub fn change<T>(repo: &Path, change: impl FnOnce(&mut Ledger) -> T) -> Result<T
     let mut ledger = load(repo)?;
     let before = ledger.clone();
     let result = change(&mut ledger);
-    if ledger != before {
+    let noted = crate::state::mirror_dir(repo).join(SEEN_SINCE);
+    if ledger != before || noted.exists() {
         // Refs accepted offline exist nowhere else: they must survive a crash. A lost
         // update of `seen` only makes a later judgement start from an older value the
         // upstream did hold, which can call a ref diverged but never overwrites one; it
@@ -188,6 +272,8 @@ pub fn change<T>(repo: &Path, change: impl FnOnce(&mut Ledger) -> T) -> Result<T
         let durable = ledger.unforwarded != before.unforwarded;
         save(repo, &ledger, durable)?;
     }
+    // What was noted since is in the file now.
+    let _ = std::fs::remove_file(noted);
     Ok(result)
 }
 
@@ -259,13 +345,50 @@ mod tests {
             Some(A)
         );
         ledger.forwarded("refs/heads/main", Some(B));
-        assert!(!ledger.is_unforwarded("refs/heads/main"));
+        assert!(!ledger.unforwarded.contains_key("refs/heads/main"));
         assert_eq!(
             ledger.seen.get("refs/heads/main").map(String::as_str),
             Some(B)
         );
         ledger.saw("refs/heads/main", Some(ZERO));
         assert_eq!(ledger.seen.get("refs/heads/main"), None);
+    }
+
+    #[test]
+    fn noted_values_count_until_folded_into_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("mirror")).unwrap();
+        change(dir.path(), |l| {
+            l.saw("refs/heads/main", Some(A));
+            l.saw("refs/heads/gone", Some(A));
+        })
+        .unwrap();
+        note_seen(
+            dir.path(),
+            &[
+                ("refs/heads/main", Some(B)),
+                ("refs/heads/gone", Some(ZERO)),
+            ],
+        )
+        .unwrap();
+        // A write cut short by a crash is skipped, not taken for a value.
+        let noted = dir.path().join("mirror").join(SEEN_SINCE);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&noted)
+            .unwrap();
+        file.write_all(b"2222 refs/heads/cut").unwrap();
+        let ledger = load(dir.path()).unwrap();
+        assert_eq!(
+            ledger.seen.get("refs/heads/main").map(String::as_str),
+            Some(B)
+        );
+        assert!(!ledger.seen.contains_key("refs/heads/gone"));
+        assert!(!ledger.seen.contains_key("refs/heads/cut"));
+        // The next change folds them into the file and starts the notes afresh.
+        change(dir.path(), |_| ()).unwrap();
+        assert!(!noted.exists());
+        assert_eq!(load(dir.path()).unwrap(), ledger);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::refs::{self, RefUpdate, UpdateKind};
 use crate::state;
 use answer::Answer;
 use report::{Accepted, Refusal};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -220,7 +220,7 @@ impl Attempt {
         match answer {
             Answer::Accepted => {
                 record(repo, started, |s| s.finished(now));
-                remember_forwarded(repo, &self.updates);
+                remember_forwarded(repo, &self.updates, &self.offline);
                 let names: Vec<&str> = self.updates.iter().map(|u| u.name.as_str()).collect();
                 Ok(Accepted::Forwarded {
                     url: upstream.url.to_string(),
@@ -284,19 +284,19 @@ impl Attempt {
 /// was away has, on the upstream, the value it held when that push began, and that is
 /// what its lease must name. Also: which of them are such refs.
 fn upstream_view(repo: &Path, updates: &[&RefUpdate]) -> (Vec<RefUpdate>, BTreeSet<String>) {
-    let ledger = crate::ledger::load(repo).unwrap_or_else(|damaged| {
+    let unforwarded = crate::ledger::unforwarded(repo).unwrap_or_else(|damaged| {
         state::log(repo, SystemTime::now(), &format!("pre-receive: {damaged}"));
-        crate::ledger::Ledger::default()
+        BTreeMap::new()
     });
     let offline = updates
         .iter()
-        .filter(|u| ledger.is_unforwarded(&u.name))
+        .filter(|u| unforwarded.contains_key(&u.name))
         .map(|u| u.name.clone())
         .collect();
     let view = updates
         .iter()
         .map(|u| {
-            let old = match ledger.unforwarded.get(&u.name) {
+            let old = match unforwarded.get(&u.name) {
                 Some(crate::ledger::Unforwarded {
                     upstream: Some(basis),
                     ..
@@ -414,12 +414,23 @@ fn record(repo: &Path, started: SystemTime, change: impl FnOnce(&mut state::Mirr
 }
 
 /// The upstream now holds these values: they are what the next judgement starts from.
-fn remember_forwarded(repo: &Path, updates: &[RefUpdate]) {
-    let remembered = crate::ledger::change(repo, |ledger| {
-        for u in updates {
-            ledger.forwarded(&u.name, Some(&u.new));
-        }
-    });
+/// Refs accepted while the upstream was away (`offline`) leave that list, a durable
+/// change of the record; otherwise the values are only noted, without rewriting a record
+/// of every ref the upstream holds.
+fn remember_forwarded(repo: &Path, updates: &[RefUpdate], offline: &BTreeSet<String>) {
+    let remembered = if offline.is_empty() {
+        let values: Vec<(&str, Option<&str>)> = updates
+            .iter()
+            .map(|u| (u.name.as_str(), Some(u.new.as_str())))
+            .collect();
+        crate::ledger::note_seen(repo, &values)
+    } else {
+        crate::ledger::change(repo, |ledger| {
+            for u in updates {
+                ledger.forwarded(&u.name, Some(&u.new));
+            }
+        })
+    };
     if let Err(e) = remembered {
         state::log(
             repo,
