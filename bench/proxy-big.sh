@@ -38,6 +38,9 @@ fresh() {
       git -C "$TMP/down.git" config receive.procReceiveRefs refs
       printf '[upstream]\nurl = "%s"\n' "$TMP/up.git" >"$TMP/down.git/mirror.toml" ;;
   esac
+  # As in use: the record of what the upstream last held lists its REFS refs (a pull
+  # wrote it), untimed.
+  if [[ $1 != floor ]]; then "$BIN/git-mirror" pull --catch-up "$TMP/down.git" >/dev/null; fi
 }
 # run KIND I: prints the milliseconds one push of a new branch b$I takes.
 run() {
