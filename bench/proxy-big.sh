@@ -2,7 +2,8 @@
 # Benchmark of a one-ref proxied push into big repositories, run by hand:
 # `bash bench/proxy-big.sh [REFS] [REPEAT]` (defaults 50000 and 3).
 # The downstream and the upstream each hold REFS tags (packed) at one commit; the push
-# brings one new branch at a new commit. Wall time of:
+# brings one new branch at a new commit. The downstream's record of what the upstream
+# last held lists all REFS refs, as after its first pull. Wall time of:
 #   floor  - a plain push to a hookless downstream plus a plain push to the upstream
 #   proxy  - a push to a downstream whose pre-receive forwards (pre-receive mode)
 #   2phase - the same in two-phase mode (proc-receive linked, receive.procReceiveRefs)
