@@ -452,6 +452,42 @@ impl Git {
         timeout: Duration,
         on_start: &mut dyn FnMut(u32),
     ) -> Result<RunOutput> {
+        let input: String = refspecs
+            .iter()
+            .map(|(src, dst)| format!("+{src}:{dst}\n"))
+            .collect();
+        self.fetch_stdin(url, input, timeout, on_start)
+    }
+
+    /// Fetches the objects `ids` (and all they reach) from `url` into this repository,
+    /// writing no ref at all (and no FETCH_HEAD), with [`Git::fetch`]'s safety flags.
+    /// The ids go on standard input, so any number fits. Objects already here with
+    /// their whole history are not transferred again.
+    pub fn fetch_objects(
+        &self,
+        url: &crate::url::RemoteUrl,
+        ids: &[&str],
+        timeout: Duration,
+    ) -> Result<IdFetch> {
+        let input: String = ids.iter().map(|id| format!("{id}\n")).collect();
+        let out = self.fetch_stdin(url, input, timeout, &mut |_| {})?;
+        Ok(if !out.success() && refused_by_id(&out) {
+            IdFetch::Refused(out)
+        } else {
+            IdFetch::Ran(out)
+        })
+    }
+
+    /// `git fetch --stdin URL` with `input` (refspecs, one a line) and every setting
+    /// that would make git fetch more than asked (tags, submodules, pruning) or write
+    /// more than the refs asked for (FETCH_HEAD, commit-graph, maintenance) turned off.
+    fn fetch_stdin(
+        &self,
+        url: &crate::url::RemoteUrl,
+        input: String,
+        timeout: Duration,
+        on_start: &mut dyn FnMut(u32),
+    ) -> Result<RunOutput> {
         let url = url.for_git();
         let args = [
             "-c",
@@ -474,10 +510,6 @@ impl Git {
             "--stdin",
             &url,
         ];
-        let input: String = refspecs
-            .iter()
-            .map(|(src, dst)| format!("+{src}:{dst}\n"))
-            .collect();
         let cmd = self.remote_command(&args);
         Ok(self.spawn(
             cmd,
@@ -546,6 +578,32 @@ fn update_bytes(u: &LeasedUpdate) -> usize {
 /// True when `updates` fit in one push's command line.
 pub fn push_fits(updates: &[LeasedUpdate]) -> bool {
     updates.iter().map(update_bytes).sum::<usize>() < argument_budget()
+}
+
+/// What a fetch by object id ([`Git::fetch_objects`]) came to.
+#[derive(Debug)]
+pub enum IdFetch {
+    /// git ran: it fetched the objects, or failed as its output says.
+    Ran(RunOutput),
+    /// The server does not hand out objects by id that it does not advertise as a ref
+    /// tip (protocol v0 without `uploadpack.allowTipSHA1InWant`,
+    /// `allowReachableSHA1InWant` or `allowAnySHA1InWant`, asked for a tip that moved
+    /// since it was listed), or no longer has one: a fetch by ref name still works.
+    /// Nothing was written.
+    Refused(RunOutput),
+}
+
+/// True when git's fetch by id failed because the server would not serve an id asked
+/// for: git's own refusal under protocol v0, or upload-pack's under v2 (an id it does
+/// not have any more).
+fn refused_by_id(out: &RunOutput) -> bool {
+    const SIGNS: [&str; 2] = [
+        "Server does not allow request for unadvertised object",
+        "upload-pack: not our ref",
+    ];
+    out.stderr
+        .lines()
+        .any(|line| SIGNS.iter().any(|sign| line.contains(sign)))
 }
 
 /// Removes from `cmd`'s environment the inherited variables in `names` and every
