@@ -616,3 +616,31 @@ pub fn remove_push_variables(cmd: &mut Command, names: &[&str]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn failed(stderr: &str) -> RunOutput {
+        RunOutput {
+            status: Some(std::process::ExitStatus::from_raw(128 << 8)),
+            timed_out: false,
+            stdout: Vec::new(),
+            stdout_incomplete: false,
+            stderr: stderr.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_server_refusing_an_id_is_told_from_other_fetch_failures() {
+        // git 2.47: protocol v0 (git's own refusal), then v2 (upload-pack's).
+        let v0 = "error: Server does not allow request for unadvertised object ee7f026fed4317041869b099528a640db197c2aa";
+        let v2 = "fatal: remote error: upload-pack: not our ref 1234567890123456789012345678901234567890";
+        assert!(refused_by_id(&failed(v0)));
+        assert!(refused_by_id(&failed(v2)));
+        assert!(!refused_by_id(&failed(
+            "fatal: unable to access 'https://h/p.git/': Could not resolve host: h"
+        )));
+    }
+}
