@@ -471,7 +471,7 @@ impl Git {
     ) -> Result<IdFetch> {
         let input: String = ids.iter().map(|id| format!("{id}\n")).collect();
         let out = self.fetch_stdin(url, input, timeout, &mut |_| {})?;
-        Ok(if !out.success() && refused_by_id(&out) {
+        Ok(if !out.success() && refused_by_id(&out, ids) {
             IdFetch::Refused(out)
         } else {
             IdFetch::Ran(out)
@@ -595,15 +595,20 @@ pub enum IdFetch {
 
 /// True when git's fetch by id failed because the server would not serve an id asked
 /// for: git's own refusal under protocol v0, or upload-pack's under v2 (an id it does
-/// not have any more).
-fn refused_by_id(out: &RunOutput) -> bool {
+/// not have any more); or because git did not take one of `ids` for an object id at
+/// all (an id of the other object format, looked for as a ref name): a fetch by name
+/// then says what is wrong.
+fn refused_by_id(out: &RunOutput, ids: &[&str]) -> bool {
     const SIGNS: [&str; 2] = [
         "Server does not allow request for unadvertised object",
         "upload-pack: not our ref",
     ];
-    out.stderr
-        .lines()
-        .any(|line| SIGNS.iter().any(|sign| line.contains(sign)))
+    out.stderr.lines().any(|line| {
+        SIGNS.iter().any(|sign| line.contains(sign))
+            || line
+                .strip_prefix("fatal: couldn't find remote ref ")
+                .is_some_and(|name| ids.contains(&name.trim_end()))
+    })
 }
 
 /// Removes from `cmd`'s environment the inherited variables in `names` and every
@@ -637,10 +642,19 @@ mod tests {
         // git 2.47: protocol v0 (git's own refusal), then v2 (upload-pack's).
         let v0 = "error: Server does not allow request for unadvertised object ee7f026fed4317041869b099528a640db197c2aa";
         let v2 = "fatal: remote error: upload-pack: not our ref 1234567890123456789012345678901234567890";
-        assert!(refused_by_id(&failed(v0)));
-        assert!(refused_by_id(&failed(v2)));
-        assert!(!refused_by_id(&failed(
-            "fatal: unable to access 'https://h/p.git/': Could not resolve host: h"
-        )));
+        let ids = ["5fbda948404212f56fd2aa09911d74d6f478aa682694b262d01f91753d188ad8"];
+        assert!(refused_by_id(&failed(v0), &ids));
+        assert!(refused_by_id(&failed(v2), &ids));
+        // A SHA-256 id asked of a SHA-1 repository's git: taken for a ref name.
+        let other_format = format!("fatal: couldn't find remote ref {}", ids[0]);
+        assert!(refused_by_id(&failed(&other_format), &ids));
+        assert!(!refused_by_id(
+            &failed("fatal: couldn't find remote ref refs/heads/x"),
+            &ids
+        ));
+        assert!(!refused_by_id(
+            &failed("fatal: unable to access 'https://h/p.git/': Could not resolve host: h"),
+            &ids
+        ));
     }
 }
