@@ -178,9 +178,9 @@ fn compare<'a>(
 /// Fetches the objects of the upstream refs `names` (when any) by the ids the listing
 /// gave, writing no ref: the transaction that follows is the only ref write. A server
 /// that serves no object by id it does not advertise (protocol v0, a tip that moved
-/// since the listing) gets today's fetch by name into the private namespace instead,
-/// whose values are taken into `upstream`; then the result is true, and the caller
-/// removes the fetched refs after its transaction. A failed fetch leaves nothing behind
+/// since the listing) gets a fetch by name into the private namespace instead (what
+/// earlier versions always did), whose values are taken into `upstream`; then the
+/// result is true, and the caller removes the fetched refs after its transaction. A failed fetch leaves nothing behind
 /// in the private namespace.
 ///
 /// Between the fetch and the transaction no ref holds the new objects: `git gc` keeps
