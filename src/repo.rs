@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Where mirror-hooks keeps refs of its own (the pull's fetched values) for the moment
-/// it needs them; never mirrored, never compared.
+/// Where mirror-hooks keeps refs of its own for the moment it needs them (a pull from a
+/// server that serves no object by id, `resolve`); never mirrored, never compared.
 pub const PRIVATE_REFS: &str = "refs/mirror-hooks/";
 
 /// A read-only view of a bare repository.
@@ -92,9 +92,17 @@ impl Repo {
     /// (symbolic refs are left out: a mirror gets what they point to under its own name),
     /// except our own private refs under [`PRIVATE_REFS`].
     pub fn refs(&self) -> Result<BTreeMap<String, String>> {
+        Ok(self.refs_and_private()?.0)
+    }
+
+    /// [`Repo::refs`], and whether any ref exists under [`PRIVATE_REFS`] (left there by
+    /// an older version's killed pull), from one read of the refs.
+    pub fn refs_and_private(&self) -> Result<(BTreeMap<String, String>, bool)> {
         let mut refs = self.refs_under("refs/")?;
+        let before = refs.len();
         refs.retain(|name, _| !name.starts_with(PRIVATE_REFS));
-        Ok(refs)
+        let private = refs.len() != before;
+        Ok((refs, private))
     }
 
     /// The refs whose names start with `prefix`, with their ids.

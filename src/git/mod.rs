@@ -326,6 +326,42 @@ impl Git {
         timeout: Duration,
         on_start: &mut dyn FnMut(u32),
     ) -> Result<RunOutput> {
+        let input: String = refspecs
+            .iter()
+            .map(|(src, dst)| format!("+{src}:{dst}\n"))
+            .collect();
+        self.fetch_stdin(url, input, timeout, on_start)
+    }
+
+    /// Fetches the objects `ids` (and all they reach) from `url` into this repository,
+    /// writing no ref at all (and no FETCH_HEAD), with [`Git::fetch`]'s safety flags.
+    /// The ids go on standard input, so any number fits. Objects already here with
+    /// their whole history are not transferred again.
+    pub fn fetch_objects(
+        &self,
+        url: &crate::url::RemoteUrl,
+        ids: &[&str],
+        timeout: Duration,
+    ) -> Result<IdFetch> {
+        let input: String = ids.iter().map(|id| format!("{id}\n")).collect();
+        let out = self.fetch_stdin(url, input, timeout, &mut |_| {})?;
+        Ok(if !out.success() && refused_by_id(&out, ids) {
+            IdFetch::Refused(out)
+        } else {
+            IdFetch::Ran(out)
+        })
+    }
+
+    /// `git fetch --stdin URL` with `input` (refspecs, one a line) and every setting
+    /// that would make git fetch more than asked (tags, submodules, pruning) or write
+    /// more than the refs asked for (FETCH_HEAD, commit-graph, maintenance) turned off.
+    fn fetch_stdin(
+        &self,
+        url: &crate::url::RemoteUrl,
+        input: String,
+        timeout: Duration,
+        on_start: &mut dyn FnMut(u32),
+    ) -> Result<RunOutput> {
         let url = url.for_git();
         let args = [
             "-c",
@@ -348,10 +384,6 @@ impl Git {
             "--stdin",
             &url,
         ];
-        let input: String = refspecs
-            .iter()
-            .map(|(src, dst)| format!("+{src}:{dst}\n"))
-            .collect();
         let cmd = self.remote_command(&args);
         Ok(self.spawn(
             cmd,
@@ -400,6 +432,37 @@ impl Git {
     }
 }
 
+/// What a fetch by object id ([`Git::fetch_objects`]) came to.
+#[derive(Debug)]
+pub enum IdFetch {
+    /// git ran: it fetched the objects, or failed as its output says.
+    Ran(RunOutput),
+    /// The server does not hand out objects by id that it does not advertise as a ref
+    /// tip (protocol v0 without `uploadpack.allowTipSHA1InWant`,
+    /// `allowReachableSHA1InWant` or `allowAnySHA1InWant`, asked for a tip that moved
+    /// since it was listed), or no longer has one: a fetch by ref name still works.
+    /// Nothing was written.
+    Refused(RunOutput),
+}
+
+/// True when git's fetch by id failed because the server would not serve an id asked
+/// for: git's own refusal under protocol v0, or upload-pack's under v2 (an id it does
+/// not have any more); or because git did not take one of `ids` for an object id at
+/// all (an id of the other object format, looked for as a ref name): a fetch by name
+/// then says what is wrong.
+fn refused_by_id(out: &RunOutput, ids: &[&str]) -> bool {
+    const SIGNS: [&str; 2] = [
+        "Server does not allow request for unadvertised object",
+        "upload-pack: not our ref",
+    ];
+    out.stderr.lines().any(|line| {
+        SIGNS.iter().any(|sign| line.contains(sign))
+            || line
+                .strip_prefix("fatal: couldn't find remote ref ")
+                .is_some_and(|name| ids.contains(&name.trim_end()))
+    })
+}
+
 /// Removes from `cmd`'s environment the inherited variables in `names` and every
 /// `GIT_PUSH_OPTION_<n>`: they describe the push being received, not the child's work.
 pub fn remove_push_variables(cmd: &mut Command, names: &[&str]) {
@@ -408,5 +471,42 @@ pub fn remove_push_variables(cmd: &mut Command, names: &[&str]) {
         if names.contains(&text.as_ref()) || text.starts_with("GIT_PUSH_OPTION_") {
             cmd.env_remove(&name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn failed(stderr: &str) -> RunOutput {
+        RunOutput {
+            status: Some(std::process::ExitStatus::from_raw(128 << 8)),
+            timed_out: false,
+            stdout: Vec::new(),
+            stdout_incomplete: false,
+            stderr: stderr.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_server_refusing_an_id_is_told_from_other_fetch_failures() {
+        // git 2.47: protocol v0 (git's own refusal), then v2 (upload-pack's).
+        let v0 = "error: Server does not allow request for unadvertised object ee7f026fed4317041869b099528a640db197c2aa";
+        let v2 = "fatal: remote error: upload-pack: not our ref 1234567890123456789012345678901234567890";
+        let ids = ["5fbda948404212f56fd2aa09911d74d6f478aa682694b262d01f91753d188ad8"];
+        assert!(refused_by_id(&failed(v0), &ids));
+        assert!(refused_by_id(&failed(v2), &ids));
+        // A SHA-256 id asked of a SHA-1 repository's git: taken for a ref name.
+        let other_format = format!("fatal: couldn't find remote ref {}", ids[0]);
+        assert!(refused_by_id(&failed(&other_format), &ids));
+        assert!(!refused_by_id(
+            &failed("fatal: couldn't find remote ref refs/heads/x"),
+            &ids
+        ));
+        assert!(!refused_by_id(
+            &failed("fatal: unable to access 'https://h/p.git/': Could not resolve host: h"),
+            &ids
+        ));
     }
 }

@@ -2,7 +2,7 @@
 //! concurrent push moved a ref), else ref by ref; clashing names are set aside and noted.
 
 use super::plan::{plan, Guards};
-use super::update::matching_refs;
+use super::update::matching;
 use super::{PullSummary, LOCAL_TIMEOUT};
 use crate::config::Pull;
 use crate::git::Git;
@@ -27,23 +27,38 @@ pub(super) fn command(u: &RefUpdate) -> String {
     }
 }
 
-/// Applies the plan in one transaction. When a concurrent push moved a ref after we
-/// read it, the transaction fails as a whole; read again and plan again, so the push
-/// wins and its ref is judged anew (usually: now diverged, or already equal). When
-/// nothing moved and it still fails, some ref cannot take its update (a name that
-/// clashes with an existing ref, say): then each ref goes alone, so the others arrive.
+/// Applies the plan in one transaction, planned first from `here` (the refs the run
+/// read before its fetch). When a concurrent push moved a ref after we read it, the
+/// transaction fails as a whole; read again and plan again, so the push wins and its
+/// ref is judged anew (usually: now diverged, or already equal). When nothing moved and
+/// it still fails, some ref cannot take its update (a name that clashes with an existing
+/// ref, say): then each ref goes alone, so the others arrive.
+///
+/// Returns the refs `pull.refs` matches as the applied updates left them (what the
+/// last plan read, with its updates), or `None` when it could not plan.
+///
+/// One transaction for all, however many: measured on ext4 with 10 000 refs, chunks of
+/// 1 000 (or 100) cost as much or more, and would let a killed run leave a pull half
+/// applied.
 pub(super) fn apply(
     repo: &Path,
     git: &Git,
     pull: &Pull,
     upstream: &BTreeMap<String, String>,
     guards: &Guards,
+    here: BTreeMap<String, String>,
     summary: &mut PullSummary,
-) {
+) -> Option<BTreeMap<String, String>> {
     let mut previous: Option<Vec<RefUpdate>> = None;
+    // Planning from refs read earlier is safe: the transaction checks every old value.
+    let mut first = Some(here);
     for _ in 0..APPLY_ATTEMPTS {
         let planned = Repo::open(repo).and_then(|view| {
-            let local = matching_refs(&view, pull)?;
+            let here = match first.take() {
+                Some(here) => here,
+                None => view.refs()?,
+            };
+            let local = matching(&here, pull);
             // Read after the refs: the proxy records a ref it accepts offline before git
             // moves it, so a ref seen moved here is seen recorded too.
             let unforwarded = crate::ledger::load(repo)?.unforwarded.into_keys().collect();
@@ -54,14 +69,15 @@ pub(super) fn apply(
             let ancestor = |a: &str, d: &str| view.is_ancestor(a, d).unwrap_or(false);
             Ok((
                 plan(&local, upstream, pull, &guards, &ancestor),
-                view.refs()?,
+                here,
+                local,
             ))
         });
-        let (mut plan, here) = match planned {
+        let (mut plan, here, local) = match planned {
             Ok(planned) => planned,
             Err(e) => {
                 summary.fail(format!("{e:#}"), None);
-                return;
+                return None;
             }
         };
         summary.divergent = std::mem::take(&mut plan.divergent);
@@ -70,23 +86,23 @@ pub(super) fn apply(
         // reported, and must not fail the transaction of the others.
         summary.unappliable = set_aside_clashes(&mut plan.updates, &here);
         if plan.updates.is_empty() {
-            return;
+            return Some(local);
         }
         if previous.as_ref() == Some(&plan.updates) {
             apply_one_by_one(repo, git, plan.updates, summary);
-            return;
+            return Some(applied_to(local, &summary.applied));
         }
         let commands: Vec<String> = plan.updates.iter().map(command).collect();
         let out = match update_refs(repo, git, &commands, REFLOG_MESSAGE) {
             Ok(out) => out,
             Err(e) => {
                 summary.fail(format!("{e:#}"), None);
-                return;
+                return None;
             }
         };
         if out.success() {
             summary.applied = plan.updates;
-            return;
+            return Some(applied_to(local, &summary.applied));
         }
         previous = Some(plan.updates);
     }
@@ -94,6 +110,23 @@ pub(super) fn apply(
         format!("cannot update the local refs: they kept changing under concurrent pushes ({APPLY_ATTEMPTS} tries); the next run tries again"),
         None,
     );
+    None
+}
+
+/// `local` with `applied` made: what the refs are after a transaction, without reading
+/// them all again.
+fn applied_to(
+    mut local: BTreeMap<String, String>,
+    applied: &[RefUpdate],
+) -> BTreeMap<String, String> {
+    for u in applied {
+        if u.kind() == refs::UpdateKind::Delete {
+            local.remove(&u.name);
+        } else {
+            local.insert(u.name.clone(), u.new.clone());
+        }
+    }
+    local
 }
 
 const REFLOG_MESSAGE: &str = "mirror-hooks: pull from upstream";

@@ -1,20 +1,22 @@
 //! Bringing the refs up to date: list the upstream, compare with the refs here, fetch
-//! what differs into a private namespace, apply, and remember what the upstream held.
+//! the objects of what differs (by id, into no ref), apply, and remember what the
+//! upstream held.
 
 use super::apply::{apply, update_refs, writer_ended};
 use super::plan::Guards;
 use super::PullSummary;
 use crate::config::Pull;
-use crate::git::{Git, GitError, Lasting};
+use crate::git::{Git, GitError, IdFetch, Lasting, RunOutput};
 use crate::refs;
 use crate::repo::{Repo, PRIVATE_REFS};
 use crate::state;
 use anyhow::Result;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-/// Where fetched values wait until the transaction applies them.
+/// Where fetched values wait until the transaction applies them, when the upstream
+/// serves no object by id (see [`fetch_missing`]).
 const FETCHED: &str = "refs/mirror-hooks/pull/";
 
 /// What the pull knows besides the two listings: the record of what the upstream last
@@ -53,7 +55,10 @@ fn update_steps(
         lasting: None,
     })?;
     let remote = list(repo, git, pull, summary)?;
-    let (local, head) = local_refs(repo, git, pull)?;
+    // The one read of the refs here this run makes, unless a concurrent push makes the
+    // transaction retry.
+    let (here, head) = local_refs(repo, git)?;
+    let local = matching(&here, pull);
     let guards = &guards(ledger, head);
     let (differs, gone) = compare(&remote, &local, pull, guards)?;
     // The cheap path, and the common one: nothing changed upstream.
@@ -69,24 +74,14 @@ fn update_steps(
     // branch, a commit that arrived by a push) git sees that the history is complete
     // and transfers nothing; the mere presence of the tip would not prove that (a
     // killed fetch can leave a commit without its trees).
-    let missing: Vec<(String, String)> = differs
-        .iter()
-        .map(|name| ((*name).clone(), format!("{FETCHED}{name}")))
-        .collect();
+    let names: Vec<String> = differs.iter().map(|name| (*name).clone()).collect();
     let mut upstream = remote;
-    fetch_missing(repo, git, pull, &missing, &mut upstream, summary)?;
-    apply(repo, git, pull, &upstream, guards, summary);
-    if summary.error.is_none() {
-        match Repo::open(repo).and_then(|view| matching_refs(&view, pull)) {
-            Ok(local) => remember(repo, pull, &guards.seen, &upstream, &local),
-            Err(e) => state::log(
-                repo,
-                SystemTime::now(),
-                &format!("pull: cannot read the refs to record the upstream's: {e:#}"),
-            ),
-        }
+    let by_name = fetch_missing(repo, git, pull, &names, &mut upstream, summary)?;
+    let after = apply(repo, git, pull, &upstream, guards, here, summary);
+    if let (None, Some(local)) = (&summary.error, after) {
+        remember(repo, pull, &guards.seen, &upstream, &local);
     }
-    if !missing.is_empty() {
+    if by_name {
         if let Err(e) = forget_fetched(repo, git) {
             state::log(
                 repo,
@@ -130,20 +125,20 @@ fn list(
     }
 }
 
-/// The refs here that `pull.refs` matches, and the branch HEAD names (one look at the
-/// repository). A run killed between its fetch and its transaction left fetched refs
-/// behind: they are removed first.
+/// The refs here (all but our private ones) and the branch HEAD names, from one look
+/// at the repository. A run killed between a fetch by name and its transaction (this
+/// version's fallback, or any older version) left fetched refs in the private namespace:
+/// they are removed first, which costs nothing when there are none.
 fn local_refs(
     repo: &Path,
     git: &Git,
-    pull: &Pull,
 ) -> std::result::Result<(BTreeMap<String, String>, Option<String>), Failed> {
     let view = Repo::open(repo)?;
-    let local = matching_refs(&view, pull)?;
-    if view.refs_under(PRIVATE_REFS).is_ok_and(|r| !r.is_empty()) {
+    let (refs, leftovers) = view.refs_and_private()?;
+    if leftovers {
         forget_fetched(repo, git)?;
     }
-    Ok((local, view.head_ref()))
+    Ok((refs, view.head_ref()))
 }
 
 /// The upstream refs that differ from the ones here, and the refs here the upstream no
@@ -180,26 +175,61 @@ fn compare<'a>(
     Ok((differs, gone))
 }
 
-/// Fetches `missing` (when any) and takes the fetched values into `upstream`; a failed
-/// fetch leaves nothing behind in the private namespace.
+/// Fetches the objects of the upstream refs `names` (when any) by the ids the listing
+/// gave, writing no ref: the transaction that follows is the only ref write. A server
+/// that serves no object by id it does not advertise (protocol v0, a tip that moved
+/// since the listing) gets a fetch by name into the private namespace instead (what
+/// earlier versions always did), whose values are taken into `upstream`; then the
+/// result is true, and the caller removes the fetched refs after its transaction. A failed fetch leaves nothing behind
+/// in the private namespace.
+///
+/// Between the fetch and the transaction no ref holds the new objects: `git gc` keeps
+/// such objects for `gc.pruneExpire` (two weeks) as loose objects or in a cruft pack,
+/// exactly as it does for `git fetch`'s own objects before its ref updates.
 fn fetch_missing(
     repo: &Path,
     git: &Git,
     pull: &Pull,
-    missing: &[(String, String)],
+    names: &[String],
     upstream: &mut BTreeMap<String, String>,
     summary: &mut PullSummary,
-) -> std::result::Result<(), Failed> {
-    if missing.is_empty() {
-        return Ok(());
+) -> std::result::Result<bool, Failed> {
+    if names.is_empty() {
+        return Ok(false);
     }
-    match fetch(repo, git, pull, missing) {
+    let ids: BTreeSet<&str> = names
+        .iter()
+        .filter_map(|name| upstream.get(name))
+        .map(String::as_str)
+        .collect();
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let refused = match git.fetch_objects(&pull.url, &ids, pull.timeout)? {
+        IdFetch::Ran(out) if out.success() => {
+            summary.fetched = names.len();
+            return Ok(false);
+        }
+        IdFetch::Ran(out) => return Err(fetch_failed(out, pull.timeout)),
+        IdFetch::Refused(out) => out,
+    };
+    state::log(
+        repo,
+        SystemTime::now(),
+        &format!(
+            "pull: the upstream would not serve the listed objects by id ({}); fetching them by ref name",
+            refused.complaint()
+        ),
+    );
+    let missing: Vec<(String, String)> = names
+        .iter()
+        .map(|name| (name.clone(), format!("{FETCHED}{name}")))
+        .collect();
+    match fetch(repo, git, pull, &missing) {
         Ok(values) => {
             summary.fetched = missing.len();
             // The upstream may have moved since it was listed; what was fetched is
             // newer, and it is what we have the objects for.
             upstream.extend(values);
-            Ok(())
+            Ok(true)
         }
         Err(failed) => {
             let _ = forget_fetched(repo, git);
@@ -225,10 +255,12 @@ fn skipped(repo: &Path, pull: &Pull, names: Vec<String>) -> Vec<String> {
     names
 }
 
-pub(super) fn matching_refs(view: &Repo, pull: &Pull) -> Result<BTreeMap<String, String>> {
-    let mut refs = view.refs()?;
-    refs.retain(|name, _| pull.refs.matches(name));
-    Ok(refs)
+/// The refs of `here` that `pull.refs` matches.
+pub(super) fn matching(here: &BTreeMap<String, String>, pull: &Pull) -> BTreeMap<String, String> {
+    here.iter()
+        .filter(|(name, _)| pull.refs.matches(name))
+        .map(|(name, id)| (name.clone(), id.clone()))
+        .collect()
 }
 
 /// Why a step of the update failed, and whether retrying can fix it.
@@ -246,8 +278,8 @@ impl From<anyhow::Error> for Failed {
     }
 }
 
-/// Fetches `refspecs` into the private namespace; returns the values fetched, by the
-/// upstream's ref names.
+/// Fetches `refspecs` by name into the private namespace (the fallback of
+/// [`fetch_missing`]); returns the values fetched, by the upstream's ref names.
 fn fetch(
     repo: &Path,
     git: &Git,
@@ -263,18 +295,7 @@ fn fetch(
     writer_ended(repo, writing, &out);
     let out = out?;
     if !out.success() {
-        let failed = GitError::from_output(out, pull.timeout);
-        let why = match &failed {
-            GitError::TimedOut { after, .. } => format!(
-                "the fetch did not finish within {} ([pull] timeout)",
-                humantime::format_duration(*after)
-            ),
-            failed => failed.to_string(),
-        };
-        return Err(Failed {
-            error: format!("cannot fetch from the upstream: {why}"),
-            lasting: failed.cause().lasting(),
-        });
+        return Err(fetch_failed(out, pull.timeout));
     }
     let fetched = Repo::open(repo).and_then(|view| view.refs_under(FETCHED))?;
     // Only the refs asked for: anything else under the namespace was not fetched by us
@@ -283,6 +304,22 @@ fn fetch(
         .iter()
         .filter_map(|(name, private)| Some((name.clone(), fetched.get(private)?.clone())))
         .collect())
+}
+
+/// Why a fetch that ended without success failed, for the status record.
+fn fetch_failed(out: RunOutput, timeout: Duration) -> Failed {
+    let failed = GitError::from_output(out, timeout);
+    let why = match &failed {
+        GitError::TimedOut { after, .. } => format!(
+            "the fetch did not finish within {} ([pull] timeout)",
+            humantime::format_duration(*after)
+        ),
+        failed => failed.to_string(),
+    };
+    Failed {
+        error: format!("cannot fetch from the upstream: {why}"),
+        lasting: failed.cause().lasting(),
+    }
 }
 
 /// Deletes every ref under the private namespace.

@@ -265,6 +265,13 @@ fn sigterm_reaches_the_running_git_which_is_waited_for() {
         "down.git",
         &format!("[pull]\nurl = {:?}\n", up.to_str().unwrap()),
     );
+    // The transaction of 1 000 refs holds its locks until its hook has answered, which
+    // it never does: the git is caught with every lock taken.
+    let hook = down.join("hooks/reference-transaction");
+    env.script(
+        &hook,
+        "[ \"$1\" = prepared ] && exec sleep 600\ncat >/dev/null",
+    );
     let mut pull = env
         .command(GIT_MIRROR)
         .args(["pull", "--now", down.to_str().unwrap()])
@@ -272,11 +279,11 @@ fn sigterm_reaches_the_running_git_which_is_waited_for() {
         .spawn()
         .unwrap();
     let pid = pull.id() as i32;
-    // Signal it while its fetch (1 000 refs) runs: the git among its children whose
+    // Signal it while its ref transaction runs: the git among its children whose
     // command line says so.
     let fetching = || {
         descendants(pid).into_iter().find(|&child| {
-            command_line(child).is_some_and(|line| line.split(' ').any(|word| word == "fetch"))
+            command_line(child).is_some_and(|line| line.split(' ').any(|word| word == "update-ref"))
         })
     };
     let mut git = None;
@@ -293,6 +300,7 @@ fn sigterm_reaches_the_running_git_which_is_waited_for() {
         "git-mirror exited before its git {git} ended"
     );
     assert_eq!(lock_files(&down), Vec::<PathBuf>::new());
+    std::fs::remove_file(&hook).unwrap();
     // The next run finds nothing in its way.
     let out = env.git_mirror(&["pull", "--now", down.to_str().unwrap()]);
     assert!(

@@ -19,6 +19,7 @@ mod pause;
 mod pipes;
 mod proxy;
 mod pull;
+mod pull_fast;
 mod push;
 mod root;
 mod rules;
