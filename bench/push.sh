@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Benchmark of push mirroring, run by hand: `bash bench/push.sh [REPEAT]`.
 # - hook cost: wall time of one push to a repository with 3 push mirrors against the
-#   same push to a hookless repository (the pusher must not wait for the mirrors);
+#   same push to a hookless repository and to one with two no-op sh hooks (pre-receive
+#   and post-receive); the pusher must not wait for the mirrors;
 # - end to end: time from the start of the push until all 3 mirrors hold the commit.
+# Two modes, both printed: "fresh" pushes into new repositories each time (the first
+# push, which also creates the queue directories); "steady" pushes again and again into
+# the same repositories, after a first push that is not counted (what users see).
+# BIN_DIR=DIR runs the hooks of another build (a baseline's target/release) instead.
 set -euo pipefail
 REPEAT=${1:-9}
 # shellcheck source=bench/common.sh
 source "$(dirname "$0")/common.sh"
+BIN=${BIN_DIR:-$BIN}
 
 git init -q "$TMP/work"
 
@@ -27,10 +33,33 @@ fresh() {
   ln -s "$BIN/post-receive" "$TMP/down.git/hooks/post-receive"
 }
 
-plain=() noop=() hooked=() e2e=()
-for i in $(seq 1 "$REPEAT"); do
-  fresh
-  git -C "$TMP/work" commit -q --allow-empty -m "commit $i"
+# converged COMMIT T0: waits until all 3 mirrors hold COMMIT; prints ms since T0.
+converged() {
+  local deadline=$(($2 + 30000000000))
+  until [[ $(git -C "$TMP/a.git" rev-parse -q --verify main 2>/dev/null) == "$1" &&
+    $(git -C "$TMP/b.git" rev-parse -q --verify main 2>/dev/null) == "$1" &&
+    $(git -C "$TMP/c.git" rev-parse -q --verify main 2>/dev/null) == "$1" ]]; do
+    [[ $(now) -lt $deadline ]] || { echo "mirrors did not converge within 30 s" >&2; exit 1; }
+    sleep 0.005
+  done
+  ms "$2" "$(now)"
+}
+
+# settled N: waits until the workers logged N finished runs in all, so that the next
+# measurement does not share the machine with the last one's worker.
+settled() {
+  local deadline=$(($(now) + 30000000000))
+  until [[ $(grep -c ' push [abc] finished' "$TMP/down.git/mirror/log" 2>/dev/null) -ge $1 ]]; do
+    [[ $(now) -lt $deadline ]] || { echo "the workers did not finish within 30 s" >&2; exit 1; }
+    sleep 0.005
+  done
+}
+
+# measure: one push of a new commit into each of the three repositories (in turn), then
+# waits for the mirrors; appends to plain, noop, hooked and e2e.
+measure() {
+  git -C "$TMP/work" commit -q --allow-empty -m "commit $RANDOM"
+  local commit t0 t1
   commit=$(git -C "$TMP/work" rev-parse HEAD)
   t0=$(now); git -C "$TMP/work" push -q "$TMP/plain.git" HEAD:refs/heads/main; t1=$(now)
   plain+=("$(ms "$t0" "$t1")")
@@ -38,18 +67,36 @@ for i in $(seq 1 "$REPEAT"); do
   noop+=("$(ms "$t0" "$t1")")
   t0=$(now); git -C "$TMP/work" push -q "$TMP/down.git" HEAD:refs/heads/main 2>/dev/null; t1=$(now)
   hooked+=("$(ms "$t0" "$t1")")
-  deadline=$((t0 + 30000000000))
-  until [[ $(git -C "$TMP/a.git" rev-parse -q --verify main 2>/dev/null) == "$commit" &&
-    $(git -C "$TMP/b.git" rev-parse -q --verify main 2>/dev/null) == "$commit" &&
-    $(git -C "$TMP/c.git" rev-parse -q --verify main 2>/dev/null) == "$commit" ]]; do
-    [[ $(now) -lt $deadline ]] || { echo "mirrors did not converge within 30 s" >&2; exit 1; }
-    sleep 0.005
-  done
-  e2e+=("$(ms "$t0" "$(now)")")
-done
-p=$(median "${plain[@]}") n=$(median "${noop[@]}") h=$(median "${hooked[@]}") e=$(median "${e2e[@]}")
+  e2e+=("$(converged "$commit" "$t0")")
+  runs=$((runs + 3))
+  settled "$runs"
+}
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a / b}'; }
-echo "push to a hookless repository:           ${p} ms"
-echo "push to a repository with no-op sh hooks: ${n} ms  ($(ratio "$n" "$p") of hookless)"
-echo "push to a repository with 3 push mirrors: ${h} ms  ($(ratio "$h" "$p") of hookless, $(ratio "$h" "$n") of no-op hooks)"
-echo "until all 3 mirrors hold the commit:      ${e} ms  (median of $REPEAT)"
+report() {
+  local p n h e
+  p=$(median "${plain[@]}") n=$(median "${noop[@]}") h=$(median "${hooked[@]}") e=$(median "${e2e[@]}")
+  echo "== $1 (median of $REPEAT)"
+  echo "push to a hookless repository:           ${p} ms  runs: ${plain[*]}"
+  echo "push to a repository with no-op sh hooks: ${n} ms  ($(ratio "$n" "$p") of hookless)  runs: ${noop[*]}"
+  echo "push to a repository with 3 push mirrors: ${h} ms  ($(ratio "$h" "$p") of hookless, $(ratio "$h" "$n") of no-op hooks)  runs: ${hooked[*]}"
+  echo "until all 3 mirrors hold the commit:      ${e} ms  runs: ${e2e[*]}"
+}
+
+plain=() noop=() hooked=() e2e=()
+for _ in $(seq 1 "$REPEAT"); do
+  fresh
+  runs=0
+  measure
+done
+report "fresh: the first push into new repositories"
+
+plain=() noop=() hooked=() e2e=()
+fresh
+runs=0
+measure # the first push, not counted
+plain=() noop=() hooked=() e2e=()
+for _ in $(seq 1 "$REPEAT"); do
+  measure
+done
+report "steady: pushes into the same repositories"

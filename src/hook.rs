@@ -99,6 +99,10 @@ impl HookArgs {
     /// Parses the (absent) arguments, handling `--help` and `--version` the clap way.
     fn command_with_about(about: &'static str, name: &'static str) -> HookArgs {
         use clap::{CommandFactory, FromArgMatches};
+        // Git passes no arguments: no parser to build on every push.
+        if std::env::args_os().len() <= 1 {
+            return HookArgs {};
+        }
         let matches = HookArgs::command().name(name).about(about).get_matches();
         HookArgs::from_arg_matches(&matches).unwrap_or(HookArgs {})
     }
