@@ -2,7 +2,7 @@
 //! read standard input, run the hook, and turn the outcome into an exit code.
 
 use crate::hookenv::HookEnv;
-use crate::queue::enqueue_push_mirrors;
+use crate::queue::enqueue_push_mirrors_after;
 use crate::{chain, proxy};
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -70,7 +70,12 @@ pub fn post_receive_main() -> i32 {
         let repo = env.git_dir.as_path();
         let input = read_stdin()?;
         match crate::refs::parse_updates(&input) {
-            Ok(updates) => enqueue_push_mirrors(repo, &updates, &mut say),
+            // Git runs hooks as its own children: the parent is the push's git.
+            Ok(updates) => {
+                let git = std::os::unix::process::parent_id();
+                let after = (git > 1).then_some(git);
+                enqueue_push_mirrors_after(repo, &updates, after, &mut say)
+            }
             Err(e) => say(&format!(
                 "mirror-hooks: warning: push mirrors not queued: {e:#}."
             )),

@@ -25,7 +25,15 @@ pub struct WorkerOptions {
     pub now: bool,
     /// Only this mirror.
     pub mirror: Option<String>,
+    /// Started by post-receive: the process that received the push (git receive-pack),
+    /// waited for (up to [`AFTER_PUSH_WAIT`]) before any work, so that the pusher's
+    /// last milliseconds do not share the processors with this worker.
+    pub after_pid: Option<u32>,
 }
+
+/// How long a worker started by post-receive waits for the push to finish at most; git
+/// usually ends within milliseconds of the hook.
+pub const AFTER_PUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What one mirror's worker did, for the command's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +111,9 @@ pub fn run(
     config: &Config,
     options: &WorkerOptions,
 ) -> Result<Vec<(String, WorkerReport)>> {
+    if let Some(pid) = options.after_pid {
+        crate::process::wait_for_exit(pid, AFTER_PUSH_WAIT);
+    }
     let mirrors: Vec<&PushMirror> = match &options.mirror {
         Some(name) => match config.push.iter().find(|m| &m.name == name) {
             Some(m) => vec![m],

@@ -598,6 +598,18 @@ fn remove_stale_temp_files(dir: &Path) {
 /// Queues a job for every push mirror whose refs `updates` touch and starts a detached
 /// worker for each; problems are reported and logged, never fatal.
 pub fn enqueue_push_mirrors(repo: &Path, updates: &[RefUpdate], say: &mut dyn FnMut(&str)) {
+    enqueue_push_mirrors_after(repo, updates, None, say);
+}
+
+/// [`enqueue_push_mirrors`] for post-receive: the worker it starts waits for the
+/// process `after` (git receive-pack, the hook's parent) to end before it works, so
+/// that it does not slow the end of the push the pusher waits for.
+pub fn enqueue_push_mirrors_after(
+    repo: &Path,
+    updates: &[RefUpdate],
+    after: Option<u32>,
+    say: &mut dyn FnMut(&str),
+) {
     let now = SystemTime::now();
     let config = match Config::load(repo) {
         Ok(Some(config)) => config,
@@ -650,9 +662,12 @@ pub fn enqueue_push_mirrors(repo: &Path, updates: &[RefUpdate], say: &mut dyn Fn
             .iter()
             .all(|(name, _)| Queue::new(repo, name).worker_running())
     };
-    let started = match paused || running() {
-        true => Ok(()),
-        false => crate::process::spawn_detached(repo, &["push"]),
+    let started = match (paused || running(), after) {
+        (true, _) => Ok(()),
+        (false, Some(pid)) => {
+            crate::process::spawn_detached(repo, &["push", "--after-pid", &pid.to_string()])
+        }
+        (false, None) => crate::process::spawn_detached(repo, &["push"]),
     };
     let note = match started {
         Ok(()) if paused => format!(

@@ -123,6 +123,9 @@ pub enum Command {
         /// Internal: one repository of a sweep run by root, done as its owner; prints JSON.
         #[arg(long, hide = true, conflicts_with = "all")]
         sweep_one: bool,
+        /// Internal (post-receive): wait for this process, the push's git, to end first.
+        #[arg(long, hide = true, value_name = "PID")]
+        after_pid: Option<u32>,
         /// The bare repository (default: the repository of the current directory).
         repo: Option<PathBuf>,
     },
@@ -370,9 +373,14 @@ pub fn run(cli: Cli) -> i32 {
             all,
             json,
             sweep_one,
+            after_pid,
             repo,
         } => {
-            let options = WorkerOptions { now, mirror };
+            let options = WorkerOptions {
+                now,
+                mirror,
+                after_pid,
+            };
             match all {
                 Some(root) => push::push_all(&root, &options, json),
                 None if sweep_one => push::push_sweep_one(repo.as_deref(), &options),
