@@ -428,23 +428,26 @@ fn job_name(now: SystemTime) -> String {
 /// durable (an fsync of its parent); nothing to sync when it already existed, the usual
 /// case, so a push pays for its directories only once.
 fn ensure_dir(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
+    for parent in create_dir(dir)? {
+        sync_dir(&parent)?;
     }
-    let mut created = Vec::new();
+    Ok(())
+}
+
+/// Creates `dir` and whatever of its parents is missing; the directories to sync for
+/// the new ones to survive a power cut (their parents), deepest first.
+fn create_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    if dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut parents = Vec::new();
     let mut missing = Some(dir);
     while let Some(d) = missing.filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
-        created.push(d);
+        parents.extend(d.parent().map(Path::to_owned));
         missing = d.parent();
     }
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    // Deepest first: one journal commit usually covers the parents' syncs that follow.
-    for d in created {
-        if let Some(parent) = d.parent() {
-            sync_dir(parent)?;
-        }
-    }
-    Ok(())
+    Ok(parents)
 }
 
 /// Writes one push's job durably, naming each mirror with its refs: once this returns, a
@@ -473,16 +476,21 @@ pub fn enqueue_push(
         file.write_all(&bytes)?;
         file.sync_all()
     };
-    let written = ensure_dir(&dir).and_then(|()| {
-        write().map_err(|e| {
+    let written = create_dir(&dir).and_then(|parents| {
+        write().map(|()| parents).map_err(|e| {
             let _ = fs::remove_file(&tmp);
             anyhow::Error::from(e)
         })
     });
-    written.with_context(|| format!("cannot write a job in {}", dir.display()))?;
+    let parents = written.with_context(|| format!("cannot write a job in {}", dir.display()))?;
     let path = dir.join(format!("{name}.json"));
     fs::rename(&tmp, &path).with_context(|| format!("cannot move a job into {}", dir.display()))?;
     sync_dir(&dir)?;
+    // New directories (the first push): synced after the job, whose own syncs have
+    // usually committed them already, so these cost little.
+    for parent in parents {
+        sync_dir(&parent)?;
+    }
     Ok(path)
 }
 
