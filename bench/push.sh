@@ -73,6 +73,14 @@ measure() {
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a / b}'; }
+# paired A B: the median of the ratios A[i] / B[i] of pushes made side by side, which a
+# machine busy with other work skews less than the ratio of the medians.
+paired() {
+  local -n a=$1 b=$2
+  local i
+  for i in "${!a[@]}"; do awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN {printf "%.3f\n", x / y}'; done |
+    sort -n | awk '{r[NR]=$1} END {printf "%.2fx", r[int((NR+1)/2)]}'
+}
 report() {
   local p n h e
   p=$(median "${plain[@]}") n=$(median "${noop[@]}") h=$(median "${hooked[@]}") e=$(median "${e2e[@]}")
@@ -80,6 +88,7 @@ report() {
   echo "push to a hookless repository:           ${p} ms  runs: ${plain[*]}"
   echo "push to a repository with no-op sh hooks: ${n} ms  ($(ratio "$n" "$p") of hookless)  runs: ${noop[*]}"
   echo "push to a repository with 3 push mirrors: ${h} ms  ($(ratio "$h" "$p") of hookless, $(ratio "$h" "$n") of no-op hooks)  runs: ${hooked[*]}"
+  echo "paired ratios (median): no-op hooks / hookless $(paired noop plain), 3 push mirrors / hookless $(paired hooked plain), 3 push mirrors / no-op hooks $(paired hooked noop)"
   echo "until all 3 mirrors hold the commit:      ${e} ms  runs: ${e2e[*]}"
 }
 

@@ -406,6 +406,7 @@ fn sync_dir(dir: &Path) -> Result<()> {
         }
     }
 }
+
 /// Where the queues of `repo`'s push mirrors live.
 fn queue_dir(repo: &Path) -> PathBuf {
     crate::state::mirror_dir(repo).join("queue")
