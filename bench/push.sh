@@ -31,6 +31,9 @@ fresh() {
   done
   ln -s "$BIN/pre-receive" "$TMP/down.git/hooks/pre-receive"
   ln -s "$BIN/post-receive" "$TMP/down.git/hooks/post-receive"
+  # Repositories exist long before their first push: the first fsync of the measured
+  # push must not also write out the file system journal of their creation.
+  sync
 }
 
 # converged COMMIT T0: waits until all 3 mirrors hold COMMIT; prints ms since T0.
