@@ -32,10 +32,11 @@ fn read_stdin() -> Result<Vec<u8>> {
     Ok(input)
 }
 
-/// Lines for the pusher go to stderr, which git relays as `remote: …`.
+/// Lines for the pusher go to stderr, which git relays as `remote: …`. One write per
+/// line (stderr is unbuffered: `writeln!` would make two, and git a packet of each).
 fn say(line: &str) {
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{line}");
+    let _ = err.write_all(format!("{line}\n").as_bytes());
 }
 
 const PRE_RECEIVE_ABOUT: &str = "mirror-hooks hook binary: pre-receive forwards allowlisted ref updates to the upstream in mirror.toml \
