@@ -8,6 +8,8 @@
 # push, which also creates the queue directories); "steady" pushes again and again into
 # the same repositories, after a first push that is not counted (what users see).
 # BIN_DIR=DIR runs the hooks of another build (a baseline's target/release) instead.
+# BASE_BIN=DIR also pushes, in the same loop, to a fourth repository whose hooks are
+# those of DIR (a baseline's target/release): both builds side by side, push by push.
 set -euo pipefail
 REPEAT=${1:-9}
 # shellcheck source=bench/common.sh
@@ -16,6 +18,18 @@ BIN=${BIN_DIR:-$BIN}
 
 git init -q "$TMP/work"
 
+# mirrored NAME BIN: NAME.git with the hooks of BIN and 3 push mirrors NAME-{a,b,c}.git.
+mirrored() {
+  git init -q --bare "$TMP/$1.git"
+  : >"$TMP/$1.git/mirror.toml"
+  for m in a b c; do
+    git init -q --bare "$TMP/$1-$m.git"
+    printf '[[push]]\nname = "%s"\nurl = "%s"\n\n' "$m" "$TMP/$1-$m.git" >>"$TMP/$1.git/mirror.toml"
+  done
+  ln -s "$2/pre-receive" "$TMP/$1.git/hooks/pre-receive"
+  ln -s "$2/post-receive" "$TMP/$1.git/hooks/post-receive"
+}
+
 fresh() {
   rm -rf "$TMP"/*.git
   git init -q --bare "$TMP/plain.git"
@@ -23,56 +37,60 @@ fresh() {
   printf '#!/bin/sh\ncat >/dev/null\n' >"$TMP/noop.git/hooks/pre-receive"
   cp "$TMP/noop.git/hooks/pre-receive" "$TMP/noop.git/hooks/post-receive"
   chmod +x "$TMP/noop.git/hooks/"*
-  git init -q --bare "$TMP/down.git"
-  : >"$TMP/down.git/mirror.toml"
-  for m in a b c; do
-    git init -q --bare "$TMP/$m.git"
-    printf '[[push]]\nname = "%s"\nurl = "%s"\n\n' "$m" "$TMP/$m.git" >>"$TMP/down.git/mirror.toml"
-  done
-  ln -s "$BIN/pre-receive" "$TMP/down.git/hooks/pre-receive"
-  ln -s "$BIN/post-receive" "$TMP/down.git/hooks/post-receive"
+  mirrored down "$BIN"
+  [[ -z ${BASE_BIN:-} ]] || mirrored base "$BASE_BIN"
   # Repositories exist long before their first push: the first fsync of the measured
   # push must not also write out the file system journal of their creation.
   sync
 }
 
-# converged COMMIT T0: waits until all 3 mirrors hold COMMIT; prints ms since T0.
+# converged NAME COMMIT T0: waits until NAME's 3 mirrors hold COMMIT; prints ms since T0.
 converged() {
-  local deadline=$(($2 + 30000000000))
-  until [[ $(git -C "$TMP/a.git" rev-parse -q --verify main 2>/dev/null) == "$1" &&
-    $(git -C "$TMP/b.git" rev-parse -q --verify main 2>/dev/null) == "$1" &&
-    $(git -C "$TMP/c.git" rev-parse -q --verify main 2>/dev/null) == "$1" ]]; do
+  local deadline=$(($3 + 30000000000))
+  until [[ $(git -C "$TMP/$1-a.git" rev-parse -q --verify main 2>/dev/null) == "$2" &&
+    $(git -C "$TMP/$1-b.git" rev-parse -q --verify main 2>/dev/null) == "$2" &&
+    $(git -C "$TMP/$1-c.git" rev-parse -q --verify main 2>/dev/null) == "$2" ]]; do
     [[ $(now) -lt $deadline ]] || { echo "mirrors did not converge within 30 s" >&2; exit 1; }
     sleep 0.005
   done
-  ms "$2" "$(now)"
+  ms "$3" "$(now)"
 }
 
-# settled N: waits until the workers logged N finished runs in all, so that the next
-# measurement does not share the machine with the last one's worker.
+# settled NAME N: waits until NAME's workers logged N finished runs in all, so that the
+# next measurement does not share the machine with the last one's worker.
 settled() {
   local deadline=$(($(now) + 30000000000))
-  until [[ $(grep -c ' push [abc] finished' "$TMP/down.git/mirror/log" 2>/dev/null) -ge $1 ]]; do
+  until [[ $(grep -c ' push [abc] finished' "$TMP/$1.git/mirror/log" 2>/dev/null) -ge $2 ]]; do
     [[ $(now) -lt $deadline ]] || { echo "the workers did not finish within 30 s" >&2; exit 1; }
     sleep 0.005
   done
 }
 
-# measure: one push of a new commit into each of the three repositories (in turn), then
-# waits for the mirrors; appends to plain, noop, hooked and e2e.
+# push_to NAME: one timed push of HEAD to NAME.git; prints its milliseconds.
+push_to() {
+  local t0 t1
+  t0=$(now); git -C "$TMP/work" push -q "$TMP/$1.git" HEAD:refs/heads/main 2>/dev/null; t1=$(now)
+  ms "$t0" "$t1"
+}
+
+# measure: one push of a new commit into each repository (in turn), waiting for the
+# mirrors after each mirrored one; appends to plain, noop, hooked, e2e (and base).
 measure() {
   git -C "$TMP/work" commit -q --allow-empty -m "commit $RANDOM"
-  local commit t0 t1
+  local commit t0
   commit=$(git -C "$TMP/work" rev-parse HEAD)
-  t0=$(now); git -C "$TMP/work" push -q "$TMP/plain.git" HEAD:refs/heads/main; t1=$(now)
-  plain+=("$(ms "$t0" "$t1")")
-  t0=$(now); git -C "$TMP/work" push -q "$TMP/noop.git" HEAD:refs/heads/main; t1=$(now)
-  noop+=("$(ms "$t0" "$t1")")
-  t0=$(now); git -C "$TMP/work" push -q "$TMP/down.git" HEAD:refs/heads/main 2>/dev/null; t1=$(now)
-  hooked+=("$(ms "$t0" "$t1")")
-  e2e+=("$(converged "$commit" "$t0")")
+  plain+=("$(push_to plain)")
+  noop+=("$(push_to noop)")
+  t0=$(now)
+  hooked+=("$(push_to down)")
+  e2e+=("$(converged down "$commit" "$t0")")
   runs=$((runs + 3))
-  settled "$runs"
+  settled down "$runs"
+  if [[ -n ${BASE_BIN:-} ]]; then
+    base+=("$(push_to base)")
+    converged base "$commit" "$(now)" >/dev/null
+    settled base "$runs"
+  fi
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a / b}'; }
@@ -93,9 +111,14 @@ report() {
   echo "push to a repository with 3 push mirrors: ${h} ms  ($(ratio "$h" "$p") of hookless, $(ratio "$h" "$n") of no-op hooks)  runs: ${hooked[*]}"
   echo "paired ratios (median): no-op hooks / hookless $(paired noop plain), 3 push mirrors / hookless $(paired hooked plain), 3 push mirrors / no-op hooks $(paired hooked noop)"
   echo "until all 3 mirrors hold the commit:      ${e} ms  runs: ${e2e[*]}"
+  if [[ -n ${BASE_BIN:-} ]]; then
+    local b
+    b=$(median "${base[@]}")
+    echo "3 push mirrors, BASE_BIN's hooks:          ${b} ms  ($(ratio "$b" "$n") of no-op hooks, paired $(paired base noop))  runs: ${base[*]}"
+  fi
 }
 
-plain=() noop=() hooked=() e2e=()
+plain=() noop=() hooked=() e2e=() base=()
 for _ in $(seq 1 "$REPEAT"); do
   fresh
   runs=0
@@ -103,11 +126,11 @@ for _ in $(seq 1 "$REPEAT"); do
 done
 report "fresh: the first push into new repositories"
 
-plain=() noop=() hooked=() e2e=()
+plain=() noop=() hooked=() e2e=() base=()
 fresh
 runs=0
 measure # the first push, not counted
-plain=() noop=() hooked=() e2e=()
+plain=() noop=() hooked=() e2e=() base=()
 for _ in $(seq 1 "$REPEAT"); do
   measure
 done
