@@ -25,14 +25,11 @@ pub struct WorkerOptions {
     pub now: bool,
     /// Only this mirror.
     pub mirror: Option<String>,
-    /// Started by post-receive: the process that received the push (git receive-pack),
-    /// waited for (up to [`AFTER_PUSH_WAIT`]) before any work, so that the pusher's
-    /// last milliseconds do not share the processors with this worker.
-    pub after_pid: Option<u32>,
 }
 
-/// How long a worker started by post-receive waits for the push to finish at most; git
-/// usually ends within milliseconds of the hook.
+/// How long a worker started by post-receive (`--after-pid`) waits at most for the push
+/// to finish before it starts (git usually ends within milliseconds of the hook), so
+/// that the pusher's last milliseconds do not share the processors with it.
 pub const AFTER_PUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What one mirror's worker did, for the command's output.
@@ -111,9 +108,6 @@ pub fn run(
     config: &Config,
     options: &WorkerOptions,
 ) -> Result<Vec<(String, WorkerReport)>> {
-    if let Some(pid) = options.after_pid {
-        crate::process::wait_for_exit(pid, AFTER_PUSH_WAIT);
-    }
     let mirrors: Vec<&PushMirror> = match &options.mirror {
         Some(name) => match config.push.iter().find(|m| &m.name == name) {
             Some(m) => vec![m],

@@ -376,11 +376,11 @@ pub fn run(cli: Cli) -> i32 {
             after_pid,
             repo,
         } => {
-            let options = WorkerOptions {
-                now,
-                mirror,
-                after_pid,
-            };
+            // Before anything, even finding the repository (a git process).
+            if let Some(pid) = after_pid {
+                crate::process::wait_for_exit(pid, crate::push::AFTER_PUSH_WAIT);
+            }
+            let options = WorkerOptions { now, mirror };
             match all {
                 Some(root) => push::push_all(&root, &options, json),
                 None if sweep_one => push::push_sweep_one(repo.as_deref(), &options),
