@@ -2,7 +2,7 @@
 //! read standard input, run the hook, and turn the outcome into an exit code.
 
 use crate::hookenv::HookEnv;
-use crate::queue::enqueue_push_mirrors;
+use crate::queue::enqueue_push_mirrors_after;
 use crate::{chain, proxy};
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -32,10 +32,11 @@ fn read_stdin() -> Result<Vec<u8>> {
     Ok(input)
 }
 
-/// Lines for the pusher go to stderr, which git relays as `remote: …`.
+/// Lines for the pusher go to stderr, which git relays as `remote: …`. One write per
+/// line (stderr is unbuffered: `writeln!` would make two, and git a packet of each).
 fn say(line: &str) {
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{line}");
+    let _ = err.write_all(format!("{line}\n").as_bytes());
 }
 
 const PRE_RECEIVE_ABOUT: &str = "mirror-hooks hook binary: pre-receive forwards allowlisted ref updates to the upstream in mirror.toml \
@@ -70,7 +71,12 @@ pub fn post_receive_main() -> i32 {
         let repo = env.git_dir.as_path();
         let input = read_stdin()?;
         match crate::refs::parse_updates(&input) {
-            Ok(updates) => enqueue_push_mirrors(repo, &updates, &mut say),
+            // Git runs hooks as its own children: the parent is the push's git.
+            Ok(updates) => {
+                let git = std::os::unix::process::parent_id();
+                let after = (git > 1).then_some(git);
+                enqueue_push_mirrors_after(repo, &updates, after, &mut say)
+            }
             Err(e) => say(&format!(
                 "mirror-hooks: warning: push mirrors not queued: {e:#}."
             )),
@@ -99,6 +105,10 @@ impl HookArgs {
     /// Parses the (absent) arguments, handling `--help` and `--version` the clap way.
     fn command_with_about(about: &'static str, name: &'static str) -> HookArgs {
         use clap::{CommandFactory, FromArgMatches};
+        // Git passes no arguments: no parser to build on every push.
+        if std::env::args_os().len() <= 1 {
+            return HookArgs {};
+        }
         let matches = HookArgs::command().name(name).about(about).get_matches();
         HookArgs::from_arg_matches(&matches).unwrap_or(HookArgs {})
     }

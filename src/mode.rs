@@ -82,9 +82,18 @@ impl fmt::Display for Why {
 /// finds the upstream already at the new values), not forwarding is not.
 pub fn detect(repo: &Path) -> anyhow::Result<Mode> {
     let git = Git::new(repo)?;
-    let hook = git.hook_path("proc-receive")?;
+    // Three independent questions to git, asked at once: pre-receive asks them before
+    // every forwarded push, so the pusher waits for one git start instead of three. The
+    // version is needed only for our routed hook, the usual (two-phase) install.
+    let (hook, values, version) = std::thread::scope(|scope| {
+        let version = scope.spawn(|| git.version());
+        let values = scope.spawn(|| git.config_all("receive.procReceiveRefs"));
+        let hook = git.hook_path("proc-receive");
+        (hook, joined(values), joined(version))
+    });
+    let hook = hook?;
     let present = hook.is_file();
-    let values = git.config_all("receive.procReceiveRefs")?;
+    let values = values?;
     if !present {
         return Ok(Mode::PreReceive(if values.is_empty() {
             Why::NotInstalled
@@ -98,11 +107,19 @@ pub fn detect(repo: &Path) -> anyhow::Result<Mode> {
     if !values.iter().any(|v| routes_every_ref(v)) {
         return Ok(Mode::PreReceive(Why::NotRouted { values }));
     }
-    let version = git.version()?;
+    let version = version?;
     if parse_version(&version).is_none_or(|v| v < PROC_RECEIVE_SINCE) {
         return Ok(Mode::PreReceive(Why::OldGit(version)));
     }
     Ok(Mode::TwoPhase)
+}
+
+/// The answer of a thread asking git; a thread that panicked is an error like git not
+/// running.
+fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, anyhow::Result<T>>) -> anyhow::Result<T> {
+    handle
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("cannot run git")))
 }
 
 /// True for a `receive.procReceiveRefs` value that routes every ref: `refs`, `refs/`

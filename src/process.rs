@@ -16,6 +16,49 @@ const HOOK_VARIABLES: [&str; 5] = [
     "GIT_REFLOG_ACTION",
 ];
 
+/// Waits until process `pid` has ended (exited, even if not yet reaped), at most
+/// `limit`; returns at once when there is no such process.
+pub fn wait_for_exit(pid: u32, limit: Duration) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: pidfd_open(2) takes two integers and returns a new descriptor we own (or -1).
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if let Ok(fd) = libc::c_int::try_from(fd) {
+        if fd >= 0 {
+            let mut poll = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = libc::c_int::try_from(limit.as_millis()).unwrap_or(libc::c_int::MAX);
+            // SAFETY: poll(2) on one pollfd we own, then close(2) of the descriptor we
+            // opened; the pidfd becomes readable when the process ends.
+            unsafe {
+                libc::poll(&mut poll, 1, ms);
+                libc::close(fd);
+            }
+            return;
+        }
+    }
+    // No pidfd (an old kernel): look every few milliseconds.
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline && alive(pid) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// True while `pid` runs (a zombie has ended).
+fn alive(pid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the command name, which is in parentheses and may hold any
+        // character: take the text after the last ')'.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
+}
+
 /// Niceness of background workers: below interactive git, above idle work.
 const BACKGROUND_NICENESS: libc::c_int = 10;
 
@@ -80,4 +123,48 @@ fn companion(repo: &Path, args: &[&str], niceness: libc::c_int) -> Result<std::p
     }
     cmd.spawn()
         .with_context(|| format!("cannot start {}", program.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_for_a_process_to_end_and_no_longer() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.3")
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        wait_for_exit(child.id(), Duration::from_secs(20));
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(250), "{waited:?}");
+        assert!(waited < Duration::from_secs(15), "{waited:?}");
+        child.wait().unwrap();
+        // Gone (and reaped): nothing to wait for.
+        let started = Instant::now();
+        wait_for_exit(child.id(), Duration::from_secs(20));
+        assert!(started.elapsed() < Duration::from_secs(15));
+    }
+
+    #[test]
+    fn a_process_that_does_not_end_is_waited_for_up_to_the_limit() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        wait_for_exit(child.id(), Duration::from_millis(200));
+        let waited = started.elapsed();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(waited >= Duration::from_millis(190), "{waited:?}");
+        assert!(waited < Duration::from_secs(20), "{waited:?}");
+    }
+
+    #[test]
+    fn a_running_process_is_alive_and_a_missing_one_is_not() {
+        assert!(alive(libc::pid_t::try_from(std::process::id()).unwrap()));
+        assert!(!alive(libc::pid_t::MAX));
+    }
 }

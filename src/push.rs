@@ -27,6 +27,11 @@ pub struct WorkerOptions {
     pub mirror: Option<String>,
 }
 
+/// How long a worker started by post-receive (`--after-pid`) waits at most for the push
+/// to finish before it starts (git usually ends within milliseconds of the hook), so
+/// that the pusher's last milliseconds do not share the processors with it.
+pub const AFTER_PUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What one mirror's worker did, for the command's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorkerReport {
@@ -194,6 +199,9 @@ fn work(
             if !(force || !failed && queue.has_waiting() && due().0) {
                 break;
             }
+            // The pushes' jobs reach this mirror's queue (and the others') here.
+            let configured: Vec<&str> = config.push.iter().map(|m| m.name.as_str()).collect();
+            crate::queue::fan_out(repo, &configured)?;
             let jobs = queue.claim(&lock)?;
             let summary = run_once(repo, git, config, mirror, &queue, &jobs);
             // Tried and failed: the next try is the backoff's business.

@@ -1,21 +1,36 @@
-//! The durable push-mirror queue under `mirror/queue/<mirror>/`: jobs written with
-//! temp-file, fsync, rename, fsync-directory; moved `waiting/` → `running/` → deleted;
-//! and the per-mirror OS lock that lets exactly one worker run.
+//! The durable push-mirror queue under `mirror/queue/`: a push is written once, as one
+//! job naming every mirror it concerns, to `_incoming/` (temp file, fsync, rename, fsync
+//! the directory); the worker fans it out to each mirror's `<mirror>/waiting/` (hard
+//! links), where jobs move `waiting/` → `running/` → deleted; and the per-mirror OS lock
+//! that lets exactly one worker run.
 
 use crate::config::Config;
 use crate::refs::RefUpdate;
 use crate::state;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Identifies a job file; anything else in the queue is not ours.
+/// Identifies a job file of one mirror; anything else in the queue is not ours.
 const FORMAT: &str = "mirror-hooks-job";
 const VERSION: u32 = 1;
+
+/// Identifies the job of one push, naming each mirror it concerns with its refs.
+const PUSH_FORMAT: &str = "mirror-hooks-push";
+const PUSH_VERSION: u32 = 1;
+
+/// Where the hooks write each push's one job, beside the mirrors' queues: no mirror can
+/// take this name (mirror names begin with a letter or a digit).
+const INCOMING: &str = "_incoming";
+
+/// How old a temp file in `_incoming/` must be to be the leftover of a hook that died
+/// while writing it (a live hook renames its file within milliseconds).
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// One queued request: "these refs changed; bring mirror M up to date". It holds ref
 /// names, not values: the worker always pushes the current state.
@@ -29,10 +44,31 @@ pub struct Job {
     pub queued_at: String,
 }
 
+/// One push's job: "these refs changed; bring each of these mirrors up to date", written
+/// once for all mirrors so that the pusher waits for one durable write, not one per
+/// mirror.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushJob {
+    pub format: String,
+    pub version: u32,
+    /// Mirror name → the refs of the push its patterns match.
+    pub mirrors: BTreeMap<String, Vec<String>>,
+    pub queued_at: String,
+}
+
+/// What every job file starts with, read first to tell the two kinds apart.
+#[derive(Deserialize)]
+struct Header {
+    format: String,
+    version: u32,
+}
+
 /// The queue of one mirror of one repository.
 #[derive(Debug, Clone)]
 pub struct Queue {
     dir: PathBuf,
+    incoming: PathBuf,
     mirror: String,
 }
 
@@ -50,8 +86,10 @@ static SEQUENCE: AtomicU32 = AtomicU32::new(0);
 
 impl Queue {
     pub fn new(repo: &Path, mirror: &str) -> Queue {
+        let root = queue_dir(repo);
         Queue {
-            dir: crate::state::mirror_dir(repo).join("queue").join(mirror),
+            dir: root.join(mirror),
+            incoming: root.join(INCOMING),
             mirror: mirror.to_owned(),
         }
     }
@@ -78,24 +116,10 @@ impl Queue {
             .collect()
     }
 
-    /// Writes a job durably: once this returns, a crash or power cut cannot lose it.
+    /// Writes a job of this mirror alone into `waiting/`, as versions before the one
+    /// job per push did (jobs an upgrade finds there are still run).
+    #[cfg(test)]
     pub fn enqueue(&self, refs: &[String], now: SystemTime) -> Result<PathBuf> {
-        let waiting = self.waiting();
-        let tmp_dir = self.dir.join("tmp");
-        if !waiting.is_dir() || !tmp_dir.is_dir() {
-            for dir in [&waiting, &tmp_dir] {
-                fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-            }
-            // New directories must survive a power cut too: sync each parent up to mirror/.
-            let mut dir = self.dir.clone();
-            for _ in 0..3 {
-                sync_dir(&dir)?;
-                if !dir.pop() {
-                    break;
-                }
-            }
-        }
         let job = Job {
             format: FORMAT.to_owned(),
             version: VERSION,
@@ -103,36 +127,30 @@ impl Queue {
             refs: refs.to_vec(),
             queued_at: crate::state::timestamp(now),
         };
-        let nanos = now
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        let name = format!(
-            "{nanos:024}-{}-{}.json",
-            std::process::id(),
-            SEQUENCE.fetch_add(1, Ordering::Relaxed)
-        );
-        let tmp = tmp_dir.join(&name);
-        let write = || -> std::io::Result<()> {
-            let mut file = File::create(&tmp)?;
-            file.write_all(&serde_json::to_vec(&job)?)?;
-            file.write_all(b"\n")?;
-            file.sync_all()
-        };
-        if let Err(e) = write() {
-            let _ = fs::remove_file(&tmp);
-            return Err(e).with_context(|| format!("cannot write a job in {}", tmp_dir.display()));
-        }
-        let path = waiting.join(&name);
-        fs::rename(&tmp, &path)
-            .with_context(|| format!("cannot move a job into {}", waiting.display()))?;
-        sync_dir(&waiting)?;
-        Ok(path)
+        let tmp_dir = self.dir.join("tmp");
+        ensure_dir(&tmp_dir)?;
+        let tmp = tmp_dir.join(format!("{}.json", job_name(now)));
+        fs::write(&tmp, serde_json::to_vec(&job)?)?;
+        link_into(&tmp, &self.waiting())?;
+        fs::remove_file(&tmp)?;
+        Ok(self.waiting().join(tmp.file_name().unwrap_or_default()))
     }
 
     /// Takes the worker lock of this mirror, or `None` when another worker holds it.
     pub fn try_lock(&self) -> Result<Option<WorkerLock>> {
         crate::lock::Lock::try_acquire(&self.dir.join("lock"))
+    }
+
+    /// True when a worker holds this mirror's lock now. Every holder looks at the queue
+    /// again after letting go (see `push::work`), so a job queued while this is true is
+    /// run without starting another worker. Taking the lock for the look, when it is
+    /// free, can make a worker starting at that instant step back as busy: then this
+    /// says false and the caller starts one.
+    pub fn worker_running(&self) -> bool {
+        let Ok(file) = File::open(self.dir.join("lock")) else {
+            return false;
+        };
+        matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock))
     }
 
     /// Where a `--now` request waits for the worker that holds the lock.
@@ -183,14 +201,40 @@ impl Queue {
         Ok(moved)
     }
 
-    /// True when jobs are waiting.
+    /// True when jobs are waiting (here, or in `_incoming/` for this mirror).
     pub fn has_waiting(&self) -> bool {
-        list(&self.waiting()).is_ok_and(|jobs| !jobs.is_empty())
+        list(&self.waiting()).is_ok_and(|jobs| !jobs.is_empty()) || !self.incoming().is_empty()
     }
 
-    /// Number of jobs waiting or running.
+    /// Number of jobs waiting or running (here, or in `_incoming/` for this mirror).
     pub fn pending(&self) -> usize {
-        list(&self.waiting()).map_or(0, |j| j.len()) + list(&self.running()).map_or(0, |j| j.len())
+        list(&self.waiting()).map_or(0, |j| j.len())
+            + list(&self.running()).map_or(0, |j| j.len())
+            + self.incoming().len()
+    }
+
+    /// The jobs in `_incoming/` not yet fanned out that concern this mirror, each read as
+    /// this mirror's job (or why it cannot be: a damaged one concerns every mirror).
+    fn incoming(&self) -> Vec<Claimed> {
+        list(&self.incoming)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|path| {
+                let job = match read_push(&path) {
+                    Ok(push) => push.mirrors.get(&self.mirror).map(|refs| {
+                        Ok(Job {
+                            format: FORMAT.to_owned(),
+                            version: VERSION,
+                            mirror: self.mirror.clone(),
+                            refs: refs.clone(),
+                            queued_at: push.queued_at,
+                        })
+                    })?,
+                    Err(why) => Err(why),
+                };
+                Some(Claimed { path, job })
+            })
+            .collect()
     }
 
     /// Moves every waiting job to `running/` and reads it. Call with the lock.
@@ -236,14 +280,17 @@ impl Queue {
     /// The waiting jobs, oldest first, each read (or why it cannot be), for a look
     /// that changes nothing (`git mirror doctor`).
     pub fn waiting_jobs(&self) -> Vec<Claimed> {
-        list(&self.waiting())
+        let mut jobs: Vec<Claimed> = list(&self.waiting())
             .unwrap_or_default()
             .into_iter()
             .map(|path| Claimed {
                 job: read_job(&path, &self.mirror),
                 path,
             })
-            .collect()
+            .collect();
+        jobs.extend(self.incoming());
+        jobs.sort_by(|a, b| a.path.file_name().cmp(&b.path.file_name()));
+        jobs
     }
 
     /// Moves a job that cannot be read out of the way, keeping it for inspection.
@@ -257,27 +304,78 @@ impl Queue {
     }
 }
 
+/// Reads a job of `mirror`'s queue: one this version writes for a push (the fan-out
+/// links it into each mirror's queue), or one of a single mirror (older versions wrote
+/// those; they are still read after an upgrade).
 fn read_job(path: &Path, mirror: &str) -> Result<Job, String> {
     let bytes = fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
-    let job: Job =
+    let header: Header =
         serde_json::from_slice(&bytes).map_err(|e| format!("it is not a valid job: {e}"))?;
-    if job.format != FORMAT || job.version != VERSION {
-        return Err(format!(
-            "it has format {:?} version {}, this version reads {FORMAT:?} version {VERSION}",
-            job.format, job.version
-        ));
+    let job = match (header.format.as_str(), header.version) {
+        (PUSH_FORMAT, PUSH_VERSION) => {
+            let push = parse_push(&bytes)?;
+            let refs = push.mirrors.get(mirror).cloned().ok_or_else(|| {
+                format!(
+                    "it is for mirrors {:?}, not {mirror:?}",
+                    push.mirrors.keys()
+                )
+            })?;
+            Job {
+                format: FORMAT.to_owned(),
+                version: VERSION,
+                mirror: mirror.to_owned(),
+                refs,
+                queued_at: push.queued_at,
+            }
+        }
+        (FORMAT, VERSION) => {
+            let job: Job = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("it is not a valid job: {e}"))?;
+            if job.mirror != mirror {
+                return Err(format!("it is for mirror {:?}, not {mirror:?}", job.mirror));
+            }
+            check_refs(&job.refs)?;
+            job
+        }
+        (format, version) => return Err(unknown_format(format, version)),
+    };
+    Ok(job)
+}
+
+fn unknown_format(format: &str, version: u32) -> String {
+    format!(
+        "it has format {format:?} version {version}, this version reads {PUSH_FORMAT:?} version {PUSH_VERSION} and {FORMAT:?} version {VERSION}"
+    )
+}
+
+/// Reads a push's job from `_incoming/`.
+fn read_push(path: &Path) -> Result<PushJob, String> {
+    let bytes = fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let header: Header =
+        serde_json::from_slice(&bytes).map_err(|e| format!("it is not a valid job: {e}"))?;
+    if (header.format.as_str(), header.version) != (PUSH_FORMAT, PUSH_VERSION) {
+        return Err(unknown_format(&header.format, header.version));
     }
-    if job.mirror != mirror {
-        return Err(format!("it is for mirror {:?}, not {mirror:?}", job.mirror));
+    parse_push(&bytes)
+}
+
+fn parse_push(bytes: &[u8]) -> Result<PushJob, String> {
+    let push: PushJob =
+        serde_json::from_slice(bytes).map_err(|e| format!("it is not a valid job: {e}"))?;
+    for refs in push.mirrors.values() {
+        check_refs(refs)?;
     }
-    if let Some(bad) = job
-        .refs
+    Ok(push)
+}
+
+fn check_refs(refs: &[String]) -> Result<(), String> {
+    match refs
         .iter()
         .find(|r| crate::refs::check_ref_name(r).is_err())
     {
-        return Err(format!("it names the invalid ref {bad:?}"));
+        Some(bad) => Err(format!("it names the invalid ref {bad:?}")),
+        None => Ok(()),
     }
-    Ok(job)
 }
 
 /// The job files of a directory, oldest first (names start with a timestamp).
@@ -308,9 +406,219 @@ fn sync_dir(dir: &Path) -> Result<()> {
         }
     }
 }
+
+/// Where the queues of `repo`'s push mirrors live.
+fn queue_dir(repo: &Path) -> PathBuf {
+    crate::state::mirror_dir(repo).join("queue")
+}
+
+/// A unique, time-ordered job file name (`list` sorts by it, oldest first).
+fn job_name(now: SystemTime) -> String {
+    let nanos = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!(
+        "{nanos:024}-{}-{}",
+        std::process::id(),
+        SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Creates `dir` and whatever of its parents is missing, and makes each new directory
+/// durable (an fsync of its parent); nothing to sync when it already existed, the usual
+/// case, so a push pays for its directories only once.
+fn ensure_dir(dir: &Path) -> Result<()> {
+    for parent in create_dir(dir)? {
+        sync_dir(&parent)?;
+    }
+    Ok(())
+}
+
+/// Creates `dir` and whatever of its parents is missing; the directories to sync for
+/// the new ones to survive a power cut (their parents), deepest first.
+fn create_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    if dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut parents = Vec::new();
+    let mut missing = Some(dir);
+    while let Some(d) = missing.filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        parents.extend(d.parent().map(Path::to_owned));
+        missing = d.parent();
+    }
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(parents)
+}
+
+/// Writes one push's job durably, naming each mirror with its refs: once this returns, a
+/// crash or power cut cannot lose it. One file fsync and one directory fsync, whatever
+/// the number of mirrors; the worker fans it out ([`fan_out`]).
+pub fn enqueue_push(
+    repo: &Path,
+    mirrors: BTreeMap<String, Vec<String>>,
+    now: SystemTime,
+) -> Result<PathBuf> {
+    let dir = queue_dir(repo).join(INCOMING);
+    let job = PushJob {
+        format: PUSH_FORMAT.to_owned(),
+        version: PUSH_VERSION,
+        mirrors,
+        queued_at: crate::state::timestamp(now),
+    };
+    let mut bytes = serde_json::to_vec(&job)?;
+    bytes.push(b'\n');
+    let name = job_name(now);
+    // The temp file lives beside the job, so one directory fsync makes both the new
+    // file and its rename durable.
+    let tmp = dir.join(format!("{name}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut file = File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()
+    };
+    let written = create_dir(&dir).and_then(|parents| {
+        write().map(|()| parents).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            anyhow::Error::from(e)
+        })
+    });
+    let parents = written.with_context(|| format!("cannot write a job in {}", dir.display()))?;
+    let path = dir.join(format!("{name}.json"));
+    fs::rename(&tmp, &path).with_context(|| format!("cannot move a job into {}", dir.display()))?;
+    sync_dir(&dir)?;
+    // New directories (the first push): synced after the job, whose own syncs have
+    // usually committed them already, so these cost little.
+    for parent in parents {
+        sync_dir(&parent)?;
+    }
+    Ok(path)
+}
+
+/// Moves the pushes' jobs from `_incoming/` into the queues of the mirrors they name
+/// (`configured`, the mirrors of mirror.toml): a hard link into each `<mirror>/waiting/`,
+/// those directories synced, then the incoming file removed. A crash in between only
+/// links again (a job run twice pushes nothing new). A job for a mirror no longer
+/// configured is dropped and logged; a damaged one goes to every mirror, whose worker
+/// sets it aside and says why. Returns how many jobs were fanned out.
+pub fn fan_out(repo: &Path, configured: &[&str]) -> Result<usize> {
+    let root = queue_dir(repo);
+    let incoming = root.join(INCOMING);
+    if list(&incoming)?.is_empty() {
+        return Ok(0);
+    }
+    // Workers of several mirrors may get here at once; one fans out, the others wait a
+    // moment and find nothing left.
+    let _lock = crate::lock::Lock::acquire(&incoming.join("lock"))?;
+    let jobs = list(&incoming)?;
+    let mut touched = BTreeSet::new();
+    for path in &jobs {
+        let targets: Vec<&str> = match read_push(path) {
+            Ok(push) => {
+                let (known, gone): (Vec<&str>, Vec<&str>) = push
+                    .mirrors
+                    .keys()
+                    .map(String::as_str)
+                    .partition(|m| configured.contains(m));
+                if !gone.is_empty() {
+                    crate::state::log(
+                        repo,
+                        SystemTime::now(),
+                        &format!(
+                            "push job {} dropped for mirrors no longer in mirror.toml: {}",
+                            path.display(),
+                            gone.join(", ")
+                        ),
+                    );
+                }
+                // Names only from mirror.toml: they are safe as directory names.
+                configured
+                    .iter()
+                    .copied()
+                    .filter(|m| known.contains(m))
+                    .collect()
+            }
+            Err(_) => configured.to_vec(),
+        };
+        for mirror in targets {
+            let waiting = Queue::new(repo, mirror).waiting();
+            link_into(path, &waiting)?;
+            touched.insert(waiting);
+        }
+    }
+    for dir in &touched {
+        sync_dir(dir)?;
+    }
+    for path in &jobs {
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot delete {}", path.display())),
+        }
+    }
+    remove_stale_temp_files(&incoming);
+    sync_dir(&incoming)?;
+    Ok(jobs.len())
+}
+
+/// Puts the job at `path` into `dir` under the same name: a hard link, or a durable copy
+/// where the file system has none. Already there (a fan-out that died) is fine.
+fn link_into(path: &Path, dir: &Path) -> Result<()> {
+    ensure_dir(dir)?;
+    let name = path.file_name().unwrap_or_default();
+    let target = dir.join(name);
+    match fs::hard_link(path, &target) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(_) => {
+            let tmp = target.with_extension("tmp");
+            let copy = || -> std::io::Result<()> {
+                let bytes = fs::read(path)?;
+                let mut file = File::create(&tmp)?;
+                file.write_all(&bytes)?;
+                file.sync_all()?;
+                fs::rename(&tmp, &target)
+            };
+            copy().with_context(|| format!("cannot put {} into {}", path.display(), dir.display()))
+        }
+    }
+}
+
+/// Removes the temp files of hooks that died while writing a job (their push was not
+/// queued, and they said so, or did not live to).
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_TEMP);
+        if old && path.extension().is_some_and(|e| e == "tmp") {
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
+
 /// Queues a job for every push mirror whose refs `updates` touch and starts a detached
 /// worker for each; problems are reported and logged, never fatal.
 pub fn enqueue_push_mirrors(repo: &Path, updates: &[RefUpdate], say: &mut dyn FnMut(&str)) {
+    enqueue_push_mirrors_after(repo, updates, None, say);
+}
+
+/// [`enqueue_push_mirrors`] for post-receive: the worker it starts waits for the
+/// process `after` (git receive-pack, the hook's parent) to end before it works, so
+/// that it does not slow the end of the push the pusher waits for.
+pub fn enqueue_push_mirrors_after(
+    repo: &Path,
+    updates: &[RefUpdate],
+    after: Option<u32>,
+    say: &mut dyn FnMut(&str),
+) {
     let now = SystemTime::now();
     let config = match Config::load(repo) {
         Ok(Some(config)) => config,
@@ -327,6 +635,7 @@ pub fn enqueue_push_mirrors(repo: &Path, updates: &[RefUpdate], say: &mut dyn Fn
             return;
         }
     };
+    let mut jobs = BTreeMap::new();
     let mut queued = Vec::new();
     for mirror in &config.push {
         let refs: Vec<String> = updates
@@ -334,34 +643,40 @@ pub fn enqueue_push_mirrors(repo: &Path, updates: &[RefUpdate], say: &mut dyn Fn
             .filter(|u| mirror.refs.matches(&u.name))
             .map(|u| u.name.clone())
             .collect();
-        if refs.is_empty() {
-            continue;
-        }
-        match Queue::new(repo, &mirror.name).enqueue(&refs, now) {
-            Ok(_) => queued.push((mirror.name.as_str(), refs.len())),
-            Err(e) => {
-                say(&format!(
-                    "mirror-hooks: warning: could not queue the update of push mirror {}: {e:#}.",
-                    mirror.name
-                ));
-                say("mirror-hooks: the push itself was accepted; once the problem is fixed, run `git mirror push --now` on the server.");
-                state::log(
-                    repo,
-                    now,
-                    &format!("push {} not queued: {e:#}", mirror.name),
-                );
-            }
+        if !refs.is_empty() {
+            queued.push((mirror.name.as_str(), refs.len()));
+            jobs.insert(mirror.name.clone(), refs);
         }
     }
     if queued.is_empty() {
         return;
     }
+    if let Err(e) = enqueue_push(repo, jobs, now) {
+        let names: Vec<&str> = queued.iter().map(|(name, _)| *name).collect();
+        let (s, names) = (if names.len() == 1 { "" } else { "s" }, names.join(", "));
+        say(&format!(
+            "mirror-hooks: warning: could not queue the update of push mirror{s} {names}: {e:#}."
+        ));
+        say("mirror-hooks: the push itself was accepted; once the problem is fixed, run `git mirror push --now` on the server.");
+        state::log(repo, now, &format!("push {names} not queued: {e:#}"));
+        return;
+    }
     // One worker process serves every mirror with queued jobs, each in its own thread.
     // While paused no worker would push: `git mirror resume` starts one.
     let paused = crate::pause::is_paused(repo);
-    let started = match paused {
-        true => Ok(()),
-        false => crate::process::spawn_detached(repo, &["push"]),
+    // Workers already running every queued mirror run this push's job too before they
+    // exit: starting another would only cost the pusher a process start.
+    let running = || {
+        queued
+            .iter()
+            .all(|(name, _)| Queue::new(repo, name).worker_running())
+    };
+    let started = match (paused || running(), after) {
+        (true, _) => Ok(()),
+        (false, Some(pid)) => {
+            crate::process::spawn_detached(repo, &["push", "--after-pid", &pid.to_string()])
+        }
+        (false, None) => crate::process::spawn_detached(repo, &["push"]),
     };
     let note = match started {
         Ok(()) if paused => format!(
@@ -379,5 +694,143 @@ pub fn enqueue_push_mirrors(repo: &Path, updates: &[RefUpdate], say: &mut dyn Fn
             "mirror-hooks: queued for push mirror {name} ({count} ref{}){note}.",
             if count == 1 { "" } else { "s" }
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refs(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    fn claim_refs(repo: &Path, mirror: &str) -> Vec<Result<Vec<String>, String>> {
+        let queue = Queue::new(repo, mirror);
+        let lock = queue.try_lock().unwrap().unwrap();
+        queue
+            .claim(&lock)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.job.map(|j| j.refs))
+            .collect()
+    }
+
+    fn files(dir: &Path) -> usize {
+        list(dir).unwrap().len()
+    }
+
+    #[test]
+    fn one_push_is_one_file_that_each_mirror_counts_and_reads_as_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        let jobs = BTreeMap::from([
+            ("a".to_owned(), refs(&["refs/heads/main", "refs/tags/v1"])),
+            ("b".to_owned(), refs(&["refs/heads/main"])),
+        ]);
+        enqueue_push(repo, jobs, SystemTime::now()).unwrap();
+        assert_eq!(files(&queue_dir(repo).join(INCOMING)), 1);
+        for (mirror, pending) in [("a", 1), ("b", 1), ("c", 0)] {
+            let queue = Queue::new(repo, mirror);
+            assert_eq!(queue.pending(), pending, "{mirror}");
+            assert_eq!(queue.has_waiting(), pending == 1, "{mirror}");
+        }
+        let seen = Queue::new(repo, "a").waiting_jobs();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(
+            seen[0].job.as_ref().unwrap().refs,
+            refs(&["refs/heads/main", "refs/tags/v1"])
+        );
+
+        assert_eq!(fan_out(repo, &["a", "b", "c"]).unwrap(), 1);
+        assert_eq!(files(&queue_dir(repo).join(INCOMING)), 0);
+        assert_eq!(
+            claim_refs(repo, "a"),
+            [Ok(refs(&["refs/heads/main", "refs/tags/v1"]))]
+        );
+        assert_eq!(claim_refs(repo, "b"), [Ok(refs(&["refs/heads/main"]))]);
+        assert!(claim_refs(repo, "c").is_empty());
+        // Claimed jobs are still pending until completed.
+        assert_eq!(Queue::new(repo, "a").pending(), 1);
+    }
+
+    #[test]
+    fn a_fan_out_that_died_halfway_only_links_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        let jobs = BTreeMap::from([("a".to_owned(), refs(&["refs/heads/main"]))]);
+        let path = enqueue_push(repo, jobs, SystemTime::now()).unwrap();
+        // Linked into a's queue, then killed before the incoming file was removed.
+        link_into(&path, &Queue::new(repo, "a").waiting()).unwrap();
+        fan_out(repo, &["a"]).unwrap();
+        assert_eq!(claim_refs(repo, "a"), [Ok(refs(&["refs/heads/main"]))]);
+        assert_eq!(Queue::new(repo, "a").pending(), 1);
+    }
+
+    #[test]
+    fn jobs_of_the_previous_version_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        Queue::new(repo, "a")
+            .enqueue(&refs(&["refs/heads/old"]), SystemTime::now())
+            .unwrap();
+        let jobs = BTreeMap::from([("a".to_owned(), refs(&["refs/heads/new"]))]);
+        enqueue_push(repo, jobs, SystemTime::now()).unwrap();
+        assert_eq!(Queue::new(repo, "a").pending(), 2);
+        fan_out(repo, &["a"]).unwrap();
+        assert_eq!(
+            claim_refs(repo, "a"),
+            [Ok(refs(&["refs/heads/old"])), Ok(refs(&["refs/heads/new"]))]
+        );
+    }
+
+    #[test]
+    fn unknown_mirrors_are_dropped_and_damaged_jobs_go_to_every_mirror() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        let jobs = BTreeMap::from([
+            ("gone".to_owned(), refs(&["refs/heads/main"])),
+            ("a".to_owned(), refs(&["refs/heads/main"])),
+        ]);
+        enqueue_push(repo, jobs, SystemTime::now()).unwrap();
+        let incoming = queue_dir(repo).join(INCOMING);
+        fs::write(
+            incoming.join("0-torn.json"),
+            "{\"format\":\"mirror-hooks-push\"",
+        )
+        .unwrap();
+        fs::write(incoming.join("1-evil.json"), r#"{"format":"mirror-hooks-push","version":1,"mirrors":{"../../x":["refs/heads/main"]},"queued_at":"x"}"#).unwrap();
+        // A damaged incoming job concerns every mirror until it is fanned out.
+        assert_eq!(Queue::new(repo, "b").pending(), 1);
+        fan_out(repo, &["a", "b"]).unwrap();
+        assert_eq!(files(&incoming), 0);
+        let a = claim_refs(repo, "a");
+        assert!(
+            a[0].as_ref().is_err_and(|e| e.contains("not a valid job")),
+            "{a:?}"
+        );
+        assert_eq!(a[1..], [Ok(refs(&["refs/heads/main"]))]);
+        let b = claim_refs(repo, "b");
+        assert_eq!(b.len(), 1, "{b:?}");
+        assert!(b[0].is_err());
+        assert!(!queue_dir(repo).join("gone").exists());
+        assert!(!dir.path().join("x").exists());
+        let log = fs::read_to_string(crate::state::mirror_dir(repo).join("log")).unwrap();
+        assert!(
+            log.contains("dropped for mirrors no longer in mirror.toml: gone"),
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn a_worker_holding_the_lock_is_seen_and_a_free_lock_is_left_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::new(dir.path(), "a");
+        assert!(!queue.worker_running());
+        let lock = queue.try_lock().unwrap().unwrap();
+        assert!(queue.worker_running());
+        drop(lock);
+        assert!(!queue.worker_running());
+        assert!(queue.try_lock().unwrap().is_some());
     }
 }

@@ -123,6 +123,9 @@ pub enum Command {
         /// Internal: one repository of a sweep run by root, done as its owner; prints JSON.
         #[arg(long, hide = true, conflicts_with = "all")]
         sweep_one: bool,
+        /// Internal (post-receive): wait for this process, the push's git, to end first.
+        #[arg(long, hide = true, value_name = "PID")]
+        after_pid: Option<u32>,
         /// The bare repository (default: the repository of the current directory).
         repo: Option<PathBuf>,
     },
@@ -370,8 +373,13 @@ pub fn run(cli: Cli) -> i32 {
             all,
             json,
             sweep_one,
+            after_pid,
             repo,
         } => {
+            // Before anything, even finding the repository (a git process).
+            if let Some(pid) = after_pid {
+                crate::process::wait_for_exit(pid, crate::push::AFTER_PUSH_WAIT);
+            }
             let options = WorkerOptions { now, mirror };
             match all {
                 Some(root) => push::push_all(&root, &options, json),

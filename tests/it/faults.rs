@@ -62,7 +62,7 @@ fn a_full_disk_loses_no_push_and_says_what_to_run() {
     assert_eq!(env.rev(&down, "refs/heads/main"), Some(one.clone()));
     let said = env.normalize(&pushed.stderr);
     assert!(
-        said.contains("remote: mirror-hooks: warning: could not queue the update of push mirror backup: cannot write a job in [TMP]/down.git/mirror/queue/backup/tmp:"),
+        said.contains("remote: mirror-hooks: warning: could not queue the update of push mirror backup: cannot write a job in [TMP]/down.git/mirror/queue/_incoming:"),
         "{said}"
     );
     assert!(

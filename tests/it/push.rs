@@ -693,3 +693,150 @@ fn an_exact_copy_mirror_never_deletes_a_symbolic_ref_nor_its_target() {
         "{r}"
     );
 }
+
+/// The job files under `repo`'s queue, wherever they are.
+fn job_files(repo: &Path) -> Vec<PathBuf> {
+    let queue = repo.join("mirror/queue");
+    if !queue.exists() {
+        return Vec::new();
+    }
+    files_under(&queue)
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "json"))
+        .collect()
+}
+
+/// The pusher's wait holds one durable write per push, however many mirrors it
+/// concerns; each mirror still counts the job as its own, and each gets the push.
+#[test]
+fn one_job_file_per_push_whatever_the_number_of_mirrors() {
+    let env = TestEnv::new();
+    let mirrors: Vec<PathBuf> = ["a", "b", "c"]
+        .iter()
+        .map(|m| env.bare(&format!("{m}.git")))
+        .collect();
+    let toml: String = ["a", "b", "c"]
+        .iter()
+        .zip(&mirrors)
+        .map(|(name, url)| mirror_toml(name, url, ""))
+        .collect();
+    let down = env.downstream("down.git", &toml);
+    // Paused: the job stays where post-receive wrote it.
+    let paused = env.git_mirror(&["pause", down.to_str().unwrap()]);
+    assert!(paused.status.success());
+    let work = env.work("work");
+    env.commit(&work, "one");
+    let pushed = env.push(&work, &down, &["HEAD:refs/heads/main"]);
+    assert!(pushed.success, "{}", pushed.stderr);
+    for name in ["a", "b", "c"] {
+        assert!(
+            pushed.stderr.contains(&format!(
+                "remote: mirror-hooks: queued for push mirror {name} (1 ref)"
+            )),
+            "{}",
+            pushed.stderr
+        );
+        assert_eq!(record(&env, &down, name)["queued_jobs"], 1, "{name}");
+    }
+    assert_eq!(job_files(&down).len(), 1, "{:?}", job_files(&down));
+
+    let resumed = env.git_mirror(&["resume", down.to_str().unwrap()]);
+    assert!(resumed.status.success());
+    for mirror in &mirrors {
+        converges(&env, mirror, &env.refs(&down));
+    }
+    for name in ["a", "b", "c"] {
+        assert!(eventually(PATIENCE, || record(&env, &down, name)
+            ["queued_jobs"]
+            == 0));
+    }
+    assert!(eventually(PATIENCE, || job_files(&down).is_empty()));
+}
+
+/// Jobs the previous version wrote (one file per mirror, in the mirror's own queue) are
+/// still run after an upgrade: here the one that alone says a ref was deleted here.
+#[test]
+fn jobs_queued_by_the_previous_version_are_pushed_after_an_upgrade() {
+    let env = TestEnv::new();
+    let mirror = env.bare("mirror.git");
+    let down = env.downstream("down.git", &mirror_toml("m", &mirror, "prune = true"));
+    let work = env.work("work");
+    env.commit(&work, "one");
+    let pushed = env.push(
+        &work,
+        &down,
+        &["HEAD:refs/heads/main", "HEAD:refs/heads/feature"],
+    );
+    assert!(pushed.success, "{}", pushed.stderr);
+    converges(&env, &mirror, &env.refs(&down));
+    assert!(eventually(PATIENCE, || record(&env, &down, "m")
+        ["queued_jobs"]
+        == 0));
+    // Deleted by the old version's post-receive, which queued the job and died before
+    // its worker ran.
+    env.git_ok(&down, &["update-ref", "-d", "refs/heads/feature"]);
+    let waiting = down.join("mirror/queue/m/waiting");
+    std::fs::create_dir_all(&waiting).unwrap();
+    std::fs::write(
+        waiting.join("000001700000000000000000-1-0.json"),
+        r#"{"format":"mirror-hooks-job","version":1,"mirror":"m","refs":["refs/heads/feature"],"queued_at":"2026-11-01T00:00:00Z"}"#,
+    )
+    .unwrap();
+    assert_eq!(record(&env, &down, "m")["queued_jobs"], 1);
+
+    // The first push after the upgrade.
+    env.commit(&work, "two");
+    assert!(env.push(&work, &down, &["HEAD:refs/heads/main"]).success);
+    converges(&env, &mirror, &env.refs(&down));
+    assert_eq!(env.rev(&mirror, "refs/heads/feature"), None);
+    assert!(eventually(PATIENCE, || record(&env, &down, "m")
+        ["queued_jobs"]
+        == 0));
+}
+
+/// The job is durable when post-receive returns: a worker that never ran (here it
+/// cannot be started, as after a crash right after the hook returned) leaves the push
+/// queued, counted, and mirrored by the next worker that runs.
+#[test]
+fn a_push_whose_worker_never_ran_is_mirrored_by_the_next_worker() {
+    let env = TestEnv::new();
+    let a = env.bare("a.git");
+    let b = env.bare("b.git");
+    let toml = mirror_toml("a", &a, "") + &mirror_toml("b", &b, "");
+    let down = env.bare("down.git");
+    std::fs::write(down.join("mirror.toml"), toml).unwrap();
+    // The hook alone, without the git-mirror it starts beside it.
+    let lonely = env.path("lonely");
+    std::fs::create_dir_all(&lonely).unwrap();
+    std::fs::copy(crate::util::POST_RECEIVE, lonely.join("post-receive")).unwrap();
+    std::os::unix::fs::symlink(lonely.join("post-receive"), down.join("hooks/post-receive"))
+        .unwrap();
+    let work = env.work("work");
+    env.commit(&work, "one");
+    let pushed = env.push(&work, &down, &["HEAD:refs/heads/main"]);
+    assert!(pushed.success, "{}", pushed.stderr);
+    assert!(
+        pushed.stderr.contains("the worker could not be started"),
+        "{}",
+        pushed.stderr
+    );
+    for name in ["a", "b"] {
+        assert_eq!(record(&env, &down, name)["queued_jobs"], 1, "{name}");
+        assert_eq!(record(&env, &down, name)["update_status"], "scheduled");
+    }
+    assert_eq!(env.rev(&a, "refs/heads/main"), None);
+
+    // What the sweep (`serve`, a timer) runs.
+    let out = env.git_mirror(&["push", down.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for mirror in [&a, &b] {
+        converges(&env, mirror, &env.refs(&down));
+    }
+    for name in ["a", "b"] {
+        assert_eq!(record(&env, &down, name)["queued_jobs"], 0, "{name}");
+    }
+}
