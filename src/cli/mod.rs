@@ -331,7 +331,12 @@ pub fn run(cli: Cli) -> i32 {
     {
         eprintln!("git-mirror: warning: {e:#}");
     }
-    let result = match cli.command {
+    exit_code(dispatch(cli.command))
+}
+
+/// Runs one command.
+fn dispatch(command: Command) -> Result<i32, Failure> {
+    match command {
         Command::Status { json, repo } => status::status(repo.as_deref(), json),
         Command::Doctor { repo } => doctor::doctor(repo.as_deref()),
         Command::Add(add) => edit::add(add),
@@ -387,8 +392,7 @@ pub fn run(cli: Cli) -> i32 {
                 None => push::push(repo.as_deref(), &options),
             }
         }
-    };
-    exit_code(result)
+    }
 }
 
 /// The exit code of a command's result, with its error said.
