@@ -279,17 +279,18 @@ fn sigterm_reaches_the_running_git_which_is_waited_for() {
         .spawn()
         .unwrap();
     let pid = pull.id() as i32;
-    // Signal it while its ref transaction runs: the git among its children whose
-    // command line says so.
-    let fetching = || {
+    // Signal it while its ref transaction holds every lock: once the git among its
+    // children whose command line says so runs the hook (signalled earlier, git may be
+    // between creating a lock file and noting it for removal, a window of git's own).
+    let named = |word: &str| {
         descendants(pid).into_iter().find(|&child| {
-            command_line(child).is_some_and(|line| line.split(' ').any(|word| word == "update-ref"))
+            command_line(child).is_some_and(|line| line.split(' ').any(|w| w == word))
         })
     };
     let mut git = None;
     assert!(crate::util::eventually(Duration::from_secs(30), || {
-        git = fetching();
-        git.is_some()
+        git = named("update-ref");
+        git.is_some() && named("sleep").is_some()
     }));
     let git = git.unwrap();
     signal(pid, libc::SIGTERM);
