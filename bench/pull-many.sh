@@ -19,7 +19,6 @@ N=${1:-1000}
 REPEAT=${2:-3}
 # shellcheck source=bench/common.sh
 source "$(dirname "$0")/common.sh"
-BIN=${MIRROR_BIN:-$BIN}
 
 git init -q -b main "$TMP/work"
 git -C "$TMP/work" commit -q --allow-empty -m one

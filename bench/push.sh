@@ -7,14 +7,12 @@
 # Two modes, both printed: "fresh" pushes into new repositories each time (the first
 # push, which also creates the queue directories); "steady" pushes again and again into
 # the same repositories, after a first push that is not counted (what users see).
-# BIN_DIR=DIR runs the hooks of another build (a baseline's target/release) instead.
 # BASE_BIN=DIR also pushes, in the same loop, to a fourth repository whose hooks are
 # those of DIR (a baseline's target/release): both builds side by side, push by push.
 set -euo pipefail
 REPEAT=${1:-9}
 # shellcheck source=bench/common.sh
 source "$(dirname "$0")/common.sh"
-BIN=${BIN_DIR:-$BIN}
 
 git init -q "$TMP/work"
 
