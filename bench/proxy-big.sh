@@ -67,14 +67,26 @@ run() {
   echo $(((end - start) / 1000000))
 }
 
-declare -A t=() all=()
+# The kinds take turns within each round, so that the machine's drift hits them alike;
+# besides the medians, the median of each round's ratio ("paired") is printed.
+declare -A all=() t=()
+pp=() p2=()
+for i in $(seq 1 "$REPEAT"); do
+  declare -A round=()
+  for kind in floor proxy 2phase; do
+    round[$kind]=$(run "$kind" "$i")
+    all[$kind]="${all[$kind]:-} ${round[$kind]}"
+  done
+  pp+=("$(awk -v a="${round[proxy]}" -v b="${round[floor]}" 'BEGIN {printf "%.3f", a / b}')")
+  p2+=("$(awk -v a="${round[2phase]}" -v b="${round[floor]}" 'BEGIN {printf "%.3f", a / b}')")
+done
 for kind in floor proxy 2phase; do
-  runs=()
-  for i in $(seq 1 "$REPEAT"); do runs+=("$(run "$kind" "$i")"); done
-  t[$kind]=$(median "${runs[@]}") all[$kind]="${runs[*]}"
+  # shellcheck disable=SC2086
+  t[$kind]=$(median ${all[$kind]})
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a / b}'; }
+paired() { printf '%sx' "$(printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]}')"; }
 echo "1-ref push, $REFS refs on each side, medians of $REPEAT runs on $(nproc) cores (goal <= 1.10x):"
-echo "  floor:  ${t[floor]} ms  (runs: ${all[floor]})"
-echo "  proxy:  ${t[proxy]} ms  (runs: ${all[proxy]})  $(ratio "${t[proxy]}" "${t[floor]}") the floor"
-echo "  2phase: ${t[2phase]} ms  (runs: ${all[2phase]})  $(ratio "${t[2phase]}" "${t[floor]}") the floor"
+echo "  floor:  ${t[floor]} ms  (runs:${all[floor]})"
+echo "  proxy:  ${t[proxy]} ms  (runs:${all[proxy]})  $(ratio "${t[proxy]}" "${t[floor]}") the floor, paired $(paired "${pp[@]}")"
+echo "  2phase: ${t[2phase]} ms  (runs:${all[2phase]})  $(ratio "${t[2phase]}" "${t[floor]}") the floor, paired $(paired "${p2[@]}")"
