@@ -21,6 +21,7 @@ mod proxy;
 mod pull;
 mod pull_fast;
 mod push;
+mod review14;
 mod root;
 mod rules;
 mod serve;
