@@ -18,6 +18,8 @@ pub const FILE: &str = "upstream-refs.json";
 /// every push of one would cost more than the push. Folded into the file (and removed)
 /// by the next [`change`].
 const SEEN_SINCE: &str = "upstream-refs.seen";
+/// How large [`SEEN_SINCE`] may grow before a push folds it into the record itself.
+const FOLD_AT: u64 = 256 * 1024;
 const LOCK: &str = "upstream-refs.lock";
 const VERSION: u32 = 1;
 
@@ -204,7 +206,7 @@ pub fn unforwarded(repo: &Path) -> Result<BTreeMap<String, Unforwarded>, Damaged
 /// Not made durable, as `seen` never is (see [`change`]).
 pub fn note_seen(repo: &Path, values: &[(&str, Option<&str>)]) -> Result<()> {
     let dir = crate::state::mirror_dir(repo);
-    let _lock = crate::lock::Lock::acquire(&dir.join(LOCK))?;
+    let lock = crate::lock::Lock::acquire(&dir.join(LOCK))?;
     let mut lines = Vec::new();
     for (name, id) in values {
         // "0": no such ref (any id of zeros means that).
@@ -212,12 +214,39 @@ pub fn note_seen(repo: &Path, values: &[(&str, Option<&str>)]) -> Result<()> {
         lines.extend_from_slice(format!("{id} {name}\n").as_bytes());
     }
     let path = dir.join(SEEN_SINCE);
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .and_then(|mut file| file.write_all(&lines))
-        .with_context(|| format!("cannot write {}", path.display()))
+    let mut append = || -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)?;
+        // A line an earlier write left unfinished (a crash, a full disk) is ended
+        // first, so that it stays the one line skipped.
+        let len = file.metadata()?.len();
+        if len > 0 {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut last = [0u8];
+            file.seek(SeekFrom::Start(len - 1))?;
+            file.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                lines.insert(0, b'\n');
+            }
+        }
+        file.write_all(&lines)
+    };
+    append().with_context(|| format!("cannot write {}", path.display()))?;
+    drop(lock);
+    // Where no pull runs to fold them in, the push that makes them many does.
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() > FOLD_AT) {
+        change(repo, |_| ())?;
+    }
+    Ok(())
+}
+
+/// True while values noted by forwarded pushes wait to be folded into the record: a
+/// run that changes nothing else still calls [`change`], or they pile up.
+pub fn has_notes(repo: &Path) -> bool {
+    std::fs::metadata(crate::state::mirror_dir(repo).join(SEEN_SINCE)).is_ok_and(|m| m.len() > 0)
 }
 
 /// `ledger` with the values noted since it was written applied. A line that does not
@@ -233,7 +262,8 @@ fn seen_since(repo: &Path, mut ledger: Ledger) -> Ledger {
         else {
             continue;
         };
-        if (id == "0" || crate::refs::is_object_id(id)) && name.starts_with("refs/") {
+        if (id == "0" || crate::refs::is_object_id(id)) && crate::refs::check_ref_name(name).is_ok()
+        {
             ledger.saw(name, Some(id));
         }
     }

@@ -200,8 +200,7 @@ fn work(
                 break;
             }
             // The pushes' jobs reach this mirror's queue (and the others') here.
-            let configured: Vec<&str> = config.push.iter().map(|m| m.name.as_str()).collect();
-            crate::queue::fan_out(repo, &configured)?;
+            crate::queue::fan_out(repo)?;
             let jobs = queue.claim(&lock)?;
             let summary = run_once(repo, git, config, mirror, &queue, &jobs);
             // Tried and failed: the next try is the backoff's business.

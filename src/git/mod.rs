@@ -13,7 +13,7 @@ mod transaction;
 
 pub use listing::{RemoteListing, RemoteRefs};
 pub use output::{Cause, GitError, Lasting, RunOutput};
-pub use push::{can_push, LeasedUpdate, PushSettings};
+pub use push::{can_push, LeasedUpdate, PushSettings, TooLong};
 pub use stop::stop_git_on_termination;
 pub use transaction::Prepared;
 

@@ -5,6 +5,15 @@ use super::{scratch, Git, RunOutput};
 use anyhow::Result;
 use std::time::Duration;
 
+/// An atomic push [`Git::push`] cannot make: more refs than one command line carries,
+/// and no scratch directory to stage them in. Nothing was sent.
+#[derive(Debug, thiserror::Error)]
+#[error("{count} ref updates are more than one push can carry on this system's command line, and they cannot be staged ({why})")]
+pub struct TooLong {
+    pub count: usize,
+    pub why: String,
+}
+
 /// One ref of a push, guarded by a lease on the value the remote is expected to have.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeasedUpdate {
@@ -46,14 +55,26 @@ impl Git {
             .is_some_and(|id| id.len() == 64);
         // From a scratch directory when one can be made; from the repository itself
         // (slower with many refs, same outcome) when not.
-        if let Ok(scratch) = scratch::Scratch::create(&self.git_dir, sha256) {
-            let from = Git {
-                git_dir: scratch.path().to_owned(),
-                ..self.clone()
-            };
-            if scratch::Scratch::can_stage(updates) {
-                return from.push_staged(&scratch, url, updates, settings, timeout, on_stderr);
+        let why = if !scratch::Scratch::can_stage(updates) {
+            "a name is not under refs/".to_owned()
+        } else {
+            match scratch::Scratch::create(&self.git_dir, sha256) {
+                Ok(scratch) => {
+                    let from = Git {
+                        git_dir: scratch.path().to_owned(),
+                        ..self.clone()
+                    };
+                    return from.push_staged(&scratch, url, updates, settings, timeout, on_stderr);
+                }
+                Err(e) => format!("{e:#}"),
             }
+        };
+        if settings.atomic && !push_fits(updates) {
+            return Err(TooLong {
+                count: updates.len(),
+                why,
+            }
+            .into());
         }
         self.push_from_here(url, updates, settings, timeout, on_stderr)
     }
@@ -93,12 +114,7 @@ impl Git {
         if push_fits(updates) {
             return self.push_once(url, updates, settings, timeout, on_stderr);
         }
-        if settings.atomic {
-            anyhow::bail!(
-                "{} ref updates are more than one atomic push can carry on this system's command line",
-                updates.len()
-            );
-        }
+        // An atomic push that does not fit never gets here (see `push`).
         let budget = argument_budget();
         let mut joined: Option<RunOutput> = None;
         let mut start = 0;

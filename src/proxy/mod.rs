@@ -182,6 +182,11 @@ fn ask(
     }
     let answer = match push_upstream(&git, &upstream, push_options, &leased, out) {
         Ok(output) => answer::judge(&output, &updates, upstream.timeout),
+        // Nothing was sent: this side's limit, not the upstream's absence.
+        Err(e) if e.is::<crate::git::TooLong>() => {
+            state::log(repo, SystemTime::now(), &format!("pre-receive: {e:#}"));
+            return Err(Refusal::TooMany(leased.len()));
+        }
         Err(e) => Answer::Unreachable {
             why: format!("{e:#}"),
             cause: Cause::Transient { advice: None },

@@ -362,6 +362,7 @@ fn remember(
         .iter()
         .all(|(name, id)| before.get(name) == Some(id))
         && !before.keys().any(forgotten)
+        && !crate::ledger::has_notes(repo)
     {
         return;
     }

@@ -60,13 +60,28 @@ pub fn enqueue_push(
     Ok(path)
 }
 
+/// [`fan_out_to`] the push mirrors mirror.toml names now: read afresh, since a worker
+/// started before a mirror was added must not drop that mirror's share of a new job.
+/// Unreadable, the jobs stay in `_incoming/` for a later worker.
+pub fn fan_out(repo: &Path) -> Result<usize> {
+    let config = match Config::load(repo) {
+        Ok(config) => config,
+        Err(_) => return Ok(0),
+    };
+    let configured: Vec<&str> = config
+        .iter()
+        .flat_map(|c| c.push.iter().map(|m| m.name.as_str()))
+        .collect();
+    fan_out_to(repo, &configured)
+}
+
 /// Moves the pushes' jobs from `_incoming/` into the queues of the mirrors they name
 /// (`configured`, the mirrors of mirror.toml): a hard link into each `<mirror>/waiting/`,
 /// those directories synced, then the incoming file removed. A crash in between only
 /// links again (a job run twice pushes nothing new). A job for a mirror no longer
 /// configured is dropped and logged; a damaged one goes to every mirror, whose worker
 /// sets it aside and says why. Returns how many jobs were fanned out.
-pub fn fan_out(repo: &Path, configured: &[&str]) -> Result<usize> {
+pub(super) fn fan_out_to(repo: &Path, configured: &[&str]) -> Result<usize> {
     let root = queue_dir(repo);
     let incoming = root.join(INCOMING);
     if list(&incoming)?.is_empty() {

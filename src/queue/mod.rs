@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 mod incoming;
 
 #[cfg(test)]
-use incoming::{enqueue_push, link_into};
+use incoming::{enqueue_push, fan_out_to, link_into};
 pub use incoming::{enqueue_push_mirrors, enqueue_push_mirrors_after, fan_out};
 
 /// Identifies a job file of one mirror; anything else in the queue is not ours.
@@ -498,7 +498,7 @@ mod tests {
             refs(&["refs/heads/main", "refs/tags/v1"])
         );
 
-        assert_eq!(fan_out(repo, &["a", "b", "c"]).unwrap(), 1);
+        assert_eq!(fan_out_to(repo, &["a", "b", "c"]).unwrap(), 1);
         assert_eq!(files(&queue_dir(repo).join(INCOMING)), 0);
         assert_eq!(
             claim_refs(repo, "a"),
@@ -518,7 +518,7 @@ mod tests {
         let path = enqueue_push(repo, jobs, SystemTime::now()).unwrap();
         // Linked into a's queue, then killed before the incoming file was removed.
         link_into(&path, &Queue::new(repo, "a").waiting()).unwrap();
-        fan_out(repo, &["a"]).unwrap();
+        fan_out_to(repo, &["a"]).unwrap();
         assert_eq!(claim_refs(repo, "a"), [Ok(refs(&["refs/heads/main"]))]);
         assert_eq!(Queue::new(repo, "a").pending(), 1);
     }
@@ -533,7 +533,7 @@ mod tests {
         let jobs = BTreeMap::from([("a".to_owned(), refs(&["refs/heads/new"]))]);
         enqueue_push(repo, jobs, SystemTime::now()).unwrap();
         assert_eq!(Queue::new(repo, "a").pending(), 2);
-        fan_out(repo, &["a"]).unwrap();
+        fan_out_to(repo, &["a"]).unwrap();
         assert_eq!(
             claim_refs(repo, "a"),
             [Ok(refs(&["refs/heads/old"])), Ok(refs(&["refs/heads/new"]))]
@@ -558,7 +558,7 @@ mod tests {
         fs::write(incoming.join("1-evil.json"), r#"{"format":"mirror-hooks-push","version":1,"mirrors":{"../../x":["refs/heads/main"]},"queued_at":"x"}"#).unwrap();
         // A damaged incoming job concerns every mirror until it is fanned out.
         assert_eq!(Queue::new(repo, "b").pending(), 1);
-        fan_out(repo, &["a", "b"]).unwrap();
+        fan_out_to(repo, &["a", "b"]).unwrap();
         assert_eq!(files(&incoming), 0);
         let a = claim_refs(repo, "a");
         assert!(
