@@ -205,14 +205,17 @@ impl Queue {
 
     /// True when jobs are waiting (here, or in `_incoming/` for this mirror).
     pub fn has_waiting(&self) -> bool {
-        list(&self.waiting()).is_ok_and(|jobs| !jobs.is_empty()) || !self.incoming().is_empty()
+        // `_incoming/` first: a fan-out moves jobs from there to `waiting/`, so a job
+        // moving meanwhile is seen in one place or the other, never missed.
+        !self.incoming().is_empty() || list(&self.waiting()).is_ok_and(|jobs| !jobs.is_empty())
     }
 
     /// Number of jobs waiting or running (here, or in `_incoming/` for this mirror).
     pub fn pending(&self) -> usize {
-        list(&self.waiting()).map_or(0, |j| j.len())
+        // In the order jobs move (see `has_waiting`); one moving meanwhile may count twice.
+        self.incoming().len()
+            + list(&self.waiting()).map_or(0, |j| j.len())
             + list(&self.running()).map_or(0, |j| j.len())
-            + self.incoming().len()
     }
 
     /// The jobs in `_incoming/` not yet fanned out that concern this mirror, each read as
