@@ -25,7 +25,13 @@ const LEASE: &str = "refs/lease/";
 /// One scratch git directory, removed when dropped.
 pub(super) struct Scratch {
     dir: PathBuf,
+    /// Held while the directory is in use, so that no sweep removes it: a pid alone
+    /// cannot tell, seen from another pid namespace sharing the repository.
+    _in_use: crate::lock::Lock,
 }
+
+/// The lock file inside each scratch directory (see [`Scratch`]).
+const IN_USE: &str = "in-use.lock";
 
 impl Scratch {
     /// Makes an empty git directory beside `repo`'s data whose objects are `repo`'s
@@ -41,7 +47,17 @@ impl Scratch {
             .map_or(0, |d| d.as_nanos());
         let dir = home.join(format!("{}-{nanos}.git", std::process::id()));
         fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let scratch = Scratch { dir };
+        let in_use = match crate::lock::Lock::acquire(&dir.join(IN_USE)) {
+            Ok(lock) => lock,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        let scratch = Scratch {
+            dir,
+            _in_use: in_use,
+        };
         scratch
             .fill(repo, sha256)
             .with_context(|| format!("cannot set up {} to push from", scratch.dir.display()))?;
@@ -198,7 +214,7 @@ fn lease_sources(updates: &[LeasedUpdate]) -> Vec<String> {
 }
 
 /// Removes the scratch directories of processes that have ended (killed before their
-/// own clean-up).
+/// own clean-up): their pid runs no more here and nobody holds their lock.
 fn sweep(home: &Path) {
     let Ok(entries) = fs::read_dir(home) else {
         return;
@@ -210,7 +226,10 @@ fn sweep(home: &Path) {
             .and_then(|n| n.split_once('-'))
             .and_then(|(pid, _)| pid.parse::<u32>().ok());
         if pid.is_some_and(|pid| !crate::process_id::is_running(pid, None)) {
-            let _ = fs::remove_dir_all(entry.path());
+            let path = entry.path();
+            if let Ok(Some(_free)) = crate::lock::Lock::try_acquire(&path.join(IN_USE)) {
+                let _ = fs::remove_dir_all(&path);
+            }
         }
     }
 }

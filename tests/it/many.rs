@@ -286,3 +286,29 @@ fn leased_updates_pre_receive_mode() {
     leased_updates(false, 5);
     leased_updates(false, 100);
 }
+
+/// A scratch directory a killed push left is removed by the next push; one whose lock is
+/// held (its process runs in another pid namespace, say) is left alone.
+#[test]
+fn scratch_directories_of_dead_pushes_are_removed_and_live_ones_kept() {
+    let (env, up, down, work, c) = setup(true);
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let home = down.join("mirror/scratch");
+    let (left, live) = (
+        home.join(format!("{dead}-1.git")),
+        home.join(format!("{dead}-2.git")),
+    );
+    for dir in [&left, &live] {
+        std::fs::create_dir_all(dir.join("refs")).unwrap();
+    }
+    let lock = std::fs::File::create(live.join("in-use.lock")).unwrap();
+    lock.try_lock().unwrap();
+    let pushed = env.push(&work, &down, &["HEAD:refs/heads/main"]);
+    assert!(pushed.success, "{}", pushed.stderr);
+    assert_eq!(env.rev(&up, "refs/heads/main"), Some(c));
+    assert!(!left.exists(), "the dead push's directory is removed");
+    assert!(live.exists(), "a directory whose lock is held is kept");
+    drop(lock);
+}
