@@ -56,7 +56,7 @@ impl Git {
         // From a scratch directory when one can be made; from the repository itself
         // (slower with many refs, same outcome) when not.
         let why = if !scratch::Scratch::can_stage(updates) {
-            "a name is not under refs/".to_owned()
+            "a name is not a full ref name git takes".to_owned()
         } else {
             match scratch::Scratch::create(&self.git_dir, sha256) {
                 Ok(scratch) => {
