@@ -3,7 +3,6 @@
 //! fsck` is clean, no lock file is left, and pushes to the pulled branches go through.
 
 use crate::util::{command_line, descendants, lock_files, running, signal, TestEnv, GIT_MIRROR};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -40,25 +39,11 @@ fn move_all(env: &TestEnv, up: &Path, parent: Option<&str>, round: usize) -> Str
         args.extend(["-p", parent]);
     }
     let commit = env.git_ok(up, &args);
-    let mut update = env
-        .command("git")
-        .arg("-C")
-        .arg(up)
-        .args(["update-ref", "--stdin"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
     let mut input = String::new();
     for i in 0..BRANCHES {
         input.push_str(&format!("update refs/heads/b{i:04} {commit}\n"));
     }
-    update
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    assert!(update.wait().unwrap().success());
+    env.update_refs(up, &input);
     commit
 }
 

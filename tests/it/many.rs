@@ -24,21 +24,7 @@ fn setup(two_phase: bool) -> (TestEnv, PathBuf, PathBuf, PathBuf, String) {
 /// Creates `names` in `repo` at `id`, in one transaction.
 fn create_refs(env: &TestEnv, repo: &Path, names: &[String], id: &str) {
     let input: String = names.iter().map(|n| format!("create {n} {id}\n")).collect();
-    let mut child = env
-        .command("git")
-        .current_dir(repo)
-        .args(["update-ref", "--stdin"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    env.update_refs(repo, &input);
 }
 
 /// How many tags with 200-byte names a push needs to carry more than this system's

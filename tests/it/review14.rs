@@ -214,21 +214,7 @@ fn a_note_cut_short_does_not_swallow_the_next_forwarded_push() {
 /// Creates `names` in `repo` at `id`, in one transaction.
 fn create_refs(env: &TestEnv, repo: &Path, names: &[String], id: &str) {
     let input: String = names.iter().map(|n| format!("create {n} {id}\n")).collect();
-    let mut child = env
-        .command("git")
-        .current_dir(repo)
-        .args(["update-ref", "--stdin"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    env.update_refs(repo, &input);
 }
 
 /// A push of more refs than a command line holds, when no scratch directory can be made

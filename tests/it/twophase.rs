@@ -1056,20 +1056,7 @@ fn review_a_big_plain_push_with_one_locked_ref_lands_every_other_ref() {
     for i in 0..1000 {
         input.push_str(&format!("create refs/heads/b{i:04} {head}\n"));
     }
-    let mut cmd = s.env.command("git");
-    cmd.arg("-C")
-        .arg(&s.work)
-        .args(["update-ref", "--stdin"])
-        .stdin(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    s.env.update_refs(&s.work, &input);
     std::fs::create_dir_all(s.down.join("refs/heads")).unwrap();
     std::fs::write(s.down.join("refs/heads/b0000.lock"), "").unwrap();
 

@@ -93,6 +93,30 @@ impl TestEnv {
         String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
     }
 
+    /// Applies `input` (`git update-ref --stdin` lines) to `repo` in one transaction,
+    /// failing the test if git fails.
+    pub fn update_refs(&self, repo: &Path, input: &str) {
+        let mut child = self
+            .command("git")
+            .arg("-C")
+            .arg(repo)
+            .args(["update-ref", "--stdin"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("start git update-ref");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write to git update-ref");
+        assert!(
+            child.wait().expect("wait").success(),
+            "git update-ref failed"
+        );
+    }
+
     pub fn bare(&self, name: &str) -> PathBuf {
         let path = self.path(name);
         let format = self.object_format.map(|f| format!("--object-format={f}"));
