@@ -134,32 +134,8 @@ fn path(repo: &Path) -> PathBuf {
 /// status record of an earlier version listed as accepted without forwarding are
 /// carried over (with no known lease).
 pub fn load(repo: &Path) -> Result<Ledger, Damaged> {
-    let path = path(repo);
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let ledger: Ledger = serde_json::from_slice(&bytes).map_err(|e| Damaged {
-                path: path.clone(),
-                why: e.to_string(),
-            })?;
-            if ledger.version > VERSION {
-                return Err(Damaged {
-                    path,
-                    why: format!(
-                        "it was written by a newer mirror-hooks (format {})",
-                        ledger.version
-                    ),
-                });
-            }
-            Ok(seen_since(repo, ledger))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok(seen_since(repo, carried_over(repo)))
-        }
-        Err(e) => Err(Damaged {
-            path,
-            why: format!("cannot read it: {e}"),
-        }),
-    }
+    let ledger = read(repo, |l: &Ledger| l.version)?.unwrap_or_else(|| carried_over(repo));
+    Ok(seen_since(repo, ledger))
 }
 
 /// Only the refs accepted here while the upstream was away, without building the map
@@ -167,7 +143,7 @@ pub fn load(repo: &Path) -> Result<Ledger, Damaged> {
 pub fn unforwarded(repo: &Path) -> Result<BTreeMap<String, Unforwarded>, Damaged> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
-    struct Unforwarded_ {
+    struct OfflineOnly {
         #[serde(default)]
         version: u32,
         #[serde(default, rename = "seen")]
@@ -175,30 +151,43 @@ pub fn unforwarded(repo: &Path) -> Result<BTreeMap<String, Unforwarded>, Damaged
         #[serde(default)]
         unforwarded: BTreeMap<String, Unforwarded>,
     }
+    Ok(match read(repo, |r: &OfflineOnly| r.version)? {
+        Some(record) => record.unforwarded,
+        None => carried_over(repo).unforwarded,
+    })
+}
+
+/// The record's file read as `T` and checked for its format `version`; `None` when
+/// there is no such file.
+fn read<T: serde::de::DeserializeOwned>(
+    repo: &Path,
+    version: impl Fn(&T) -> u32,
+) -> Result<Option<T>, Damaged> {
     let path = path(repo);
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let record: Unforwarded_ = serde_json::from_slice(&bytes).map_err(|e| Damaged {
-                path: path.clone(),
-                why: e.to_string(),
-            })?;
-            if record.version > VERSION {
-                return Err(Damaged {
-                    path,
-                    why: format!(
-                        "it was written by a newer mirror-hooks (format {})",
-                        record.version
-                    ),
-                });
-            }
-            Ok(record.unforwarded)
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Damaged {
+                path,
+                why: format!("cannot read it: {e}"),
+            })
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(carried_over(repo).unforwarded),
-        Err(e) => Err(Damaged {
+    };
+    let record: T = serde_json::from_slice(&bytes).map_err(|e| Damaged {
+        path: path.clone(),
+        why: e.to_string(),
+    })?;
+    if version(&record) > VERSION {
+        return Err(Damaged {
             path,
-            why: format!("cannot read it: {e}"),
-        }),
+            why: format!(
+                "it was written by a newer mirror-hooks (format {})",
+                version(&record)
+            ),
+        });
     }
+    Ok(Some(record))
 }
 
 /// Records that the upstream now holds `values` (name, id; `None`: no such ref) by
