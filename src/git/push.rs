@@ -176,14 +176,10 @@ impl Git {
     }
 }
 
-/// Configuration for git in a scratch directory, whatever the repository's own says: no
-/// hooks, no reflogs (nothing there outlives the push).
-const SCRATCH_CONFIG: [&str; 4] = [
-    "-c",
-    "core.hooksPath=/dev/null",
-    "-c",
-    "core.logAllRefUpdates=false",
-];
+/// Configuration for the push from a scratch directory, whatever the repository's own
+/// says: no reflogs of the tracking refs it writes (nothing there outlives the push).
+/// Hooks are off already, as for every git that talks to a remote.
+const SCRATCH_CONFIG: [&str; 2] = ["-c", "core.logAllRefUpdates=false"];
 
 /// `git push` and the options every push of ours takes.
 fn push_arguments(settings: &PushSettings) -> Vec<String> {
