@@ -19,11 +19,11 @@ const HOOK_VARIABLES: [&str; 5] = [
 /// Waits until process `pid` has ended (exited, even if not yet reaped), at most
 /// `limit`; returns at once when there is no such process.
 pub fn wait_for_exit(pid: u32, limit: Duration) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
+    let Ok(raw) = libc::pid_t::try_from(pid) else {
         return;
     };
     // SAFETY: pidfd_open(2) takes two integers and returns a new descriptor we own (or -1).
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw, 0) };
     if let Ok(fd) = libc::c_int::try_from(fd) {
         if fd >= 0 {
             let mut poll = libc::pollfd {
@@ -43,20 +43,9 @@ pub fn wait_for_exit(pid: u32, limit: Duration) {
     }
     // No pidfd (an old kernel): look every few milliseconds.
     let deadline = Instant::now() + limit;
-    while Instant::now() < deadline && alive(pid) {
+    while Instant::now() < deadline && crate::process_id::is_running(pid, None) {
         std::thread::sleep(Duration::from_millis(2));
     }
-}
-
-/// True while `pid` runs (a zombie has ended).
-fn alive(pid: libc::pid_t) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        // The state follows the command name, which is in parentheses and may hold any
-        // character: take the text after the last ')'.
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X")
-    })
 }
 
 /// Niceness of background workers: below interactive git, above idle work.
@@ -164,7 +153,8 @@ mod tests {
 
     #[test]
     fn a_running_process_is_alive_and_a_missing_one_is_not() {
-        assert!(alive(libc::pid_t::try_from(std::process::id()).unwrap()));
-        assert!(!alive(libc::pid_t::MAX));
+        use crate::process_id::is_running;
+        assert!(is_running(std::process::id(), None));
+        assert!(!is_running(u32::try_from(libc::pid_t::MAX).unwrap(), None));
     }
 }
